@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command (README): typecheck, build, then every test file in one node:test run so the
+# closing summary covers unit, integration, e2e and fault tests together.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+npm run -s lint
+npm run -s build
+shopt -s nullglob
+files=(test/unit/*.test.ts test/integration/*.test.ts test/e2e/*.test.ts test/fault/*.test.ts)
+if [ "${#files[@]}" -eq 0 ]; then echo "no test files" >&2; exit 1; fi
+exec node --import tsx --test --test-reporter=spec --test-concurrency="${TEST_CONCURRENCY:-2}" "${files[@]}"
