@@ -1,0 +1,31 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/**
+ * The process's Prometheus registry. Components declare their metrics at module level through the
+ * get-or-create helpers below (so importing a module twice, or building two instances in one test
+ * process, never throws "already registered"). Served at /metrics on the HTTP port.
+ * All names start with `mycelis_memory_`.
+ */
+export const metricsRegistry = new Registry();
+
+function getOrCreate<T>(name: string, create: () => T): T {
+  const existing = metricsRegistry.getSingleMetric(name);
+  return (existing as T | undefined) ?? create();
+}
+
+export function counter(name: string, help: string, labelNames: readonly string[] = []): Counter<string> {
+  return getOrCreate(name, () => new Counter({ name, help, labelNames, registers: [metricsRegistry] }));
+}
+
+export function gauge(name: string, help: string, labelNames: readonly string[] = []): Gauge<string> {
+  return getOrCreate(name, () => new Gauge({ name, help, labelNames, registers: [metricsRegistry] }));
+}
+
+export function histogram(
+  name: string,
+  help: string,
+  labelNames: readonly string[] = [],
+  buckets: number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+): Histogram<string> {
+  return getOrCreate(name, () => new Histogram({ name, help, labelNames, buckets, registers: [metricsRegistry] }));
+}
