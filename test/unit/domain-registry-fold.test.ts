@@ -1,0 +1,231 @@
+// DESIGN 3.3, rule by rule: foldRegistry over stored states and batches of events.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import { foldRegistry, summarizeError } from '../../src/domain/registry-fold.js';
+import type { AgentState, RegistryEvent } from '../../src/domain/types.js';
+
+const T0 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z in µs
+
+function ev(over: Partial<RegistryEvent> & { timeUs: number }): RegistryEvent {
+  return {
+    agentId: 'a1',
+    eventTeam: '',
+    subjectTeam: '',
+    streamSeq: 1,
+    serverTimeUs: over.timeUs,
+    status: null,
+    meta: null,
+    errorMessage: null,
+    ...over,
+  };
+}
+
+function stored(over: Partial<AgentState> = {}): AgentState {
+  return {
+    agentId: 'a1',
+    teamId: 'ops',
+    status: 'BUSY',
+    lastSeenUs: T0 + 10_000_000,
+    statusAtUs: T0 + 10_000_000,
+    statusSeq: 10,
+    meta: { location: 'rack-1' },
+    lastErrorSummary: null,
+    ...over,
+  };
+}
+
+function one(st: ReadonlyMap<string, AgentState>, events: RegistryEvent[]): AgentState {
+  const out = foldRegistry(st, events);
+  assert.equal(out.length, 1);
+  return out[0]!;
+}
+
+const none = new Map<string, AgentState>();
+
+describe('foldRegistry: new agents', () => {
+  it('a new agent starts IDLE with event time, server time and empty meta', () => {
+    const s = one(none, [ev({ timeUs: T0, streamSeq: 5, serverTimeUs: T0 + 7 })]);
+    assert.deepEqual(s, {
+      agentId: 'a1',
+      teamId: 'default',
+      status: 'IDLE',
+      lastSeenUs: T0 + 7,
+      statusAtUs: T0,
+      statusSeq: 5,
+      meta: {},
+      lastErrorSummary: null,
+    });
+  });
+  it('a new agent whose first event implies a status takes it', () => {
+    assert.equal(one(none, [ev({ timeUs: T0, status: 'BUSY' })]).status, 'BUSY');
+  });
+  it('never registers "unknown" or an empty id', () => {
+    assert.deepEqual(foldRegistry(none, [ev({ timeUs: T0, agentId: 'unknown' }), ev({ timeUs: T0, agentId: '' })]), []);
+  });
+  it('returns every touched agent once, sorted by id', () => {
+    const out = foldRegistry(none, [
+      ev({ agentId: 'zeta', timeUs: T0 }),
+      ev({ agentId: 'alpha', timeUs: T0 }),
+      ev({ agentId: 'zeta', timeUs: T0 + 1 }),
+    ]);
+    assert.deepEqual(
+      out.map((s) => s.agentId),
+      ['alpha', 'zeta'],
+    );
+  });
+});
+
+describe('foldRegistry: team', () => {
+  it('the event team wins over the stored one', () => {
+    assert.equal(one(new Map([['a1', stored()]]), [ev({ timeUs: T0 + 20_000_000, eventTeam: 'dev' })]).teamId, 'dev');
+  });
+  it('else the stored team, even when the subject names another', () => {
+    const s = one(new Map([['a1', stored()]]), [ev({ timeUs: T0 + 20_000_000, subjectTeam: 'dev' })]);
+    assert.equal(s.teamId, 'ops');
+  });
+  it('else the subject team', () => {
+    assert.equal(one(none, [ev({ timeUs: T0, subjectTeam: 'dev' })]).teamId, 'dev');
+  });
+  it('else "default"', () => {
+    assert.equal(one(none, [ev({ timeUs: T0 })]).teamId, 'default');
+  });
+  it('a stored empty team is filled from the subject', () => {
+    const s = one(new Map([['a1', stored({ teamId: '' })]]), [ev({ timeUs: T0 + 20_000_000, subjectTeam: 'dev' })]);
+    assert.equal(s.teamId, 'dev');
+  });
+});
+
+describe('foldRegistry: status rules', () => {
+  const later = T0 + 20_000_000;
+  for (const status of ['IDLE', 'BUSY', 'OFFLINE', 'ERROR'] as const) {
+    it(`an implied ${status} sets it`, () => {
+      assert.equal(one(new Map([['a1', stored({ status: 'IDLE' })]]), [ev({ timeUs: later, status })]).status, status);
+    });
+  }
+  it('an event implying nothing leaves BUSY and ERROR unchanged', () => {
+    assert.equal(one(new Map([['a1', stored({ status: 'BUSY' })]]), [ev({ timeUs: later })]).status, 'BUSY');
+    assert.equal(one(new Map([['a1', stored({ status: 'ERROR' })]]), [ev({ timeUs: later })]).status, 'ERROR');
+  });
+  it('an OFFLINE agent that speaks again becomes IDLE', () => {
+    assert.equal(one(new Map([['a1', stored({ status: 'OFFLINE' })]]), [ev({ timeUs: later })]).status, 'IDLE');
+  });
+  it('an OFFLINE agent whose new event implies BUSY becomes BUSY', () => {
+    const s = one(new Map([['a1', stored({ status: 'OFFLINE' })]]), [ev({ timeUs: later, status: 'BUSY' })]);
+    assert.equal(s.status, 'BUSY');
+  });
+  it('an older event after OFFLINE does not revive it', () => {
+    const s = one(new Map([['a1', stored({ status: 'OFFLINE' })]]), [ev({ timeUs: T0 })]);
+    assert.equal(s.status, 'OFFLINE');
+  });
+});
+
+describe('foldRegistry: ordering', () => {
+  it('a replay of an old heartbeat after a newer status changes nothing but liveness', () => {
+    const st = stored({ status: 'ERROR', meta: { battery: 0.2 }, lastErrorSummary: 'boom', lastSeenUs: T0 + 10_000_000 });
+    const replay = ev({
+      timeUs: T0, // older than status_at
+      streamSeq: 99, // a later stream position must not matter: time decides
+      serverTimeUs: T0 + 30_000_000,
+      status: 'IDLE',
+      meta: { battery: 0.9 },
+      errorMessage: 'older error',
+      eventTeam: 'other',
+    });
+    const s = one(new Map([['a1', st]]), [replay]);
+    assert.deepEqual(s, { ...st, lastSeenUs: T0 + 30_000_000 });
+  });
+  it('an old replay with an older server time changes nothing at all', () => {
+    const st = stored();
+    const s = one(new Map([['a1', st]]), [ev({ timeUs: T0, serverTimeUs: T0, status: 'IDLE' })]);
+    assert.deepEqual(s, st);
+  });
+  it('the same event applied twice is idempotent', () => {
+    const e = ev({ timeUs: T0, streamSeq: 3, status: 'BUSY', meta: { n: 1 }, errorMessage: 'x', eventTeam: 'ops' });
+    const first = one(none, [e]);
+    const again = one(new Map([['a1', first]]), [e]);
+    assert.deepEqual(again, first);
+    const twiceInBatch = one(none, [e, e]);
+    assert.deepEqual(twiceInBatch, first);
+  });
+  it('ties on event time are broken by stream sequence, whatever the arrival order', () => {
+    const a = ev({ timeUs: T0, streamSeq: 1, status: 'BUSY' });
+    const b = ev({ timeUs: T0, streamSeq: 2, status: 'IDLE' });
+    assert.equal(one(none, [a, b]).status, 'IDLE');
+    assert.equal(one(none, [b, a]).status, 'IDLE');
+    assert.equal(one(none, [b, a]).statusSeq, 2);
+  });
+  it('an equal time and lower sequence than stored is not newer', () => {
+    const st = stored({ statusAtUs: T0, statusSeq: 10, status: 'BUSY' });
+    assert.equal(one(new Map([['a1', st]]), [ev({ timeUs: T0, streamSeq: 9, status: 'IDLE' })]).status, 'BUSY');
+    assert.equal(one(new Map([['a1', st]]), [ev({ timeUs: T0, streamSeq: 11, status: 'IDLE' })]).status, 'IDLE');
+  });
+  it('events out of order within a batch fold as if sorted by event time', () => {
+    const events = [
+      ev({ timeUs: T0 + 3, streamSeq: 1, status: 'ERROR', errorMessage: 'third' }),
+      ev({ timeUs: T0 + 1, streamSeq: 3, status: 'BUSY', meta: { a: 1, b: 1 } }),
+      ev({ timeUs: T0 + 2, streamSeq: 2, meta: { b: 2 }, errorMessage: 'second' }),
+    ];
+    const s = one(none, events);
+    assert.equal(s.status, 'ERROR');
+    assert.equal(s.statusAtUs, T0 + 3);
+    assert.equal(s.statusSeq, 1);
+    assert.deepEqual(s.meta, { a: 1, b: 2 });
+    assert.equal(s.lastErrorSummary, 'third');
+    assert.deepEqual(one(none, [...events].reverse()), s);
+  });
+  it('status_at records the newest applied event time', () => {
+    const s = one(new Map([['a1', stored()]]), [ev({ timeUs: T0 + 50_000_000, streamSeq: 77 })]);
+    assert.equal(s.statusAtUs, T0 + 50_000_000);
+    assert.equal(s.statusSeq, 77);
+  });
+});
+
+describe('foldRegistry: last_seen', () => {
+  it('is the greatest server time, never the event time', () => {
+    const s = one(none, [ev({ timeUs: T0 + 999_000_000, serverTimeUs: T0 + 5 })]);
+    assert.equal(s.lastSeenUs, T0 + 5);
+  });
+  it('never moves back', () => {
+    const st = stored({ lastSeenUs: T0 + 100 });
+    const s = one(new Map([['a1', st]]), [ev({ timeUs: T0 + 20_000_000, serverTimeUs: T0 + 50 })]);
+    assert.equal(s.lastSeenUs, T0 + 100);
+    assert.equal(s.statusAtUs, T0 + 20_000_000);
+  });
+  it('takes the maximum over a batch in any order', () => {
+    const s = one(none, [
+      ev({ timeUs: T0 + 1, serverTimeUs: T0 + 300 }),
+      ev({ timeUs: T0 + 2, serverTimeUs: T0 + 100 }),
+    ]);
+    assert.equal(s.lastSeenUs, T0 + 300);
+  });
+});
+
+describe('foldRegistry: meta and error summary', () => {
+  it('meta merges shallowly over the stored meta', () => {
+    const st = stored({ meta: { location: 'rack-1', nested: { a: 1 }, keep: true } });
+    const s = one(new Map([['a1', st]]), [ev({ timeUs: T0 + 20_000_000, meta: { location: 'rack-7', nested: { b: 2 } } })]);
+    assert.deepEqual(s.meta, { location: 'rack-7', nested: { b: 2 }, keep: true });
+    assert.deepEqual(st.meta, { location: 'rack-1', nested: { a: 1 }, keep: true }, 'stored state is not mutated');
+  });
+  it('an event without meta keeps the stored meta', () => {
+    const st = stored();
+    assert.deepEqual(one(new Map([['a1', st]]), [ev({ timeUs: T0 + 20_000_000 })]).meta, st.meta);
+  });
+  it('the latest error message wins, trimmed to 500 characters', () => {
+    const long = 'e'.repeat(800);
+    const s = one(none, [ev({ timeUs: T0, errorMessage: 'first' }), ev({ timeUs: T0 + 1, errorMessage: long })]);
+    assert.equal(s.lastErrorSummary, 'e'.repeat(500));
+  });
+  it('an event without an error keeps the previous summary', () => {
+    const st = stored({ lastErrorSummary: 'old' });
+    assert.equal(one(new Map([['a1', st]]), [ev({ timeUs: T0 + 20_000_000, errorMessage: null })]).lastErrorSummary, 'old');
+    assert.equal(one(new Map([['a1', st]]), [ev({ timeUs: T0 + 20_000_000, errorMessage: '  ' })]).lastErrorSummary, 'old');
+  });
+  it('the cut never splits a surrogate pair', () => {
+    const msg = 'x'.repeat(499) + '😀' + 'tail';
+    const out = summarizeError(msg);
+    assert.equal(out, 'x'.repeat(499));
+    assert.equal(summarizeError('  padded  '), 'padded');
+  });
+});
