@@ -274,6 +274,31 @@ function optionalFile(env: Env, k: string): string | undefined {
   return v === undefined || v === '' ? undefined : v;
 }
 
+function parseNats(env: Env): NatsConfig {
+  const natsUrl = optionalFile(env, 'NATS_URL') ?? 'nats://127.0.0.1:4222';
+  const servers = parseList(natsUrl);
+  for (const s of servers) {
+    if (!/^(nats|tls|ws|wss):\/\/[^\s]+$/.test(s) && !/^[\w.-]+:\d+$/.test(s)) {
+      throw new ConfigError('NATS_URL', `invalid server ${JSON.stringify(s)}: expected nats://host:port (comma-separated for a cluster)`);
+    }
+  }
+  return {
+    servers,
+    token: optionalFile(env, 'NATS_TOKEN'),
+    user: optionalFile(env, 'NATS_USER'),
+    password: optionalFile(env, 'NATS_PASSWORD'),
+    credsFile: optionalFile(env, 'NATS_CREDS_FILE'),
+    tlsCaFile: optionalFile(env, 'NATS_TLS_CA_FILE'),
+    tlsCertFile: optionalFile(env, 'NATS_TLS_CERT_FILE'),
+    tlsKeyFile: optionalFile(env, 'NATS_TLS_KEY_FILE'),
+  };
+}
+
+/** Only the NATS part, for tools (the CLI's publish) that need no database or API settings. */
+export function loadNatsConfig(env: Env = process.env): NatsConfig {
+  return deepFreeze(parseNats(env));
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const str = (k: string, dflt: string): string => {
     const v = env[k];
@@ -295,14 +320,6 @@ export function loadConfig(env: Env = process.env): Config {
     'trace',
     'silent',
   ] as const);
-
-  const natsUrl = str('NATS_URL', 'nats://127.0.0.1:4222');
-  const servers = parseList(natsUrl);
-  for (const s of servers) {
-    if (!/^(nats|tls|ws|wss):\/\/[^\s]+$/.test(s) && !/^[\w.-]+:\d+$/.test(s)) {
-      throw new ConfigError('NATS_URL', `invalid server ${JSON.stringify(s)}: expected nats://host:port (comma-separated for a cluster)`);
-    }
-  }
 
   const batchSize = parseInteger('INGEST_BATCH_SIZE', str('INGEST_BATCH_SIZE', '2000'), 1, 50_000);
   const maxStreamBytesRaw = str('STREAM_MAX_BYTES', 'unlimited').trim().toLowerCase();
@@ -329,16 +346,7 @@ export function loadConfig(env: Env = process.env): Config {
   const config: Config = {
     logLevel,
     database: parseDatabase(env),
-    nats: {
-      servers,
-      token: optionalFile(env, 'NATS_TOKEN'),
-      user: optionalFile(env, 'NATS_USER'),
-      password: optionalFile(env, 'NATS_PASSWORD'),
-      credsFile: optionalFile(env, 'NATS_CREDS_FILE'),
-      tlsCaFile: optionalFile(env, 'NATS_TLS_CA_FILE'),
-      tlsCertFile: optionalFile(env, 'NATS_TLS_CERT_FILE'),
-      tlsKeyFile: optionalFile(env, 'NATS_TLS_KEY_FILE'),
-    },
+    nats: parseNats(env),
     ingest: {
       mode: parseEnum('INGEST_MODE', str('INGEST_MODE', 'jetstream'), ['jetstream', 'core', 'off'] as const),
       subjects: parseSubjects('NATS_SUBJECTS', str('NATS_SUBJECTS', 'swarm.>')),

@@ -1,0 +1,35 @@
+// `mycelis-memory serve`: the service itself. Configuration is checked before anything is loaded, so
+// an invalid variable costs one line and exit 2; main.ts is imported only then.
+import { createLogger } from '../logger.js';
+import { parseFlags } from './args.js';
+import { CliError, type CliIo, type Command } from './command.js';
+import { loadCliConfig } from './config-errors.js';
+import { describe, exitCodeFor } from './failure.js';
+
+export const serveCommand: Command = {
+  name: 'serve',
+  summary: 'run the service (ingest from NATS into PostgreSQL, serve the gRPC/Connect API)',
+  usage: `Usage: mycelis-memory serve
+
+Runs the service, configured from the environment only (see the README's table of variables).
+With no database variable it runs on the embedded store under ./.data. Logs are JSON (pino) on stdout.
+SIGTERM or SIGINT shut it down gracefully: stop ingesting, commit and ack, end streams, close.
+
+An invalid variable prints one line, "mycelis-memory: invalid configuration: <VAR>: <detail>", and
+exits 2; failing to reach NATS or PostgreSQL at start exits 3; any other start-up failure exits 1.`,
+  async run(args: string[], io: CliIo) {
+    parseFlags(serveCommand, args, {});
+    const config = loadCliConfig(io);
+    const logger = createLogger(config.logLevel);
+    const { runService } = await import('../main.js');
+    try {
+      // runService installs its own SIGTERM/SIGINT handling and keeps the process alive.
+      await runService(config, logger);
+    } catch (err) {
+      logger.fatal({ err }, 'failed to start');
+      logger.flush();
+      throw new CliError(`failed to start: ${describe(err)}`, exitCodeFor(err), { cause: err });
+    }
+    return undefined;
+  },
+};
