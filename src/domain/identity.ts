@@ -1,0 +1,112 @@
+// Deterministic row ids (DESIGN 3.2): the same event always gets the same id, so redelivery, replays
+// and the router's swarm.audit.trace copy (identical bytes) hit ON CONFLICT DO NOTHING instead of making
+// a second row.
+//
+// Layout is UUIDv7 (RFC 9562): 48-bit event-time milliseconds, version 7, variant 10, and the remaining
+// 74 bits from a SHA-256 of the identity key, so the primary-key index stays append-mostly.
+// The time prefix comes only from the message itself (its raw timestamp), never from arrival or server
+// time, which differ between the original and its audit copy; a message without a timestamp uses the
+// stream's time for that position (stable across redelivery of the same stream message).
+
+import { createHash, randomBytes } from 'node:crypto';
+
+import type { Timestamp } from '../gen/google/protobuf/timestamp.js';
+
+/** Which identity rule produced an id (exposed for tests and metrics). */
+export type IdentityKind = 'envelope_id' | 'payload_hash' | 'stream_position' | 'random';
+
+export interface IdentityInput {
+  /** MsgEnvelope.id ('' when absent, and always '' for LogEntry). */
+  readonly envelopeId: string;
+  /** The source exactly as sent (source_agent_id / agent_id / source), before any fallback. */
+  readonly sourceAsSent: string;
+  /** The message's own timestamp, raw (undefined when unset). */
+  readonly timestamp: Timestamp | undefined;
+  /** The payload bytes as received. */
+  readonly payload: Uint8Array;
+  readonly streamName: string;
+  readonly streamCreatedUs: number;
+  /** 0 in core mode. */
+  readonly streamSeq: number;
+  /** NATS server time (JetStream: the stored time of that stream position), µs. */
+  readonly serverTimeUs: number;
+}
+
+export function deriveRowId(input: IdentityInput): { id: string; kind: IdentityKind } {
+  const ts = input.timestamp;
+  if (input.envelopeId !== '') {
+    // The raw seconds and nanos, not a millisecond Date: a reused id with a new timestamp is a new event.
+    const key = keyOf('env', input.sourceAsSent, input.envelopeId, ts?.seconds ?? '', String(ts?.nanos ?? ''));
+    return { id: uuidV7(timestampMs(ts), sha256(key)), kind: 'envelope_id' };
+  }
+  if (ts !== undefined) {
+    const h = createHash('sha256').update('payload\n').update(input.payload).digest();
+    return { id: uuidV7(timestampMs(ts), h), kind: 'payload_hash' };
+  }
+  const timeMs = Math.floor(input.serverTimeUs / 1000);
+  if (input.streamSeq > 0) {
+    const key = keyOf('stream', input.streamName, String(input.streamCreatedUs), String(input.streamSeq));
+    return { id: uuidV7(timeMs, sha256(key)), kind: 'stream_position' };
+  }
+  // Core mode, no id and no timestamp: nothing identifies the message, so copies cannot be recognised.
+  return { id: uuidV7(timeMs, randomBytes(16)), kind: 'random' };
+}
+
+/** Length-prefixed fields, so no two different tuples share a key. */
+function keyOf(...parts: string[]): string {
+  let key = '';
+  for (const p of parts) key += `${p.length}:${p}`;
+  return key;
+}
+
+function sha256(key: string): Buffer {
+  return createHash('sha256').update(key, 'utf8').digest();
+}
+
+const MAX_MS = 2 ** 48 - 1;
+
+/** The raw timestamp in ms for the UUID prefix, clamped to the 48 bits of the layout. */
+function timestampMs(ts: Timestamp | undefined): number {
+  if (ts === undefined) return 0;
+  const ms = Number(ts.seconds) * 1000 + Math.floor(ts.nanos / 1_000_000);
+  return clampMs(ms);
+}
+
+function clampMs(ms: number): number {
+  if (!Number.isFinite(ms) || ms < 0) return 0;
+  return ms > MAX_MS ? MAX_MS : Math.floor(ms);
+}
+
+const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
+/** UUIDv7 layout from a millisecond time and at least 10 bytes of hash. */
+export function uuidV7(ms: number, hash: Uint8Array): string {
+  const t = clampMs(ms);
+  const hi = Math.floor(t / 2 ** 16); // top 32 bits of the 48-bit time
+  const lo = t % 2 ** 16;
+  const h = (i: number): number => hash[i] ?? 0;
+  const b = [
+    (hi >>> 24) & 0xff,
+    (hi >>> 16) & 0xff,
+    (hi >>> 8) & 0xff,
+    hi & 0xff,
+    (lo >>> 8) & 0xff,
+    lo & 0xff,
+    0x70 | (h(0) & 0x0f), // version 7
+    h(1),
+    0x80 | (h(2) & 0x3f), // variant 10
+    h(3),
+    h(4),
+    h(5),
+    h(6),
+    h(7),
+    h(8),
+    h(9),
+  ];
+  let s = '';
+  for (let i = 0; i < 16; i++) {
+    if (i === 4 || i === 6 || i === 8 || i === 10) s += '-';
+    s += HEX[b[i]!];
+  }
+  return s;
+}
