@@ -1,0 +1,481 @@
+// The only code that writes log rows (DESIGN 3.2, 4, 5). One transaction per batch:
+//
+//   BEGIN
+//   pg_advisory_xact_lock(K)          -- serializes commits, also across replicas
+//   allocate seq range (inside lock)  -- so seq order = commit order: a reader polling seq > last never
+//                                        sees a lower seq commit after a higher one
+//   rows: COPY in a savepoint (postgres) | INSERT … unnest … ON CONFLICT DO NOTHING (embedded, fallback)
+//   dead letters (batch.rejects + rows PostgreSQL rejected), set-based
+//   registry: read stored states, foldRegistry, one unnest upsert
+//   NOTIFY mycelis_memory_commits '<first>:<last>'   -- delivered on commit, in commit order
+//   COMMIT, then in-process listeners
+//
+// Transient failures (connection loss, serialization failure, deadlock) retry the whole batch with
+// backoff until it commits or the caller aborts: nothing is lost, and a retry after an unknown COMMIT
+// outcome only meets its own rows as duplicates (ON CONFLICT DO NOTHING), never stores them twice.
+import { Buffer } from 'node:buffer';
+import { finished } from 'node:stream/promises';
+import type pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { foldRegistry } from '../domain/registry-fold.js';
+import { usToIso } from '../domain/time.js';
+import type { AgentState, LogRow, RegistryEvent, RejectRow, ReportedStatus } from '../domain/types.js';
+import { CancelledError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { counter, histogram } from '../metrics.js';
+import type { Database } from './database.js';
+import { backoffMs, isConnectionError, isDataError, isRetryable, sleep, sqlstateOf, StoreError } from './errors.js';
+
+/** pg_advisory_xact_lock key that serializes every batch commit ('mcmt'). */
+export const COMMIT_LOCK_KEY = 0x6d636d74;
+export const COMMITS_CHANNEL = 'mycelis_memory_commits';
+
+/** Where a row came from, so a row PostgreSQL rejects is dead-lettered with its original bytes. */
+export interface RowOrigin {
+  readonly payload: Uint8Array;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly streamSeq: number;
+}
+
+export interface WriteBatch {
+  readonly rows: readonly LogRow[];
+  readonly rejects: readonly RejectRow[];
+  readonly registry: readonly RegistryEvent[];
+  /** Optional, by row id: the raw message of each row (for db_rejected dead letters). */
+  readonly origins?: ReadonlyMap<string, RowOrigin>;
+}
+
+/**
+ * How the rows went in: `copy` (COPY, no duplicates), `insert` (unnest … ON CONFLICT; embedded or
+ * useCopy false), `duplicate_fallback` (COPY hit a unique violation and the batch was redone with
+ * ON CONFLICT DO NOTHING: the duplicate fast path of DESIGN 3.2), `bisect` (PostgreSQL rejected some
+ * rows; the batch was split to find them), `none` (no rows).
+ */
+export type RowsPath = 'copy' | 'insert' | 'duplicate_fallback' | 'bisect' | 'none';
+
+export interface CommitResult {
+  inserted: number;
+  duplicates: number;
+  /** Dead letters written: batch.rejects plus db_rejected rows. */
+  rejected: number;
+  /** Range of seq assigned to inserted rows (may contain holes); 0,0 if no row was inserted. */
+  firstSeq: number;
+  lastSeq: number;
+  agentsUpdated: number;
+  attempts: number;
+  rowsPath: RowsPath;
+}
+
+export interface CommitRange {
+  firstSeq: number;
+  lastSeq: number;
+}
+
+export interface WriteOptions {
+  signal?: AbortSignal;
+  onRetry?: (attempt: number, err: unknown) => void;
+}
+
+const rowsInserted = counter('mycelis_memory_store_rows_inserted_total', 'Log rows inserted');
+const rowsDuplicate = counter('mycelis_memory_store_rows_duplicate_total', 'Log rows skipped as already stored');
+const rejectsWritten = counter('mycelis_memory_store_rejects_total', 'Dead letters written, by reason', ['reason']);
+const batchPaths = counter('mycelis_memory_store_batches_total', 'Committed batches, by row write path', ['path']);
+const commitSeconds = histogram('mycelis_memory_store_batch_commit_seconds', 'Time to commit one batch (one attempt)');
+const retries = counter('mycelis_memory_store_write_retries_total', 'Batch write attempts retried after a transient error');
+
+const COPY_SQL =
+  'COPY log_entries (id, seq, trace_id, timestamp, level, source, intent, message, context, team_id, subject, received_at) FROM STDIN';
+
+const INSERT_SQL = `
+WITH ins AS (
+  INSERT INTO log_entries (id, seq, trace_id, timestamp, level, source, intent, message, context, team_id, subject, received_at)
+  SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::text[],
+                       $8::text[], $9::jsonb[], $10::text[], $11::text[], $12::timestamptz[])
+  ON CONFLICT (id) DO NOTHING
+  RETURNING seq
+)
+SELECT count(*)::int AS n, COALESCE(min(seq), 0)::text AS first, COALESCE(max(seq), 0)::text AS last FROM ins`;
+
+const REJECTS_SQL = `
+INSERT INTO ingest_rejects (received_at, subject, headers, payload, reason, detail, sqlstate, stream_seq)
+SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::jsonb[], $4::bytea[], $5::text[], $6::text[], $7::text[], $8::bigint[])`;
+
+const REGISTRY_SELECT_SQL = `
+SELECT agent_id, team_id, status,
+       (extract(epoch FROM last_seen) * 1000000)::bigint::text AS last_seen_us,
+       COALESCE((extract(epoch FROM status_at) * 1000000)::bigint, 0)::text AS status_at_us,
+       status_seq::text, meta, last_error_summary
+FROM agent_registry WHERE agent_id = ANY($1::text[])`;
+
+const REGISTRY_UPSERT_SQL = `
+INSERT INTO agent_registry (agent_id, team_id, status, last_seen, meta, last_error_summary, status_at, status_seq, updated_at)
+SELECT a, t, s, ls, m, e, sa, sq, now()
+FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[], $6::text[], $7::timestamptz[], $8::bigint[])
+  AS u(a, t, s, ls, m, e, sa, sq)
+ON CONFLICT (agent_id) DO UPDATE SET
+  team_id = EXCLUDED.team_id, status = EXCLUDED.status, last_seen = EXCLUDED.last_seen, meta = EXCLUDED.meta,
+  last_error_summary = EXCLUDED.last_error_summary, status_at = EXCLUDED.status_at,
+  status_seq = EXCLUDED.status_seq, updated_at = now()`;
+
+const STATUSES = new Set<string>(['IDLE', 'BUSY', 'OFFLINE', 'ERROR']);
+
+/** timestamptz text for COPY and arrays; outside JS Date's range, a value PostgreSQL itself rejects (22007). */
+function tsText(us: number): string {
+  if (!Number.isFinite(us) || Math.abs(us) > 8.64e18) return `invalid-timestamp-${String(us)}`;
+  return usToIso(Math.trunc(us));
+}
+
+const COPY_SPECIAL = /[\\\n\r\t]/;
+const COPY_SPECIAL_G = /[\\\n\r\t]/g;
+const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+function copyEscape(s: string): string {
+  return COPY_SPECIAL.test(s) ? s.replace(COPY_SPECIAL_G, (c) => COPY_ESCAPES[c]!) : s;
+}
+
+interface RowsOutcome {
+  inserted: number;
+  duplicates: number;
+  firstSeq: number;
+  lastSeq: number;
+  dbRejected: RejectRow[];
+  path: RowsPath;
+}
+
+export class BatchWriter {
+  private readonly log: Logger;
+  private readonly useCopy: boolean;
+  private readonly listeners = new Set<(c: CommitRange) => void>();
+
+  constructor(
+    private readonly db: Database,
+    logger: Logger,
+    opts: { useCopy?: boolean } = {},
+  ) {
+    this.log = logger.child({ component: 'batch-writer' });
+    // COPY through the PGlite socket kills the embedded database (STACK.md): never there.
+    this.useCopy = db.kind === 'embedded' ? false : (opts.useCopy ?? true);
+  }
+
+  /** Listeners hear each committed seq range after COMMIT, in commit order. Returns an unsubscribe. */
+  onCommit(listener: (c: CommitRange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async write(batch: WriteBatch, opts: WriteOptions = {}): Promise<CommitResult> {
+    for (let attempt = 1; ; attempt++) {
+      if (opts.signal?.aborted) throw new CancelledError('batch write cancelled', { cause: opts.signal.reason });
+      try {
+        const result = await this.attempt(batch, attempt);
+        if (result.lastSeq > 0) this.emit({ firstSeq: result.firstSeq, lastSeq: result.lastSeq });
+        return result;
+      } catch (err) {
+        if (!isRetryable(err)) {
+          if (err instanceof StoreError) throw err;
+          throw new StoreError(`batch write failed: ${(err as Error).message}`, { cause: err });
+        }
+        retries.inc();
+        this.log.warn({ attempt, err: (err as Error).message, sqlstate: sqlstateOf(err) }, 'batch write failed; retrying');
+        opts.onRetry?.(attempt, err);
+        try {
+          await sleep(backoffMs(attempt), opts.signal);
+        } catch (abortReason) {
+          throw new CancelledError('batch write cancelled while retrying', { cause: abortReason ?? err });
+        }
+      }
+    }
+  }
+
+  private emit(c: CommitRange): void {
+    for (const l of this.listeners) {
+      try {
+        l(c);
+      } catch (err) {
+        this.log.error({ err }, 'commit listener threw');
+      }
+    }
+  }
+
+  private async attempt(batch: WriteBatch, attempt: number): Promise<CommitResult> {
+    const client = await this.db.pool.connect();
+    const endTimer = commitSeconds.startTimer();
+    let destroy: Error | undefined;
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT pg_advisory_xact_lock($1)', [COMMIT_LOCK_KEY]);
+      const rows: RowsOutcome =
+        batch.rows.length > 0
+          ? await this.writeRows(client, batch)
+          : { inserted: 0, duplicates: 0, firstSeq: 0, lastSeq: 0, dbRejected: [], path: 'none' };
+      const rejects = rows.dbRejected.length > 0 ? [...batch.rejects, ...rows.dbRejected] : batch.rejects;
+      if (rejects.length > 0) await this.writeRejects(client, rejects);
+      const agentsUpdated = batch.registry.length > 0 ? await this.writeRegistry(client, batch.registry) : 0;
+      if (rows.inserted > 0 && this.db.kind === 'postgres') {
+        await client.query('SELECT pg_notify($1, $2)', [COMMITS_CHANNEL, `${rows.firstSeq}:${rows.lastSeq}`]);
+      }
+      await client.query('COMMIT');
+      endTimer();
+      rowsInserted.inc(rows.inserted);
+      if (rows.duplicates > 0) rowsDuplicate.inc(rows.duplicates);
+      for (const r of rejects) rejectsWritten.inc({ reason: r.reason });
+      batchPaths.inc({ path: rows.path });
+      return {
+        inserted: rows.inserted,
+        duplicates: rows.duplicates,
+        rejected: rejects.length,
+        firstSeq: rows.firstSeq,
+        lastSeq: rows.lastSeq,
+        agentsUpdated,
+        attempts: attempt,
+        rowsPath: rows.path,
+      };
+    } catch (err) {
+      if (isConnectionError(err)) destroy = err as Error;
+      else {
+        try {
+          await client.query('ROLLBACK');
+        } catch (rollbackErr) {
+          destroy = rollbackErr as Error;
+        }
+      }
+      throw err;
+    } finally {
+      client.release(destroy ?? false);
+    }
+  }
+
+  /** Rows in; returns what went in and which rows PostgreSQL rejected (to dead-letter). */
+  private async writeRows(client: pg.PoolClient, batch: WriteBatch): Promise<RowsOutcome> {
+    const rows = batch.rows;
+    const n = rows.length;
+    // Allocated inside the commit lock, so ranges are handed out in commit order.
+    const alloc = await client.query<{ last: string }>(
+      "SELECT setval('log_entries_seq', nextval('log_entries_seq') + $1 - 1)::text AS last",
+      [n],
+    );
+    const lastSeq = Number(alloc.rows[0]!.last);
+    const firstSeq = lastSeq - n + 1;
+
+    await client.query('SAVEPOINT rows');
+    if (this.useCopy) {
+      try {
+        await this.copyRows(client, rows, firstSeq);
+        await client.query('RELEASE SAVEPOINT rows');
+        return { inserted: n, duplicates: 0, firstSeq, lastSeq, dbRejected: [], path: 'copy' };
+      } catch (err) {
+        const state = sqlstateOf(err);
+        if (state !== '23505' && !isDataError(err)) throw err;
+        await client.query('ROLLBACK TO SAVEPOINT rows');
+        if (state === '23505') {
+          // The duplicate fast path: only a batch that met a copy of a stored row pays for ON CONFLICT.
+          try {
+            const r = await this.insertRows(client, rows, firstSeq, 0, n);
+            await client.query('RELEASE SAVEPOINT rows');
+            return { ...r, dbRejected: [], path: 'duplicate_fallback' };
+          } catch (err2) {
+            if (!isDataError(err2)) throw err2;
+            await client.query('ROLLBACK TO SAVEPOINT rows');
+          }
+        }
+      }
+    } else {
+      try {
+        const r = await this.insertRows(client, rows, firstSeq, 0, n);
+        await client.query('RELEASE SAVEPOINT rows');
+        return { ...r, dbRejected: [], path: 'insert' };
+      } catch (err) {
+        if (!isDataError(err)) throw err;
+        await client.query('ROLLBACK TO SAVEPOINT rows');
+      }
+    }
+    // Some row is unacceptable to PostgreSQL: bisect under savepoints, dead-letter only the offenders.
+    const out: RowsOutcome = { inserted: 0, duplicates: 0, firstSeq: 0, lastSeq: 0, dbRejected: [], path: 'bisect' };
+    await this.bisect(client, batch, firstSeq, 0, n, out);
+    await client.query('RELEASE SAVEPOINT rows');
+    return out;
+  }
+
+  private async bisect(
+    client: pg.PoolClient,
+    batch: WriteBatch,
+    firstSeq: number,
+    from: number,
+    to: number,
+    out: RowsOutcome,
+  ): Promise<void> {
+    await client.query('SAVEPOINT part');
+    try {
+      const r = await this.insertRows(client, batch.rows, firstSeq, from, to);
+      await client.query('RELEASE SAVEPOINT part');
+      out.inserted += r.inserted;
+      out.duplicates += r.duplicates;
+      if (r.inserted > 0) {
+        out.firstSeq = out.firstSeq === 0 ? r.firstSeq : Math.min(out.firstSeq, r.firstSeq);
+        out.lastSeq = Math.max(out.lastSeq, r.lastSeq);
+      }
+      return;
+    } catch (err) {
+      if (!isDataError(err)) throw err;
+      await client.query('ROLLBACK TO SAVEPOINT part');
+      await client.query('RELEASE SAVEPOINT part');
+      if (to - from === 1) {
+        out.dbRejected.push(this.rejectFor(batch, batch.rows[from]!, err));
+        return;
+      }
+    }
+    const mid = from + Math.ceil((to - from) / 2);
+    await this.bisect(client, batch, firstSeq, from, mid, out);
+    await this.bisect(client, batch, firstSeq, mid, to, out);
+  }
+
+  private rejectFor(batch: WriteBatch, row: LogRow, err: unknown): RejectRow {
+    const origin = batch.origins?.get(row.id);
+    const state = sqlstateOf(err);
+    this.log.warn({ rowId: row.id, subject: row.subject, sqlstate: state, err: (err as Error).message }, 'row rejected by PostgreSQL; dead-lettered');
+    return {
+      subject: row.subject,
+      headers: origin?.headers ?? {},
+      // Without the original bytes, the normalized row itself (JSON) is what can be inspected or replayed.
+      payload: origin?.payload ?? Buffer.from(JSON.stringify(row), 'utf8'),
+      reason: 'db_rejected',
+      detail: `row ${row.id}: ${(err as Error).message}`,
+      sqlstate: state,
+      streamSeq: origin?.streamSeq ?? 0,
+      receivedAtUs: row.receivedAtUs,
+    };
+  }
+
+  private async copyRows(client: pg.PoolClient, rows: readonly LogRow[], firstSeq: number): Promise<void> {
+    const parts: string[] = new Array<string>(rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i]!;
+      parts[i] =
+        `${r.id}\t${firstSeq + i}\t${copyEscape(r.traceId)}\t${tsText(r.timestampUs)}\t${copyEscape(r.level)}\t` +
+        `${copyEscape(r.source)}\t${copyEscape(r.intent)}\t${copyEscape(r.message)}\t${copyEscape(r.context)}\t` +
+        `${copyEscape(r.teamId)}\t${copyEscape(r.subject)}\t${tsText(r.receivedAtUs)}\n`;
+    }
+    const stream = client.query(copyFrom(COPY_SQL));
+    stream.end(Buffer.from(parts.join(''), 'utf8'));
+    await finished(stream);
+  }
+
+  private async insertRows(
+    client: pg.PoolClient,
+    rows: readonly LogRow[],
+    firstSeq: number,
+    from: number,
+    to: number,
+  ): Promise<{ inserted: number; duplicates: number; firstSeq: number; lastSeq: number }> {
+    const k = to - from;
+    const ids = new Array<string>(k);
+    const seqs = new Array<string>(k);
+    const traces = new Array<string>(k);
+    const times = new Array<string>(k);
+    const levels = new Array<string>(k);
+    const sources = new Array<string>(k);
+    const intents = new Array<string>(k);
+    const messages = new Array<string>(k);
+    const contexts = new Array<string>(k);
+    const teams = new Array<string>(k);
+    const subjects = new Array<string>(k);
+    const received = new Array<string>(k);
+    for (let i = 0; i < k; i++) {
+      const r = rows[from + i]!;
+      ids[i] = r.id;
+      seqs[i] = String(firstSeq + from + i);
+      traces[i] = r.traceId;
+      times[i] = tsText(r.timestampUs);
+      levels[i] = r.level;
+      sources[i] = r.source;
+      intents[i] = r.intent;
+      messages[i] = r.message;
+      contexts[i] = r.context;
+      teams[i] = r.teamId;
+      subjects[i] = r.subject;
+      received[i] = tsText(r.receivedAtUs);
+    }
+    const res = await client.query<{ n: number; first: string; last: string }>(INSERT_SQL, [
+      ids, seqs, traces, times, levels, sources, intents, messages, contexts, teams, subjects, received,
+    ]);
+    const row = res.rows[0]!;
+    return { inserted: row.n, duplicates: k - row.n, firstSeq: Number(row.first), lastSeq: Number(row.last) };
+  }
+
+  private async writeRejects(client: pg.PoolClient, rejects: readonly RejectRow[]): Promise<void> {
+    const k = rejects.length;
+    const received = new Array<string>(k);
+    const subjects = new Array<string>(k);
+    const headers = new Array<string>(k);
+    const payloads = new Array<Buffer>(k);
+    const reasons = new Array<string>(k);
+    const details = new Array<string>(k);
+    const states = new Array<string | null>(k);
+    const streamSeqs = new Array<string>(k);
+    for (let i = 0; i < k; i++) {
+      const r = rejects[i]!;
+      received[i] = tsText(r.receivedAtUs);
+      subjects[i] = r.subject;
+      headers[i] = JSON.stringify(r.headers);
+      payloads[i] = Buffer.from(r.payload.buffer, r.payload.byteOffset, r.payload.byteLength);
+      reasons[i] = r.reason;
+      details[i] = r.detail;
+      states[i] = r.sqlstate ?? null;
+      streamSeqs[i] = String(r.streamSeq);
+    }
+    await client.query(REJECTS_SQL, [received, subjects, headers, payloads, reasons, details, states, streamSeqs]);
+  }
+
+  /** Reads the batch's agents in one query, folds, upserts the result in one statement. */
+  private async writeRegistry(client: pg.PoolClient, events: readonly RegistryEvent[]): Promise<number> {
+    const agentIds = [...new Set(events.map((e) => e.agentId))];
+    const res = await client.query<{
+      agent_id: string;
+      team_id: string;
+      status: string;
+      last_seen_us: string;
+      status_at_us: string;
+      status_seq: string;
+      meta: Record<string, unknown> | null;
+      last_error_summary: string | null;
+    }>(REGISTRY_SELECT_SQL, [agentIds]);
+    const stored = new Map<string, AgentState>();
+    for (const r of res.rows) {
+      stored.set(r.agent_id, {
+        agentId: r.agent_id,
+        teamId: r.team_id,
+        status: (STATUSES.has(r.status) ? r.status : 'IDLE') as ReportedStatus,
+        lastSeenUs: Number(r.last_seen_us),
+        statusAtUs: Number(r.status_at_us),
+        statusSeq: Number(r.status_seq),
+        meta: r.meta !== null && typeof r.meta === 'object' && !Array.isArray(r.meta) ? r.meta : {},
+        lastErrorSummary: r.last_error_summary,
+      });
+    }
+    const next = foldRegistry(stored, events);
+    // Unchanged agents (an old event that moved nothing) are not rewritten.
+    const changed = next.filter((s) => stored.get(s.agentId) !== s);
+    if (changed.length === 0) return 0;
+    const k = changed.length;
+    const ids = new Array<string>(k);
+    const teams = new Array<string>(k);
+    const statuses = new Array<string>(k);
+    const lastSeen = new Array<string>(k);
+    const metas = new Array<string>(k);
+    const errors = new Array<string | null>(k);
+    const statusAt = new Array<string | null>(k);
+    const statusSeq = new Array<string>(k);
+    for (let i = 0; i < k; i++) {
+      const s = changed[i]!;
+      ids[i] = s.agentId;
+      teams[i] = s.teamId;
+      statuses[i] = s.status;
+      lastSeen[i] = tsText(s.lastSeenUs);
+      metas[i] = JSON.stringify(s.meta);
+      errors[i] = s.lastErrorSummary;
+      statusAt[i] = s.statusAtUs > 0 ? tsText(s.statusAtUs) : null;
+      statusSeq[i] = String(s.statusSeq);
+    }
+    await client.query(REGISTRY_UPSERT_SQL, [ids, teams, statuses, lastSeen, metas, errors, statusAt, statusSeq]);
+    return k;
+  }
+}
