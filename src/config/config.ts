@@ -256,10 +256,18 @@ function parseDatabase(env: Env): DatabaseConfig {
     if (/[\s/?#@]/.test(host)) {
       throw new ConfigError('DB_HOST', `invalid value ${JSON.stringify(host)}: expected a host name or IP address`);
     }
+    // pg's URL parser decodes the database name with decodeURI, which leaves %2F, %3F and %23 encoded:
+    // a name with / ? # cannot be expressed in a connection URL at all.
+    if (/[/?#]/.test(name)) {
+      throw new ConfigError('DB_NAME', `invalid value ${JSON.stringify(name)}: expected a database name without / ? or #`);
+    }
     // Every component is percent-encoded, so passwords such as p@ss:w/rd?#% survive.
     const hostPart = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
     const auth = `${encodeURIComponent(user)}${password ? `:${encodeURIComponent(password)}` : ''}`;
-    url = `postgres://${auth}@${hostPart}:${port}/${encodeURIComponent(name)}`;
+    // The name is escaped so that decodeURI (what pg applies to it) restores it: the reserved
+    // characters decodeURI would leave escaped stay literal, which a URL path allows.
+    const dbPath = encodeURIComponent(name).replace(/%(3B|3A|40|26|3D|2B|24|2C)/gi, (e) => decodeURIComponent(e));
+    url = `postgres://${auth}@${hostPart}:${port}/${dbPath}`;
   }
   if (sslMode) {
     const u = new URL(url);
