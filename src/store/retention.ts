@@ -28,6 +28,7 @@ export class Retention {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> | undefined;
   private stopped = true;
+  private stopRequested = false;
 
   constructor(
     private readonly db: Database,
@@ -43,11 +44,13 @@ export class Retention {
   start(): void {
     if (this.config.logRetentionMs === null && this.config.deadLetterRetentionMs === null) return;
     this.stopped = false;
+    this.stopRequested = false;
     this.schedule(0);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.stopRequested = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     await this.running;
@@ -86,7 +89,7 @@ export class Retention {
       const n = res.rowCount ?? 0;
       total += n;
       if (n > 0) deleted.inc({ table }, n);
-      if (n < this.batchSize || this.stopped) return total;
+      if (n < this.batchSize || this.stopRequested) return total;
       await yieldTurn();
     }
   }
