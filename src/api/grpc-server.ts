@@ -1,0 +1,171 @@
+// The native gRPC transport (@grpc/grpc-js): a thin adapter over MemoryCore.
+// - Auth (src/api/auth.ts) on every MemoryService call; health and reflection stay open.
+// - Client cancellation and deadlines become the CallContext's signal/deadline, which cancel database
+//   queries and release streams.
+// - Server-stream writes respect backpressure: write() false -> wait for 'drain' (or cancellation);
+//   the stream's own bounded queue absorbs the rest (src/api/stream-hub.ts).
+// - Errors are mapped in one place (src/api/status.ts).
+import { readFileSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import type { Config } from '../config/config.js';
+import type { Logger } from '../logger.js';
+import { CancelledError } from '../errors.js';
+import {
+  MemoryServiceService,
+  type GetRegistryRequest,
+  type GetRegistryResponse,
+  type MemoryServiceServer,
+  type QueryLogsRequest,
+  type QueryLogsResponse,
+  type StreamLogsRequest,
+  type StreamLogsResponse,
+} from '../gen/mycelis/memory/v1/memory.js';
+import { createAuthenticator } from './auth.js';
+import type { CallContext, MemoryCore } from './core.js';
+import { ApiHealth } from './health.js';
+import { addReflection, loadDescriptorIndex } from './reflection.js';
+import { toServiceError } from './status.js';
+
+export interface GrpcServerDeps {
+  readonly config: Config;
+  readonly core: MemoryCore;
+  readonly logger: Logger;
+  /** Readiness/liveness; when absent one is built on the core's database probe. */
+  readonly health?: ApiHealth | undefined;
+}
+
+export interface RunningGrpcServer {
+  readonly port: number;
+  readonly health: ApiHealth;
+  shutdown(timeoutMs?: number): Promise<void>;
+}
+
+interface CallLike {
+  readonly metadata: grpc.Metadata;
+  getDeadline(): grpc.Deadline;
+  getPeer(): string;
+  on(event: 'cancelled', cb: () => void): unknown;
+}
+
+function callContext(call: CallLike): { ctx: CallContext; controller: AbortController } {
+  const controller = new AbortController();
+  call.on('cancelled', () => controller.abort(new CancelledError('the client cancelled the call')));
+  const d = call.getDeadline();
+  const deadline = d instanceof Date ? d.getTime() : Number.isFinite(d) ? d : undefined;
+  return { ctx: { signal: controller.signal, deadline, peer: call.getPeer() }, controller };
+}
+
+function authorizationOf(md: grpc.Metadata): string | undefined {
+  const values = md.get('authorization');
+  // Two authorization headers are ambiguous: treat as missing.
+  if (values.length !== 1) return undefined;
+  const v = values[0];
+  return typeof v === 'string' ? v : undefined;
+}
+
+export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpcServer> {
+  const { config, core } = deps;
+  const log = deps.logger.child({ component: 'grpc-server' });
+  const authenticate = createAuthenticator(config.api.apiTokens);
+  const health =
+    deps.health ??
+    new ApiHealth({ probe: (signal) => core.logReader.probeReady(signal), intervalMs: 5000 }, deps.logger);
+  const ownsHealth = deps.health === undefined;
+  if (ownsHealth) await health.start();
+
+  const unary =
+    <Req, Res>(method: string, fn: (req: Req, ctx: CallContext) => Promise<Res>) =>
+    (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>): void => {
+      const { ctx } = callContext(call);
+      (async () => {
+        authenticate(authorizationOf(call.metadata));
+        return fn(call.request, ctx);
+      })().then(
+        (res) => callback(null, res),
+        (err: unknown) => callback(toServiceError(err, log, method)),
+      );
+    };
+
+  const streamLogs = (call: grpc.ServerWritableStream<StreamLogsRequest, StreamLogsResponse>): void => {
+    const { ctx, controller } = callContext(call);
+    const cancelled = controller.signal;
+    const drainOrCancel = (): Promise<void> =>
+      new Promise<void>((resolve) => {
+        const done = (): void => {
+          call.off('drain', done);
+          cancelled.removeEventListener('abort', done);
+          resolve();
+        };
+        call.on('drain', done);
+        cancelled.addEventListener('abort', done, { once: true });
+      });
+    (async () => {
+      authenticate(authorizationOf(call.metadata));
+      // `for await` + break calls return() on the generator, so its finally releases the stream
+      // even when the client vanished while a write was blocked.
+      for await (const res of core.streamLogs(call.request, ctx)) {
+        if (cancelled.aborted) break;
+        if (!call.write(res)) await drainOrCancel();
+        if (cancelled.aborted) break;
+      }
+    })().then(
+      () => {
+        if (!cancelled.aborted) call.end();
+      },
+      (err: unknown) => {
+        if (cancelled.aborted) return;
+        call.emit('error', toServiceError(err, log, 'StreamLogs'));
+      },
+    );
+  };
+
+  const impl: MemoryServiceServer = {
+    streamLogs,
+    getRegistry: unary<GetRegistryRequest, GetRegistryResponse>('GetRegistry', (req, ctx) => core.getRegistry(req, ctx)),
+    queryLogs: unary<QueryLogsRequest, QueryLogsResponse>('QueryLogs', (req, ctx) => core.queryLogs(req, ctx)),
+  };
+
+  const server = new grpc.Server({ 'grpc.max_send_message_length': 16 * 1024 * 1024 });
+  server.addService(MemoryServiceService, impl);
+  health.implementation.addToServer(server);
+  addReflection(server, loadDescriptorIndex(), deps.logger);
+
+  let credentials: grpc.ServerCredentials;
+  if (config.api.tlsCertFile && config.api.tlsKeyFile) {
+    credentials = grpc.ServerCredentials.createSsl(null, [
+      { cert_chain: readFileSync(config.api.tlsCertFile), private_key: readFileSync(config.api.tlsKeyFile) },
+    ]);
+  } else {
+    credentials = grpc.ServerCredentials.createInsecure();
+  }
+  const host = config.api.host.includes(':') && !config.api.host.startsWith('[') ? `[${config.api.host}]` : config.api.host;
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`${host}:${config.api.grpcPort}`, credentials, (err, p) => (err ? reject(err) : resolve(p)));
+  });
+  log.info({ port, tls: Boolean(config.api.tlsCertFile), auth: config.api.apiTokens.length > 0 }, 'gRPC server listening');
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = (timeoutMs = Math.min(config.shutdownTimeoutMs, 10_000)): Promise<void> => {
+    stopping ??= (async () => {
+      health.setShuttingDown();
+      // Streams first: each gets a final response carrying its cursor, then ends.
+      await core.closeStreams(timeoutMs / 2);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          log.warn('gRPC graceful shutdown timed out; forcing');
+          server.forceShutdown();
+          resolve();
+        }, timeoutMs / 2);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      if (ownsHealth) health.stop();
+      core.close();
+      log.info('gRPC server stopped');
+    })();
+    return stopping;
+  };
+  return { port, health, shutdown };
+}

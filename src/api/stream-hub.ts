@@ -1,0 +1,445 @@
+// The live side of StreamLogs: ONE shared reader per process.
+//
+// On every commit notification (in process, or LISTEN/NOTIFY from another replica) the hub reads the
+// newly committed rows (seq > head, ascending, in pages) once, and fans them out in memory to every
+// attached subscriber whose filter matches. `head` only moves forward, and the fan-out of a page and
+// the move of `head` happen in one synchronous step, so a subscriber attaching at head H receives
+// exactly the rows with seq > H and nothing at or below it.
+//
+// Invariants each stream keeps (DESIGN 6):
+// - No gap, no duplicate at the hand-over: attach first (position H), read history from the database
+//   up to H, then drain the live queue keeping only seq > cursor.
+// - Records in seq order: history pages and the queue are both ascending, and every emitted batch
+//   starts after the previous position.
+// - A slow client never slows ingest or others: its queue is bounded (api.streamBuffer); on overflow
+//   the queue is dropped, the subscriber detached, and the stream reads the database from its own
+//   cursor until it has caught up, then attaches again.
+import type { Logger } from '../logger.js';
+import { CancelledError, OutOfRangeError, UnavailableError } from '../errors.js';
+import { counter, gauge } from '../metrics.js';
+import { NO_FILTER, type LogReader, type LogRowFilter, type StoredLogRow } from '../store/log-reader.js';
+
+/** What the hub needs from src/store/commit-notifier.ts. */
+export interface CommitSource {
+  onCommit(cb: (c: { firstSeq: number; lastSeq: number }) => void): () => void;
+}
+
+export interface StreamHubOptions {
+  /** Records one subscriber may queue before it falls back to the database. */
+  readonly bufferLimit: number;
+  /** A keepalive is sent when nothing was sent for this long. */
+  readonly keepaliveMs: number;
+  /** Rows per database page (history, fallback and the hub's own reads). */
+  readonly pageSize?: number;
+  /** Upper bounds of one response. */
+  readonly maxRecordsPerBatch?: number;
+  readonly maxBytesPerBatch?: number;
+}
+
+/** One step of a stream: rows (possibly none = keepalive) and the position after them. */
+export interface StreamBatch {
+  readonly rows: StoredLogRow[];
+  /** Every matching record with seq <= position has been delivered. */
+  readonly position: number;
+  /** True for the last batch of a stream ended by the server (shutdown). */
+  readonly final?: boolean;
+}
+
+export interface FollowRequest {
+  readonly filter: LogRowFilter;
+  readonly afterSeq: number | null;
+  readonly tail: number;
+}
+
+const subscribersGauge = gauge('mycelis_memory_api_stream_subscribers', 'Streams attached to the live fan-out of the stream hub.');
+const bufferedGauge = gauge('mycelis_memory_api_stream_buffered_records', 'Records queued in memory for live streams.');
+const highWaterGauge = gauge('mycelis_memory_api_stream_buffer_high_water', 'Largest queue any live stream has held (bounded by STREAM_BUFFER).');
+const fallbacksCounter = counter('mycelis_memory_api_stream_fallbacks_total', 'Live streams whose queue overflowed and fell back to reading the database.');
+const hubHeadGauge = gauge('mycelis_memory_api_stream_hub_head_seq', 'The newest seq the stream hub has fanned out.');
+
+let bufferHighWater = 0;
+
+/** The largest queue any stream of this process has held. */
+export function streamBufferHighWater(): number {
+  return bufferHighWater;
+}
+
+export function rowMatches(f: LogRowFilter, r: StoredLogRow): boolean {
+  return (
+    (f.agentIds.length === 0 || f.agentIds.includes(r.source)) &&
+    (f.teamIds.length === 0 || f.teamIds.includes(r.teamId)) &&
+    (f.levels.length === 0 || f.levels.includes(r.level)) &&
+    (f.intents.length === 0 || f.intents.includes(r.intent)) &&
+    (f.traceId === '' || f.traceId === r.traceId)
+  );
+}
+
+class Subscriber {
+  queue: StoredLogRow[] = [];
+  overflowed = false;
+  /** Hub head at the last fan-out this subscriber took part in. */
+  position: number;
+  private waker: (() => void) | null = null;
+
+  constructor(
+    readonly filter: LogRowFilter,
+    readonly attachedAt: number,
+    private readonly limit: number,
+  ) {
+    this.position = attachedAt;
+  }
+
+  /** Called by the hub, synchronously with its head move. Returns false when the subscriber overflowed. */
+  offer(rows: readonly StoredLogRow[], head: number): boolean {
+    let added = 0;
+    for (const r of rows) {
+      if (!rowMatches(this.filter, r)) continue;
+      if (this.queue.length >= this.limit) {
+        bufferedGauge.dec(this.queue.length);
+        this.queue = [];
+        this.overflowed = true;
+        this.wake();
+        return false;
+      }
+      this.queue.push(r);
+      added++;
+    }
+    this.position = head;
+    if (added > 0) {
+      bufferedGauge.inc(added);
+      if (this.queue.length > bufferHighWater) {
+        bufferHighWater = this.queue.length;
+        highWaterGauge.set(bufferHighWater);
+      }
+      this.wake();
+    }
+    return true;
+  }
+
+  take(maxRecords: number, maxBytes: number): StoredLogRow[] {
+    let n = 0;
+    let bytes = 0;
+    while (n < this.queue.length && n < maxRecords) {
+      const b = this.queue[n]!.approxBytes;
+      if (n > 0 && bytes + b > maxBytes) break;
+      bytes += b;
+      n++;
+    }
+    const out = this.queue.splice(0, n);
+    bufferedGauge.dec(out.length);
+    return out;
+  }
+
+  release(): void {
+    if (this.queue.length > 0) bufferedGauge.dec(this.queue.length);
+    this.queue = [];
+    this.wake();
+  }
+
+  wake(): void {
+    const w = this.waker;
+    this.waker = null;
+    w?.();
+  }
+
+  /** Resolves on new data/overflow, after `ms`, or when a signal aborts. Cleans up after itself. */
+  wait(ms: number, signals: readonly AbortSignal[]): Promise<void> {
+    if (this.queue.length > 0 || this.overflowed || signals.some((s) => s.aborted)) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        for (const s of signals) s.removeEventListener('abort', done);
+        if (this.waker === done) this.waker = null;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      for (const s of signals) s.addEventListener('abort', done, { once: true });
+      this.waker = done;
+    });
+  }
+}
+
+export class StreamHub {
+  private head = -1;
+  private target = 0;
+  private pumping = false;
+  private stopped = false;
+  private readonly subs = new Set<Subscriber>();
+  private unsubscribe: (() => void) | null = null;
+  private pollTimer: NodeJS.Timeout | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private readyWaiters: (() => void)[] = [];
+  private readonly log: Logger;
+  private readonly pageSize: number;
+  private readonly maxRecords: number;
+  private readonly maxBytes: number;
+
+  constructor(
+    private readonly reader: LogReader,
+    private readonly commits: CommitSource,
+    private readonly opts: StreamHubOptions,
+    logger: Logger,
+  ) {
+    this.log = logger.child({ component: 'stream-hub' });
+    this.pageSize = opts.pageSize ?? 1000;
+    this.maxRecords = opts.maxRecordsPerBatch ?? 500;
+    this.maxBytes = opts.maxBytesPerBatch ?? 1_000_000;
+  }
+
+  /** Subscribes to commits and learns the current head (retrying in the background while the database is down). */
+  start(): void {
+    if (this.unsubscribe || this.stopped) return;
+    this.unsubscribe = this.commits.onCommit((c) => this.advance(c.lastSeq));
+    // Safety net for notifications lost while a LISTEN connection reconnects: poll the head.
+    const pollMs = Math.max(500, Math.min(this.opts.keepaliveMs, 5000));
+    this.pollTimer = setInterval(() => {
+      if (this.head < 0 || this.pumping) return;
+      this.reader.maxSeq().then(
+        (m) => this.advance(m),
+        (err: unknown) => this.log.debug({ err }, 'head poll failed'),
+      );
+    }, pollMs);
+    this.pollTimer.unref();
+    void this.init();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    for (const s of this.subs) s.release();
+    this.subs.clear();
+    subscribersGauge.set(0);
+  }
+
+  /** The newest seq fanned out (-1 before the first successful read). */
+  get headSeq(): number {
+    return this.head;
+  }
+
+  get subscriberCount(): number {
+    return this.subs.size;
+  }
+
+  private async init(): Promise<void> {
+    try {
+      const m = await this.reader.maxSeq();
+      if (this.stopped) return;
+      this.head = Math.max(this.head, m);
+      this.target = Math.max(this.target, m);
+      hubHeadGauge.set(this.head);
+      const waiters = this.readyWaiters;
+      this.readyWaiters = [];
+      for (const w of waiters) w();
+      this.log.debug({ head: this.head }, 'stream hub ready');
+      void this.pump();
+    } catch (err) {
+      this.log.warn({ err }, 'stream hub cannot read the log head yet; retrying');
+      this.retryTimer = setTimeout(() => void this.init(), 1000);
+      this.retryTimer.unref();
+    }
+  }
+
+  private advance(seq: number): void {
+    if (seq > this.target) this.target = seq;
+    if (this.head >= 0 && this.target > this.head) void this.pump();
+  }
+
+  private async pump(): Promise<void> {
+    if (this.pumping || this.stopped) return;
+    this.pumping = true;
+    try {
+      while (!this.stopped && this.target > this.head) {
+        const upTo = this.target;
+        const rows = await this.reader.readRange(NO_FILTER, { afterSeq: this.head, upToSeq: upTo }, this.pageSize);
+        if (this.stopped) return;
+        // Rows up to `upTo` are committed (notifications and max(seq) only report commits), so a
+        // short page means the whole range has been read.
+        const newHead = rows.length === this.pageSize ? rows[rows.length - 1]!.seq : upTo;
+        this.fanOut(rows, newHead);
+      }
+    } catch (err) {
+      this.log.warn({ err }, 'stream hub read failed; retrying');
+      this.retryTimer = setTimeout(() => void this.pump(), 1000);
+      this.retryTimer.unref();
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  /** Synchronous: offers rows to every subscriber and moves head, with no await in between. */
+  private fanOut(rows: readonly StoredLogRow[], newHead: number): void {
+    for (const s of this.subs) {
+      if (!s.offer(rows, newHead)) {
+        this.subs.delete(s);
+        fallbacksCounter.inc();
+      }
+    }
+    subscribersGauge.set(this.subs.size);
+    this.head = newHead;
+    hubHeadGauge.set(newHead);
+  }
+
+  private async waitReady(signal: AbortSignal): Promise<void> {
+    if (this.head >= 0) return;
+    if (this.stopped) throw new UnavailableError('the stream hub is stopped');
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new UnavailableError('the log is not readable yet (database unavailable)'));
+      }, 5000);
+      const onAbort = (): void => {
+        cleanup();
+        reject(new CancelledError('cancelled while waiting for the database', { cause: signal.reason }));
+      };
+      const onReady = (): void => {
+        cleanup();
+        resolve();
+      };
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+        this.readyWaiters = this.readyWaiters.filter((w) => w !== onReady);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.readyWaiters.push(onReady);
+    });
+  }
+
+  private attach(filter: LogRowFilter): Subscriber {
+    const s = new Subscriber(filter, this.head, this.opts.bufferLimit);
+    this.subs.add(s);
+    subscribersGauge.set(this.subs.size);
+    return s;
+  }
+
+  private detach(s: Subscriber): void {
+    this.subs.delete(s);
+    s.release();
+    subscribersGauge.set(this.subs.size);
+  }
+
+  private chunks(rows: StoredLogRow[], endPosition: number): StreamBatch[] {
+    const out: StreamBatch[] = [];
+    let i = 0;
+    while (i < rows.length) {
+      let n = 0;
+      let bytes = 0;
+      while (i + n < rows.length && n < this.maxRecords) {
+        const b = rows[i + n]!.approxBytes;
+        if (n > 0 && bytes + b > this.maxBytes) break;
+        bytes += b;
+        n++;
+      }
+      const part = rows.slice(i, i + n);
+      i += n;
+      out.push({ rows: part, position: i === rows.length ? endPosition : part[part.length - 1]!.seq });
+    }
+    return out;
+  }
+
+  /**
+   * Follows the log for one stream: history (tail or after a cursor), then live, falling back to the
+   * database whenever the live queue overflows. Ends (after a final batch carrying the position)
+   * when `closing` aborts; returns silently when `signal` aborts. Releases everything in `finally`.
+   */
+  async *follow(req: FollowRequest, signal: AbortSignal, closing: AbortSignal): AsyncGenerator<StreamBatch, void, undefined> {
+    await this.waitReady(signal);
+    let sub: Subscriber | null = this.attach(req.filter);
+    const signals = [signal, closing];
+    try {
+      let cursor: number;
+      let sentAny = false;
+      if (req.afterSeq !== null) {
+        if (req.afterSeq > sub.attachedAt) {
+          // Maybe another replica's newer commit that this hub has not read yet; the database decides.
+          const newest = await this.reader.maxSeq(signal);
+          if (req.afterSeq > newest) {
+            throw new OutOfRangeError('after_cursor', 'cursor is beyond the newest committed record');
+          }
+        }
+        cursor = req.afterSeq;
+      } else if (req.tail > 0) {
+        const rows = await this.reader.tail(req.filter, req.tail, sub.attachedAt, signal);
+        for (const b of this.chunks(rows, sub.attachedAt)) {
+          yield b;
+          sentAny = true;
+        }
+        cursor = sub.attachedAt;
+      } else {
+        cursor = sub.attachedAt;
+      }
+
+      for (;;) {
+        // History (or catch-up after a fallback) up to where this subscriber attached.
+        while (cursor < sub.attachedAt) {
+          if (signal.aborted) return;
+          if (closing.aborted) {
+            yield { rows: [], position: cursor, final: true };
+            return;
+          }
+          const rows = await this.reader.readRange(req.filter, { afterSeq: cursor, upToSeq: sub.attachedAt }, this.pageSize, signal);
+          const pos = rows.length === this.pageSize ? rows[rows.length - 1]!.seq : sub.attachedAt;
+          for (const b of this.chunks(rows, pos)) {
+            yield b;
+            sentAny = true;
+          }
+          cursor = pos;
+        }
+        if (!sentAny) {
+          // Tell the client where it stands right away (and flush response headers).
+          yield { rows: [], position: Math.max(cursor, sub.position) };
+          sentAny = true;
+        }
+
+        // Live.
+        for (;;) {
+          if (signal.aborted) return;
+          if (closing.aborted) {
+            yield { rows: [], position: Math.max(cursor, sub.position), final: true };
+            return;
+          }
+          if (sub.overflowed) break;
+          let rows = sub.take(this.maxRecords, this.maxBytes);
+          if (rows.length > 0 && rows[0]!.seq <= cursor) rows = rows.filter((r) => r.seq > cursor);
+          if (rows.length > 0) {
+            const pos = sub.queue.length === 0 ? Math.max(rows[rows.length - 1]!.seq, sub.position) : rows[rows.length - 1]!.seq;
+            cursor = pos;
+            yield { rows, position: pos };
+            continue;
+          }
+          await sub.wait(this.opts.keepaliveMs, signals);
+          if (sub.queue.length === 0 && !sub.overflowed && !signal.aborted && !closing.aborted) {
+            // Keepalive. With the queue empty, every match up to the subscriber's position was sent.
+            cursor = Math.max(cursor, sub.position);
+            yield { rows: [], position: cursor };
+          }
+        }
+
+        // Overflow: the queue is gone; read the database from our own cursor until we are close to
+        // the hub, then attach again (the catch-up above closes the remaining gap).
+        this.detach(sub);
+        sub = null;
+        for (;;) {
+          if (signal.aborted) return;
+          if (closing.aborted) {
+            yield { rows: [], position: cursor, final: true };
+            return;
+          }
+          const upTo = this.head;
+          if (upTo <= cursor) break;
+          const rows = await this.reader.readRange(req.filter, { afterSeq: cursor, upToSeq: upTo }, this.pageSize, signal);
+          const pos = rows.length === this.pageSize ? rows[rows.length - 1]!.seq : upTo;
+          for (const b of this.chunks(rows, pos)) yield b;
+          cursor = pos;
+          if (rows.length < this.pageSize) break;
+        }
+        sub = this.attach(req.filter);
+      }
+    } finally {
+      if (sub) this.detach(sub);
+    }
+  }
+}
