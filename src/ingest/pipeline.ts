@@ -1,0 +1,297 @@
+// The batching core shared by both ingest modes: delivered messages -> batches -> normalize ->
+// one writer transaction per batch -> ack.
+//
+// Invariants kept here:
+// - ACK ONLY AFTER COMMIT: a batch's messages (its rows, its dead letters and its excluded subjects)
+//   are acked only once writer.write() has resolved, i.e. its transaction committed. A crash before
+//   that leaves them unacked in JetStream, and redelivery is harmless (deterministic ids, ON CONFLICT).
+// - Commits never overlap and happen in batch order: batch k+1 is handed to the writer only after
+//   batch k's write resolved. Decoding of batch k+1 runs ahead while k commits, so at most two batches
+//   are in flight (JetStream additionally caps delivered-but-unacked at max_ack_pending = 2 x batch).
+// - No per-message awaits: push() is synchronous, acks are fire-and-forget publishes.
+// - While the writer retries (PostgreSQL down), every delivered message we hold is touched with
+//   working() so its ack_wait restarts and JetStream does not redeliver it elsewhere.
+import type { Logger } from '../logger.js';
+import type { LogRow, RegistryEvent, RejectReason, RejectRow } from '../domain/types.js';
+import { normalizeMessage, type IncomingMessage } from '../domain/normalize.js';
+import { counter, gauge, histogram } from '../metrics.js';
+import type { BatchWriter, CommitResult, RowOrigin } from '../store/batch-writer.js';
+
+export const ingestMetrics = {
+  received: counter('mycelis_memory_ingest_messages_received_total', 'Messages received from NATS', ['mode']),
+  stored: counter('mycelis_memory_ingest_rows_stored_total', 'Rows inserted into log_entries'),
+  duplicates: counter('mycelis_memory_ingest_duplicates_total', 'Valid messages whose row already existed (redelivery, replay, audit copy)'),
+  deadLetters: counter('mycelis_memory_ingest_dead_letters_total', 'Messages written to ingest_rejects', ['reason']),
+  stripped: counter('mycelis_memory_ingest_stripped_characters_total', 'NUL characters and lone surrogates stripped before writing'),
+  excluded: counter('mycelis_memory_ingest_excluded_total', 'Messages on NATS_EXCLUDE_SUBJECTS, acked and not stored'),
+  dropped: counter('mycelis_memory_ingest_dropped_total', 'Messages dropped because the core-mode buffer was full'),
+  batches: counter('mycelis_memory_ingest_batches_total', 'Batches committed'),
+  batchSize: histogram('mycelis_memory_ingest_batch_size', 'Messages per committed batch', [], [1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000, 50000]),
+  commitSeconds: histogram('mycelis_memory_ingest_commit_seconds', 'Time from handing a batch to the writer until it committed (includes retries)'),
+  lag: gauge('mycelis_memory_ingest_consumer_lag', 'Messages in the stream not yet delivered to the consumer (num_pending)'),
+  ackPending: gauge('mycelis_memory_ingest_ack_pending', 'Messages delivered but not yet acked (num_ack_pending)'),
+  errors: counter('mycelis_memory_ingest_errors_total', 'Ingest errors (fetch, consumer, commit)', ['kind']),
+  lastCommit: gauge('mycelis_memory_ingest_last_commit_timestamp_seconds', 'Wall time of the last committed batch'),
+};
+
+/** A message delivered by NATS, waiting for its batch to commit. */
+export interface PendingMessage {
+  readonly incoming: IncomingMessage;
+  /** Acknowledge (JetStream) — called only after the batch committed. No-op in core mode. */
+  ack(): void;
+  /** Restart the ack timer while the batch waits for the database. No-op in core mode. */
+  working(): void;
+}
+
+/** The part of the store's BatchWriter this module uses (tests may pass a BatchWriter directly). */
+export type IngestWriter = Pick<BatchWriter, 'write'>;
+
+export interface PipelineOptions {
+  readonly writer: IngestWriter;
+  readonly logger: Logger;
+  readonly mode: 'jetstream' | 'core';
+  readonly batchSize: number;
+  readonly batchWaitMs: number;
+  readonly isExcluded: (subject: string) => boolean;
+  readonly isLogEntrySubject: (subject: string) => boolean;
+  readonly maxEventBytes: number;
+}
+
+interface MutableBatch {
+  rows: LogRow[];
+  rejects: RejectRow[];
+  registry: RegistryEvent[];
+  origins: Map<string, RowOrigin>;
+}
+
+interface Prepared {
+  readonly batch: MutableBatch;
+  readonly msgs: PendingMessage[];
+  readonly excluded: number;
+  readonly stripped: number;
+  readonly rejectReasons: Map<RejectReason, number>;
+}
+
+/** Logs at most once per interval, with how many were suppressed in between. */
+export class RateLimitedLog {
+  private last = 0;
+  private suppressed = 0;
+  constructor(private readonly intervalMs: number) {}
+  /** Calls emit(suppressedSinceLast) when allowed. */
+  maybe(emit: (suppressed: number) => void): void {
+    const now = Date.now();
+    if (now - this.last >= this.intervalMs) {
+      this.last = now;
+      const s = this.suppressed;
+      this.suppressed = 0;
+      emit(s);
+    } else {
+      this.suppressed++;
+    }
+  }
+}
+
+export class IngestPipeline {
+  private readonly log: Logger;
+  private queue: PendingMessage[] = [];
+  private queueHeadSinceMs = 0;
+  private wake: (() => void) | null = null;
+  private stopping = false;
+  private readonly abort = new AbortController();
+  /** Batches decoded or committing, for working(). */
+  private readonly held = new Set<PendingMessage[]>();
+  private loop: Promise<void> | null = null;
+  private readonly retryLog = new RateLimitedLog(10_000);
+  private readonly received;
+  lastCommitAt: Date | null = null;
+
+  constructor(private readonly opts: PipelineOptions) {
+    this.log = opts.logger.child({ component: `ingest-${opts.mode}` });
+    this.received = ingestMetrics.received.labels(opts.mode);
+  }
+
+  /** Messages delivered and not yet in a batch. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** Synchronous; safe to call from a NATS callback. */
+  push(m: PendingMessage): void {
+    this.received.inc();
+    if (this.queue.length === 0) this.queueHeadSinceMs = Date.now();
+    this.queue.push(m);
+    if (this.wake && (this.queue.length >= this.opts.batchSize || this.queue.length === 1)) {
+      const w = this.wake;
+      this.wake = null;
+      w();
+    }
+  }
+
+  start(): void {
+    this.loop ??= this.run().catch((err: unknown) => {
+      // run() handles its own errors; reaching here is a bug, but never an unhandled rejection.
+      this.log.error({ err }, 'ingest pipeline stopped unexpectedly');
+    });
+  }
+
+  /** Stops taking new batches once the queue is empty, commits what it holds, acks it. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.wakeUp();
+    await this.loop;
+  }
+
+  /** Abandons a blocked commit (the writer's retries); the messages stay unacked. */
+  abortWrites(): void {
+    this.abort.abort();
+    this.stopping = true;
+    this.wakeUp();
+  }
+
+  /** Restarts the ack timer of every delivered message we hold (queue, decoded, committing). */
+  touchAll(): void {
+    for (const msgs of this.held) for (const m of msgs) m.working();
+    for (const m of this.queue) m.working();
+  }
+
+  private wakeUp(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  private async waitForBatch(): Promise<void> {
+    for (;;) {
+      if (this.queue.length >= this.opts.batchSize) return;
+      if (this.stopping) return;
+      let timer: NodeJS.Timeout | undefined;
+      const woken = new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
+      if (this.queue.length > 0) {
+        const left = this.queueHeadSinceMs + this.opts.batchWaitMs - Date.now();
+        if (left <= 0) {
+          this.wake = null;
+          return;
+        }
+        timer = setTimeout(() => this.wakeUp(), left);
+      }
+      await woken;
+      if (timer) clearTimeout(timer);
+    }
+  }
+
+  private async run(): Promise<void> {
+    let inflight: Promise<void> = Promise.resolve();
+    for (;;) {
+      await this.waitForBatch();
+      if (this.queue.length === 0) {
+        if (this.stopping) break;
+        continue;
+      }
+      if (this.abort.signal.aborted) break;
+      const msgs = this.queue.splice(0, this.opts.batchSize);
+      if (this.queue.length > 0) this.queueHeadSinceMs = Date.now();
+      this.held.add(msgs);
+      const prepared = this.prepare(msgs);
+      // Commits stay serialized and in order: wait for the previous batch before writing this one.
+      await inflight;
+      inflight = this.commit(prepared);
+    }
+    await inflight;
+  }
+
+  private prepare(msgs: PendingMessage[]): Prepared {
+    const batch: MutableBatch = { rows: [], rejects: [], registry: [], origins: new Map() };
+    let excluded = 0;
+    let stripped = 0;
+    const rejectReasons = new Map<RejectReason, number>();
+    const normalizeOpts = { isLogEntrySubject: this.opts.isLogEntrySubject, maxEventBytes: this.opts.maxEventBytes };
+    for (const m of msgs) {
+      const incoming = m.incoming;
+      if (this.opts.isExcluded(incoming.subject)) {
+        excluded++;
+        continue;
+      }
+      let reject: RejectRow;
+      try {
+        const r = normalizeMessage(incoming, normalizeOpts);
+        if (r.ok) {
+          batch.rows.push(r.row);
+          // Kept so a row PostgreSQL rejects is dead-lettered with its original bytes.
+          batch.origins.set(r.row.id, { payload: incoming.data, headers: headersRecord(incoming.headers), streamSeq: incoming.streamSeq });
+          if (r.registry) batch.registry.push(r.registry);
+          stripped += r.stripped;
+          continue;
+        }
+        reject = r.reject;
+      } catch (err) {
+        // A normalizer bug must not block the stream: the message becomes a dead letter.
+        ingestMetrics.errors.labels('normalize').inc();
+        reject = {
+          subject: incoming.subject,
+          headers: headersRecord(incoming.headers),
+          payload: incoming.data,
+          reason: 'decode_error',
+          detail: `normalizer failed: ${(err as Error).message ?? String(err)}`,
+          streamSeq: incoming.streamSeq,
+          receivedAtUs: incoming.receivedAtUs,
+        };
+      }
+      batch.rejects.push(reject);
+      rejectReasons.set(reject.reason, (rejectReasons.get(reject.reason) ?? 0) + 1);
+    }
+    return { batch, msgs, excluded, stripped, rejectReasons };
+  }
+
+  private async commit(p: Prepared): Promise<void> {
+    const { batch, msgs } = p;
+    const started = performance.now();
+    try {
+      let outcome: Pick<CommitResult, 'inserted' | 'duplicates' | 'rejected'> = { inserted: 0, duplicates: 0, rejected: 0 };
+      if (batch.rows.length > 0 || batch.rejects.length > 0 || batch.registry.length > 0) {
+        const onRetry = (attempt: number, err: unknown): void => {
+          this.touchAll();
+          ingestMetrics.errors.labels('commit_retry').inc();
+          this.retryLog.maybe((suppressed) =>
+            this.log.warn({ err, attempt, suppressed, messages: msgs.length }, 'database unavailable; batch held unacked, retrying'),
+          );
+        };
+        outcome = await this.opts.writer.write(batch, { signal: this.abort.signal, onRetry });
+      }
+      // Committed: now, and only now, ack every message of the batch.
+      for (const m of msgs) m.ack();
+      this.record(p, outcome, started);
+    } catch (err) {
+      if (this.abort.signal.aborted) {
+        this.log.warn({ messages: msgs.length }, 'shutdown abandoned an uncommitted batch; it stays unacked and will be redelivered');
+      } else {
+        ingestMetrics.errors.labels('commit').inc();
+        this.log.error({ err, messages: msgs.length }, 'batch failed to commit; left unacked for redelivery');
+      }
+    } finally {
+      this.held.delete(msgs);
+    }
+  }
+
+  private record(p: Prepared, outcome: Pick<CommitResult, 'inserted' | 'duplicates' | 'rejected'>, started: number): void {
+    ingestMetrics.batches.inc();
+    ingestMetrics.batchSize.observe(p.msgs.length);
+    ingestMetrics.commitSeconds.observe((performance.now() - started) / 1000);
+    ingestMetrics.stored.inc(outcome.inserted);
+    ingestMetrics.duplicates.inc(outcome.duplicates);
+    if (p.stripped > 0) ingestMetrics.stripped.inc(p.stripped);
+    if (p.excluded > 0) ingestMetrics.excluded.inc(p.excluded);
+    for (const [reason, n] of p.rejectReasons) ingestMetrics.deadLetters.labels(reason).inc(n);
+    // Rows PostgreSQL itself rejected were split out by the writer and dead-lettered with their SQLSTATE.
+    const dbRejected = outcome.rejected - p.batch.rejects.length;
+    if (dbRejected > 0) ingestMetrics.deadLetters.labels('db_rejected').inc(dbRejected);
+    this.lastCommitAt = new Date();
+    ingestMetrics.lastCommit.set(Date.now() / 1000);
+  }
+}
+
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+function headersRecord(h: ReadonlyMap<string, string> | undefined): Readonly<Record<string, string>> {
+  return h && h.size > 0 ? Object.fromEntries(h) : NO_HEADERS;
+}
