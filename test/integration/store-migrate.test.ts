@@ -1,0 +1,123 @@
+// Migrations: applied twice (idempotent), concurrently (advisory lock), over a database written the
+// directive's way (same schema, upgraded data), and a changed applied file is an error naming it.
+import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import pg from 'pg';
+import { createLogger } from '../../src/logger.js';
+import { BatchWriter } from '../../src/store/batch-writer.js';
+import type { Database } from '../../src/store/database.js';
+import { migrate, migrationsDir } from '../../src/store/migrate.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
+import { makeRows } from './store-rows.js';
+
+const logger = createLogger('silent');
+const cleanups: (() => Promise<void>)[] = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
+
+async function fresh(label: string): Promise<{ tdb: TestDatabase; pool: pg.Pool }> {
+  const tdb = await createTestDatabase(label);
+  const pool = new pg.Pool({ connectionString: tdb.url, max: 3 });
+  cleanups.push(async () => {
+    await pool.end();
+    await tdb.drop();
+  });
+  return { tdb, pool };
+}
+
+async function schemaOf(pool: pg.Pool): Promise<unknown> {
+  const cols = await pool.query(
+    `SELECT table_name, column_name, data_type, is_nullable, column_default FROM information_schema.columns
+     WHERE table_schema = 'public' ORDER BY table_name, column_name`,
+  );
+  const idx = await pool.query(`SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY indexname`);
+  const ext = await pool.query(`SELECT extname FROM pg_extension ORDER BY extname`);
+  return { cols: cols.rows, idx: idx.rows, ext: ext.rows };
+}
+
+describe('store: migrations', () => {
+  it('apply once, then find nothing pending; two concurrent runs apply each file once', async () => {
+    const { pool } = await fresh('mig_twice');
+    const [a, b] = await Promise.all([migrate(pool, logger), migrate(pool, logger)]);
+    assert.deepEqual([...a.applied, ...b.applied].sort(), ['001_init_memory', '002_service_columns']);
+    const again = await migrate(pool, logger);
+    assert.deepEqual(again.applied, []);
+    const tracked = await pool.query('SELECT version, checksum FROM schema_migrations ORDER BY version');
+    assert.equal(tracked.rowCount, 2);
+    assert.ok(tracked.rows.every((r: { checksum: string }) => /^[0-9a-f]{64}$/.test(r.checksum)));
+    // The files themselves are idempotent too (a database migrated by hand, or a replayed file).
+    for (const f of ['001_init_memory.sql', '002_service_columns.sql']) {
+      await pool.query(readFileSync(join(migrationsDir(), f), 'utf8'));
+    }
+  });
+
+  it('over a database the directive wrote: same schema, ACTIVE -> IDLE, seq in timestamp order before new rows', async () => {
+    const { pool: ref } = await fresh('mig_ref');
+    await migrate(ref, logger);
+    await migrate(ref, logger);
+
+    const { pool } = await fresh('mig_directive');
+    // The directive's way: its schema, rows with gen_random_uuid ids, no seq, status ACTIVE, team default.
+    await pool.query(readFileSync(join(migrationsDir(), '001_init_memory.sql'), 'utf8'));
+    const times = ['2025-01-01T00:00:03Z', '2025-01-01T00:00:01Z', '2025-01-01T00:00:02Z', '2025-01-01T00:00:01Z'];
+    for (const t of times) {
+      await pool.query(
+        `INSERT INTO log_entries (trace_id, timestamp, level, source, intent, message, context)
+         VALUES ('', $1::timestamptz, 'INFO', 'agent-old', 'text', $1::text, '{"a":1}')`,
+        [t],
+      );
+      await pool.query(
+        `INSERT INTO agent_registry (agent_id, team_id, status, last_seen, meta) VALUES ('agent-old', 'default', 'ACTIVE', NOW(), $1)
+         ON CONFLICT (agent_id) DO UPDATE SET status = 'ACTIVE', last_seen = NOW()`,
+        [{ battery: 50 }],
+      );
+    }
+    const res = await migrate(pool, logger);
+    assert.deepEqual(res.applied, ['001_init_memory', '002_service_columns']);
+    assert.deepEqual(await schemaOf(pool), await schemaOf(ref));
+
+    const rows = await pool.query(
+      `SELECT log_entries.seq::int AS seq, timestamp, team_id, subject, received_at = created_at AS kept_received
+       FROM log_entries ORDER BY log_entries.seq`,
+    );
+    assert.deepEqual(rows.rows.map((r: { seq: number }) => r.seq), [1, 2, 3, 4]);
+    const ts = rows.rows.map((r: { timestamp: Date }) => r.timestamp.getTime());
+    assert.deepEqual(ts, [...ts].sort((x, y) => x - y));
+    assert.ok(rows.rows.every((r: { team_id: string; kept_received: boolean }) => r.team_id === '' && r.kept_received));
+    const reg = await pool.query('SELECT status, team_id, meta, status_at FROM agent_registry');
+    assert.deepEqual(reg.rows, [{ status: 'IDLE', team_id: 'default', meta: { battery: 50 }, status_at: null }]);
+
+    // New rows come after the upgraded ones.
+    const db: Database = { kind: 'postgres', pool, url: '', close: async () => undefined };
+    const r = await new BatchWriter(db, logger).write({ rows: makeRows(3), rejects: [], registry: [] });
+    assert.equal(r.firstSeq, 5);
+    assert.equal(r.lastSeq, 7);
+    // Migrating again changes nothing.
+    assert.deepEqual((await migrate(pool, logger)).applied, []);
+    assert.deepEqual(await schemaOf(pool), await schemaOf(ref));
+  });
+
+  it('a migration file changed after it was applied is an error naming the file', async () => {
+    const { pool } = await fresh('mig_checksum');
+    const dir = mkdtempSync(join(tmpdir(), 'mm-mig-'));
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    cpSync(migrationsDir(), dir, { recursive: true });
+    await migrate(pool, logger, dir);
+    appendFileSync(join(dir, '002_service_columns.sql'), '\n-- edited\n');
+    await assert.rejects(migrate(pool, logger, dir), (err: Error) => {
+      assert.equal(err.name, 'MigrationError');
+      assert.match(err.message, /002_service_columns\.sql/);
+      return true;
+    });
+    // A new file is applied; a failing one names itself and rolls back.
+    writeFileSync(join(dir, '002_service_columns.sql'), readFileSync(join(migrationsDir(), '002_service_columns.sql')));
+    writeFileSync(join(dir, '003_broken.sql'), 'CREATE TABLE t_ok (x int);\nSELECT no_such_function();\n');
+    await assert.rejects(migrate(pool, logger, dir), /003_broken\.sql/);
+    const t = await pool.query("SELECT to_regclass('t_ok') AS t");
+    assert.equal(t.rows[0].t, null);
+  });
+});
