@@ -27,7 +27,8 @@ exits 2; failing to reach NATS or PostgreSQL at start exits 3; any other start-u
       await runService(config, logger);
     } catch (err) {
       logger.fatal({ err }, 'failed to start');
-      logger.flush();
+      // The process exits right after: let the asynchronous destination write the fatal line first.
+      await new Promise<void>((resolve) => logger.flush(() => resolve()));
       throw new CliError(`failed to start: ${describe(err)}`, exitCodeFor(err), { cause: err });
     }
     return undefined;
