@@ -8,7 +8,7 @@
 // time, which differ between the original and its audit copy; a message without a timestamp uses the
 // stream's time for that position (stable across redelivery of the same stream message).
 
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 
 import type { Timestamp } from '../gen/google/protobuf/timestamp.js';
 
@@ -37,19 +37,18 @@ export function deriveRowId(input: IdentityInput): { id: string; kind: IdentityK
   if (input.envelopeId !== '') {
     // The raw seconds and nanos, not a millisecond Date: a reused id with a new timestamp is a new event.
     const key = keyOf('env', input.sourceAsSent, input.envelopeId, ts?.seconds ?? '', String(ts?.nanos ?? ''));
-    return { id: uuidV7(timestampMs(ts), sha256(key)), kind: 'envelope_id' };
+    return { id: uuidV7(timestampMs(ts), hash('sha256', key, 'hex')), kind: 'envelope_id' };
   }
   if (ts !== undefined) {
-    const h = createHash('sha256').update('payload\n').update(input.payload).digest();
-    return { id: uuidV7(timestampMs(ts), h), kind: 'payload_hash' };
+    return { id: uuidV7(timestampMs(ts), hash('sha256', input.payload, 'hex')), kind: 'payload_hash' };
   }
   const timeMs = Math.floor(input.serverTimeUs / 1000);
   if (input.streamSeq > 0) {
     const key = keyOf('stream', input.streamName, String(input.streamCreatedUs), String(input.streamSeq));
-    return { id: uuidV7(timeMs, sha256(key)), kind: 'stream_position' };
+    return { id: uuidV7(timeMs, hash('sha256', key, 'hex')), kind: 'stream_position' };
   }
   // Core mode, no id and no timestamp: nothing identifies the message, so copies cannot be recognised.
-  return { id: uuidV7(timeMs, randomBytes(16)), kind: 'random' };
+  return { id: uuidV7(timeMs, randomBytes(16).toString('hex')), kind: 'random' };
 }
 
 /** Length-prefixed fields, so no two different tuples share a key. */
@@ -57,10 +56,6 @@ function keyOf(...parts: string[]): string {
   let key = '';
   for (const p of parts) key += `${p.length}:${p}`;
   return key;
-}
-
-function sha256(key: string): Buffer {
-  return createHash('sha256').update(key, 'utf8').digest();
 }
 
 const MAX_MS = 2 ** 48 - 1;
@@ -77,36 +72,14 @@ function clampMs(ms: number): number {
   return ms > MAX_MS ? MAX_MS : Math.floor(ms);
 }
 
-const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+const VARIANT_NIBBLE = '89ab';
 
-/** UUIDv7 layout from a millisecond time and at least 10 bytes of hash. */
-export function uuidV7(ms: number, hash: Uint8Array): string {
-  const t = clampMs(ms);
-  const hi = Math.floor(t / 2 ** 16); // top 32 bits of the 48-bit time
-  const lo = t % 2 ** 16;
-  const h = (i: number): number => hash[i] ?? 0;
-  const b = [
-    (hi >>> 24) & 0xff,
-    (hi >>> 16) & 0xff,
-    (hi >>> 8) & 0xff,
-    hi & 0xff,
-    (lo >>> 8) & 0xff,
-    lo & 0xff,
-    0x70 | (h(0) & 0x0f), // version 7
-    h(1),
-    0x80 | (h(2) & 0x3f), // variant 10
-    h(3),
-    h(4),
-    h(5),
-    h(6),
-    h(7),
-    h(8),
-    h(9),
-  ];
-  let s = '';
-  for (let i = 0; i < 16; i++) {
-    if (i === 4 || i === 6 || i === 8 || i === 10) s += '-';
-    s += HEX[b[i]!];
-  }
-  return s;
+/**
+ * UUIDv7 layout from a millisecond time and a hex digest (at least 19 hex digits): 48 bits of time,
+ * version 7, 12 hash bits, variant 10, 62 hash bits.
+ */
+export function uuidV7(ms: number, hashHex: string): string {
+  const t = clampMs(ms).toString(16).padStart(12, '0');
+  const v = VARIANT_NIBBLE[parseInt(hashHex.charAt(3), 16) & 0x3];
+  return `${t.slice(0, 8)}-${t.slice(8, 12)}-7${hashHex.slice(0, 3)}-${v}${hashHex.slice(4, 7)}-${hashHex.slice(7, 19)}`;
 }

@@ -165,7 +165,8 @@ function decodeJson(data: Uint8Array, isLog: boolean): DecodeResult {
 
 function decodeFailure(err: unknown, reason: RejectReason, isLog: boolean): { reason: RejectReason; detail: string } {
   const text = errorText(err);
-  if (/recursion (limit|depth)/i.test(text) || err instanceof RangeError) {
+  // ts-proto: "recursion limit exceeded"; protobuf-es JSON: "maximum recursion depth"; V8: "call stack".
+  if (/recursion (limit|depth)|call stack/i.test(text)) {
     return { reason: 'too_deep', detail: `nested deeper than the decoder allows (Struct limit ${MAX_STRUCT_DEPTH})` };
   }
   return { reason, detail: `not a ${typeName(isLog)}: ${text}` };
@@ -180,9 +181,43 @@ function typeName(isLog: boolean): string {
 
 const BINARY = 3;
 
+// A payload message with every field at its default carries nothing: we count it as not set. Random
+// bytes often decode as an envelope holding just such an empty payload (e.g. 0x32 0x00 is `text {}`);
+// that is invalid, not an empty row.
 function checkEnvelope(m: MsgEnvelope): { reason: RejectReason; detail: string } | null {
-  if (m.payload !== undefined || m.type === BINARY) return null;
-  return { reason: 'no_payload', detail: 'MsgEnvelope has no payload and is not MESSAGE_TYPE_BINARY' };
+  const p = m.payload;
+  if (p === undefined) {
+    // BINARY carries its data outside these fields, but an envelope with nothing besides the type is empty.
+    if (m.type === BINARY && !isBareEnvelope(m)) return null;
+    return { reason: 'no_payload', detail: 'MsgEnvelope has no payload and is not MESSAGE_TYPE_BINARY' };
+  }
+  if (isEmptyPayload(p)) return { reason: 'no_payload', detail: `MsgEnvelope payload ${p.$case} is empty` };
+  return null;
+}
+
+function isBareEnvelope(m: MsgEnvelope): boolean {
+  return (
+    m.id === '' &&
+    m.timestamp === undefined &&
+    m.sourceAgentId === '' &&
+    m.traceId === '' &&
+    m.spanId === '' &&
+    m.teamId === '' &&
+    m.swarmContext === undefined
+  );
+}
+
+function isEmptyPayload(p: NonNullable<MsgEnvelope['payload']>): boolean {
+  switch (p.$case) {
+    case 'event':
+      return p.value.eventType === '' && p.value.streamId === '' && p.value.data === undefined;
+    case 'text':
+      return p.value.content === '' && p.value.recipientId === '' && p.value.intent === '' && p.value.contextId === '';
+    case 'toolCall':
+      return p.value.callId === '' && p.value.toolName === '' && p.value.arguments === undefined;
+    case 'toolResult':
+      return p.value.callId === '' && p.value.result === undefined && !p.value.isError && p.value.errorMessage === '';
+  }
 }
 
 function checkLogEntry(m: LogEntry): { reason: RejectReason; detail: string } | null {
