@@ -30,11 +30,11 @@ export class CoreIngest {
   constructor(
     private readonly nc: NatsConnection,
     private readonly cfg: IngestConfig,
-    pipelineOpts: Omit<PipelineOptions, 'mode' | 'batchSize' | 'batchWaitMs'>,
+    pipelineOpts: Omit<PipelineOptions, 'mode' | 'batchSize' | 'batchWaitMs' | 'workingEveryMs'>,
     logger: Logger,
   ) {
     this.log = logger.child({ component: 'ingest-core' });
-    this.pipeline = new IngestPipeline({ ...pipelineOpts, mode: 'core', batchSize: cfg.batchSize, batchWaitMs: cfg.batchWaitMs });
+    this.pipeline = new IngestPipeline({ ...pipelineOpts, mode: 'core', batchSize: cfg.batchSize, batchWaitMs: cfg.batchWaitMs, workingEveryMs: 0 });
   }
 
   get lastCommitAt(): Date | null {

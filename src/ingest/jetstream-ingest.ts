@@ -41,11 +41,18 @@ export class JetStreamIngest {
   constructor(
     private readonly nc: NatsConnection,
     private readonly cfg: IngestConfig,
-    pipelineOpts: Omit<PipelineOptions, 'mode' | 'batchSize' | 'batchWaitMs'>,
+    pipelineOpts: Omit<PipelineOptions, 'mode' | 'batchSize' | 'batchWaitMs' | 'workingEveryMs'>,
     logger: Logger,
   ) {
     this.log = logger.child({ component: 'ingest-jetstream' });
-    this.pipeline = new IngestPipeline({ ...pipelineOpts, mode: 'jetstream', batchSize: cfg.batchSize, batchWaitMs: cfg.batchWaitMs });
+    this.pipeline = new IngestPipeline({
+      ...pipelineOpts,
+      mode: 'jetstream',
+      batchSize: cfg.batchSize,
+      batchWaitMs: cfg.batchWaitMs,
+      // ack_wait must outlast any wait for the database: refresh it at a third of its length.
+      workingEveryMs: Math.max(200, Math.floor(cfg.ackWaitMs / 3)),
+    });
   }
 
   get lastCommitAt(): Date | null {

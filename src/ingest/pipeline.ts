@@ -55,6 +55,11 @@ export interface PipelineOptions {
   readonly isExcluded: (subject: string) => boolean;
   readonly isLogEntrySubject: (subject: string) => boolean;
   readonly maxEventBytes: number;
+  /**
+   * While a commit is pending longer than this, touch every held message with working() (JetStream:
+   * a third of ack_wait), independent of the writer's backoff, which may exceed ack_wait. 0 = never.
+   */
+  readonly workingEveryMs: number;
 }
 
 interface MutableBatch {
@@ -247,6 +252,7 @@ export class IngestPipeline {
   private async commit(p: Prepared): Promise<void> {
     const { batch, msgs } = p;
     const started = performance.now();
+    let heartbeat: NodeJS.Timeout | undefined;
     try {
       let outcome: Pick<CommitResult, 'inserted' | 'duplicates' | 'rejected'> = { inserted: 0, duplicates: 0, rejected: 0 };
       if (batch.rows.length > 0 || batch.rejects.length > 0 || batch.registry.length > 0) {
@@ -257,6 +263,8 @@ export class IngestPipeline {
             this.log.warn({ err, attempt, suppressed, messages: msgs.length }, 'database unavailable; batch held unacked, retrying'),
           );
         };
+        const every = this.opts.workingEveryMs;
+        heartbeat = every > 0 ? setInterval(() => this.touchAll(), every) : undefined;
         outcome = await this.opts.writer.write(batch, { signal: this.abort.signal, onRetry });
       }
       // Committed: now, and only now, ack every message of the batch.
@@ -270,6 +278,7 @@ export class IngestPipeline {
         this.log.error({ err, messages: msgs.length }, 'batch failed to commit; left unacked for redelivery');
       }
     } finally {
+      if (heartbeat) clearInterval(heartbeat);
       this.held.delete(msgs);
     }
   }

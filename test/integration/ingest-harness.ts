@@ -31,6 +31,7 @@ export async function startHarness(env: Record<string, string>, natsUrl: string)
   const writer = new BatchWriter(db, silentLogger);
   const nc = await connect({ servers: natsUrl, maxReconnectAttempts: -1, reconnectTimeWait: 200 });
   const sql = new pg.Client({ connectionString: config.database.url });
+  sql.on('error', () => {}); // tests that stop PostgreSQL open a fresh client afterwards
   await sql.connect();
   let ingest: RunningIngest;
   try {
