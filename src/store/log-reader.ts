@@ -44,12 +44,13 @@ export interface StoredLogRow {
   readonly receivedAtUs: number;
 }
 
+// Output names never shadow the columns ORDER BY uses (a text `seq` alias would sort "99" after "100").
 // Exact integer µs: extract(epoch …) is numeric (exact) since PostgreSQL 14.
-const COLUMNS = `id::text AS id, seq::text AS seq, trace_id, (extract(epoch FROM timestamp) * 1000000)::bigint::text AS ts_us,
+const COLUMNS = `id::text AS id, seq::text AS seq_text, trace_id, (extract(epoch FROM timestamp) * 1000000)::bigint::text AS ts_us,
   level, source, intent, coalesce(message, '') AS message, context::text AS context, team_id, subject,
   (extract(epoch FROM received_at) * 1000000)::bigint::text AS received_us`;
 
-const TAIL_COLUMNS = 'id, seq, trace_id, ts_us, level, source, intent, message, context, team_id, subject, received_us';
+const TAIL_COLUMNS = 'id, seq_text, trace_id, ts_us, level, source, intent, message, context, team_id, subject, received_us';
 
 // µs since epoch (bigint parameter) -> timestamptz, exactly (no float seconds).
 function usTs(param: string): string {
@@ -70,7 +71,7 @@ function filterParams(f: LogRowFilter): unknown[] {
 
 interface RawRow {
   id: string;
-  seq: string;
+  seq_text: string;
   trace_id: string;
   ts_us: string;
   level: string;
@@ -86,7 +87,7 @@ interface RawRow {
 function toRow(r: RawRow): StoredLogRow {
   return {
     id: r.id,
-    seq: Number(r.seq),
+    seq: Number(r.seq_text),
     traceId: r.trace_id,
     timestampUs: Number(r.ts_us),
     level: r.level,
