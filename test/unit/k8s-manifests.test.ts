@@ -7,6 +7,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
 import { loadConfig, parseDuration } from '../../src/config/config.js';
 import { LIVENESS_SERVICE_NAME, MEMORY_SERVICE_NAME } from '../../src/api/health.js';
 import { MemoryServiceDefinition } from '../../src/gen/mycelis/memory/v1/memory.js';
@@ -129,6 +130,46 @@ describe('k8s manifests', () => {
     const broken = structuredClone(deployment);
     podSpec(broken)!['containers'][0].readinessProbe.grpc.port = 'grpc'; // grpc probes take a number
     await assert.rejects(validateWithKubernetesModels(broken), /port/);
+  });
+
+  it('no manifest has a field the API does not know (strict, like kubectl --validate=strict)', () => {
+    // The schema validator above ignores unknown fields, so a typo such as `livenesProbe` would pass it
+    // and be dropped by the API server. TypeScript's excess-property check against kubernetes-models'
+    // interfaces catches it: every document becomes a typed object literal in one virtual file.
+    const docs = yamlFiles(K8S).flatMap((file) =>
+      (readYamlDocuments(file) as Manifest[]).filter((d) => d.kind !== 'Kustomization').map((doc) => ({ doc, where: `${relative(ROOT, file)} ${doc.kind}/${doc.metadata.name}` })),
+    );
+    const typo = structuredClone(deployment);
+    const c0 = podSpec(typo)!['containers'][0];
+    c0.livenesProbe = c0.livenessProbe;
+    delete c0.livenessProbe;
+    docs.push({ doc: typo, where: 'control' });
+    const lines: string[] = [];
+    docs.forEach(({ doc }, i) => {
+      lines.push(`import type { I${doc.kind} as T${i} } from 'kubernetes-models/${doc.apiVersion}/${doc.kind}';`);
+      lines.push(`export const d${i}: T${i} = ${JSON.stringify(doc)};`);
+    });
+    const file = join(ROOT, 'test', 'unit', '__k8s_strict_fields.ts');
+    const text = lines.join('\n');
+    const host = ts.createCompilerHost({});
+    const getSourceFile = host.getSourceFile.bind(host);
+    const fileExists = host.fileExists.bind(host);
+    host.getSourceFile = (f, lang, ...rest) => (f === file ? ts.createSourceFile(f, text, lang) : getSourceFile(f, lang, ...rest));
+    host.fileExists = (f) => f === file || fileExists(f);
+    const program = ts.createProgram(
+      [file],
+      { strict: true, noEmit: true, skipLibCheck: true, types: [], target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext },
+      host,
+    );
+    const problems = ts.getPreEmitDiagnostics(program).map((d) => {
+      const line = d.file && d.start !== undefined ? d.file.getLineAndCharacterOfPosition(d.start).line : -1;
+      const index = Math.floor(line / 2);
+      return `${docs[index]?.where ?? '?'}: ${ts.flattenDiagnosticMessageText(d.messageText, ' ')}`;
+    });
+    const control = problems.filter((p) => p.startsWith('control:'));
+    assert.equal(control.length, 1, `the check catches a misspelled field: ${problems.join('\n')}`);
+    assert.match(control[0]!, /livenesProbe/);
+    assert.deepEqual(problems.filter((p) => !p.startsWith('control:')), []);
   });
 
   it('renders the base without a Secret and the dev overlay with the example Secret and its image tag', () => {
