@@ -1,0 +1,96 @@
+// Composition root: builds every component from one Config, starts them in dependency order and
+// stops them in reverse on SIGTERM/SIGINT (DESIGN 7): health NOT_SERVING -> stop fetching -> flush,
+// commit, ack -> end streams with their cursor -> drain NATS -> close the pool; bounded by
+// SHUTDOWN_TIMEOUT.
+import type { Config } from './config/config.js';
+import type { Logger } from './logger.js';
+import { openDatabase } from './store/database.js';
+import { migrate } from './store/migrate.js';
+import { BatchWriter } from './store/batch-writer.js';
+import { CommitNotifier } from './store/commit-notifier.js';
+import { Retention } from './store/retention.js';
+import { connectNats } from './ingest/nats-connection.js';
+import { startIngest } from './ingest/ingest.js';
+import { MemoryCore } from './api/core.js';
+import { startGrpcServer } from './api/grpc-server.js';
+
+export interface RunningService {
+  readonly grpcPort: number;
+  stop(reason?: string): Promise<void>;
+}
+
+export async function runService(config: Config, logger: Logger, opts: { handleSignals?: boolean } = {}): Promise<RunningService> {
+  const log = logger.child({ component: 'main' });
+  const stack: { name: string; stop: () => Promise<void> }[] = [];
+  const push = (name: string, stop: () => Promise<void>): void => {
+    stack.push({ name, stop });
+  };
+  let stopping: Promise<void> | undefined;
+
+  const stop = (reason = 'stop'): Promise<void> => {
+    stopping ??= (async () => {
+      log.info({ reason }, 'shutting down');
+      const timer = setTimeout(() => {
+        log.error({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown timed out; exiting');
+        logger.flush();
+        process.exit(1);
+      }, config.shutdownTimeoutMs);
+      timer.unref();
+      for (const part of stack.reverse()) {
+        try {
+          await part.stop();
+          log.debug({ part: part.name }, 'stopped');
+        } catch (err) {
+          log.error({ err, part: part.name }, 'error while stopping');
+        }
+      }
+      clearTimeout(timer);
+      log.info('stopped');
+      logger.flush();
+    })();
+    return stopping;
+  };
+
+  try {
+    const db = await openDatabase(config.database, logger);
+    push('database', () => db.close());
+    await migrate(db.pool, logger);
+
+    const writer = new BatchWriter(db, logger);
+    const notifier = new CommitNotifier(db, writer, logger);
+    await notifier.start();
+    push('commit-notifier', () => notifier.stop());
+
+    const retention = new Retention(
+      db,
+      { logRetentionMs: config.logRetentionMs, deadLetterRetentionMs: config.deadLetterRetentionMs },
+      logger,
+    );
+    retention.start();
+    push('retention', () => retention.stop());
+
+    const core = new MemoryCore({ db, notifier, config, logger });
+    const grpc = await startGrpcServer({ config, core, logger });
+    push('grpc', () => grpc.shutdown());
+
+    if (config.ingest.mode !== 'off') {
+      const nc = await connectNats(config, logger);
+      push('nats', () => nc.drain().catch(() => nc.close()));
+      const ingest = await startIngest({ config, nc, writer, logger });
+      push('ingest', () => ingest.stop());
+    }
+
+    if (opts.handleSignals !== false) {
+      const onSignal = (signal: NodeJS.Signals): void => {
+        void stop(signal).then(() => process.exit(0));
+      };
+      process.once('SIGTERM', onSignal);
+      process.once('SIGINT', onSignal);
+    }
+    log.info({ grpcPort: grpc.port, store: db.kind, ingest: config.ingest.mode }, 'mycelis-memory started');
+    return { grpcPort: grpc.port, stop };
+  } catch (err) {
+    await stop('startup failed');
+    throw err;
+  }
+}
