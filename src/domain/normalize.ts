@@ -2,7 +2,8 @@
 // DESIGN 3.1 (decoding, validity, the normalization table), 3.2 (row identity), 3.3 (the RegistryEvent).
 // Pure and synchronous; never throws, whatever the bytes: anything unexpected becomes a reject.
 
-import { fromJsonString, toBinary } from '@bufbuild/protobuf';
+import { fromJson, toBinary } from '@bufbuild/protobuf';
+import type { JsonValue } from '@bufbuild/protobuf';
 import { BinaryReader } from '@bufbuild/protobuf/wire';
 
 import type { Timestamp } from '../gen/google/protobuf/timestamp.js';
@@ -63,13 +64,13 @@ function normalize(msg: IncomingMessage, opts: NormalizeOptions): Normalized {
   // A protobuf message never starts with '{' (0x7B would be field 15, wire type 3, a group: not
   // used by these messages). Do not skip whitespace: 0x0A is the tag of field 1.
   const json = h.json || data[0] === 0x7b;
-  const decoded = json ? decodeJson(data, isLog) : decodeBinary(data, isLog);
+  const counter: StripCounter = { stripped: 0 };
+  const decoded = json ? decodeJson(data, isLog, counter) : decodeBinary(data, isLog);
   if ('reason' in decoded) return reject(msg, decoded.reason, decoded.detail);
 
   const invalid = decoded.kind === 'envelope' ? checkEnvelope(decoded.m) : checkLogEntry(decoded.m);
   if (invalid !== null) return reject(msg, invalid.reason, invalid.detail);
 
-  const counter: StripCounter = { stripped: 0 };
   let context: string;
   try {
     context = decoded.kind === 'envelope' ? envelopeToJson(decoded.m, counter) : logEntryToJson(decoded.m, counter);
@@ -126,6 +127,8 @@ const decodeUtf8Strict = (bytes: Uint8Array): string => strictUtf8.decode(bytes)
 // stack exhaustion) and is reported as too_deep.
 const DECODE_DEPTH_HEADROOM = 3 * MAX_STRUCT_DEPTH + 20;
 const JSON_RECURSION_LIMIT = 3 * MAX_STRUCT_DEPTH + 120;
+// Envelope -> payload -> data -> 64 Struct levels fits well within this; deeper is too_deep anyway.
+const JSON_MAX_NESTING = MAX_STRUCT_DEPTH + 8;
 
 function decodeBinary(data: Uint8Array, isLog: boolean): DecodeResult {
   const reader = new BinaryReader(data, decodeUtf8Strict);
@@ -144,23 +147,44 @@ function decodeBinary(data: Uint8Array, isLog: boolean): DecodeResult {
   }
 }
 
-function decodeJson(data: Uint8Array, isLog: boolean): DecodeResult {
-  let text: string;
+function decodeJson(data: Uint8Array, isLog: boolean, counter: StripCounter): DecodeResult {
+  let value: unknown;
   try {
-    text = strictUtf8.decode(data);
-  } catch {
-    return { reason: 'invalid_json', detail: 'JSON payload is not valid UTF-8' };
+    value = JSON.parse(strictUtf8.decode(data));
+  } catch (err) {
+    return { reason: 'invalid_json', detail: `not JSON: ${errorText(err)}` };
+  }
+  // JSON is the one form that can carry lone surrogates (\ud800 escapes; UTF-8 bytes cannot), and
+  // the strict parser below rejects them: strip them (and NULs) here, counted, so such a message is
+  // stored sanitized rather than dead-lettered.
+  let clean: JsonValue;
+  try {
+    clean = cleanJson(value as JsonValue, 0, counter);
+  } catch (err) {
+    if (err instanceof TooDeepError) return { reason: 'too_deep', detail: err.message };
+    throw err;
   }
   try {
     // Strict proto3 JSON: unknown keys and wrong types throw. Then through the binary form into the
     // same ts-proto type the binary path produces.
     const d = swarmDescriptors();
     const desc = isLog ? d.logEntry : d.msgEnvelope;
-    const message = fromJsonString(desc, text, { registry: d.registry, recursionLimit: JSON_RECURSION_LIMIT });
+    const message = fromJson(desc, clean, { registry: d.registry, recursionLimit: JSON_RECURSION_LIMIT });
     return decodeBinary(toBinary(desc, message), isLog);
   } catch (err) {
     return decodeFailure(err, 'invalid_json', isLog);
   }
+}
+
+/** Sanitized copy of parsed JSON; nesting is bounded here, before any recursive decoder sees it. */
+function cleanJson(v: JsonValue, depth: number, counter: StripCounter): JsonValue {
+  if (typeof v === 'string') return clean(v, counter);
+  if (v === null || typeof v !== 'object') return v;
+  if (depth > JSON_MAX_NESTING) throw new TooDeepError('JSON');
+  if (Array.isArray(v)) return v.map((x) => cleanJson(x, depth + 1, counter));
+  const out: { [k: string]: JsonValue } = {};
+  for (const key of Object.keys(v)) out[clean(key, counter)] = cleanJson(v[key] as JsonValue, depth + 1, counter);
+  return out;
 }
 
 function decodeFailure(err: unknown, reason: RejectReason, isLog: boolean): { reason: RejectReason; detail: string } {
