@@ -52,6 +52,7 @@ export class CoreIngest {
               this.log.error({ err, subject }, 'subscription error');
               return;
             }
+            this.pipeline.received.inc();
             if (this.pipeline.queued >= this.cfg.coreBufferSize) {
               this.drop();
               return;

@@ -105,6 +105,7 @@ export class JetStreamIngest {
   }
 
   private onMessage(m: JsMsg): void {
+    this.pipeline.received.inc();
     const info = m.info;
     const incoming: IncomingMessage = {
       subject: m.subject,

@@ -107,7 +107,8 @@ export class IngestPipeline {
   private readonly held = new Set<PendingMessage[]>();
   private loop: Promise<void> | null = null;
   private readonly retryLog = new RateLimitedLog(10_000);
-  private readonly received;
+  /** Counts every message NATS handed us (including those core mode then drops). */
+  readonly received;
   lastCommitAt: Date | null = null;
 
   constructor(private readonly opts: PipelineOptions) {
@@ -122,7 +123,6 @@ export class IngestPipeline {
 
   /** Synchronous; safe to call from a NATS callback. */
   push(m: PendingMessage): void {
-    this.received.inc();
     if (this.queue.length === 0) this.queueHeadSinceMs = Date.now();
     this.queue.push(m);
     if (this.wake && (this.queue.length >= this.opts.batchSize || this.queue.length === 1)) {
