@@ -1,0 +1,177 @@
+// The built service as a process: configuration failures, the embedded default, and crash safety
+// (SIGKILL mid-ingest loses and duplicates nothing: acks only after commit + deterministic ids).
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { connect } from 'nats';
+import { CLI, ROOT, startService, type ServiceProcess } from '../helpers/service.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
+import { SHARED_NATS_URL, deleteStreamQuietly, startPrivateNats, uniqueNatsNames, type PrivateNats } from '../helpers/nats.js';
+import { waitFor } from '../helpers/wait.js';
+import * as grpc from '@grpc/grpc-js';
+import { MemoryServiceClient, type GetRegistryResponse } from '../../src/gen/mycelis/memory/v1/memory.js';
+
+function registryOf(address: string): Promise<GetRegistryResponse> {
+  const client = new MemoryServiceClient(address, grpc.credentials.createInsecure());
+  return new Promise<GetRegistryResponse>((resolve, reject) => {
+    client.getRegistry({ teamIds: [], statuses: [], pageSize: 1000, pageToken: '' }, (err, res) => {
+      client.close();
+      if (err) reject(err);
+      else resolve(res);
+    });
+  });
+}
+
+function run(args: string[], env: Record<string, string>, timeoutMs = 120_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', ...env },
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const t = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${args.join(' ')} timed out; stderr: ${stderr}`));
+    }, timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('configuration errors', () => {
+  it('MEMORY_STORE=postgres without a database variable exits 2 with one line naming MEMORY_STORE', async () => {
+    const r = await run(['serve'], { MEMORY_STORE: 'postgres' });
+    assert.equal(r.code, 2);
+    const lines = r.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0]!, /MEMORY_STORE/);
+    assert.match(lines[0]!, /DATABASE_URL/);
+  });
+
+  it('an invalid duration names the variable and the accepted form', async () => {
+    const r = await run(['serve'], { AGENT_OFFLINE_AFTER: 'soon' });
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /AGENT_OFFLINE_AFTER/);
+    assert.match(r.stderr, /90s/);
+  });
+});
+
+describe('embedded default', () => {
+  let nats: PrivateNats;
+  let dir: string;
+  before(async () => {
+    nats = await startPrivateNats();
+    dir = mkdtempSync(join(tmpdir(), 'mm-embedded-'));
+  });
+  after(async () => {
+    await nats?.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('with no database configured it comes up on PGlite, says so first, ingests and restarts with its data', async () => {
+    // Only NATS_URL and the data directory: every other setting is the embedded default.
+    const env = { NATS_URL: nats.url, EMBEDDED_DATA_DIR: dir };
+    let svc: ServiceProcess = await startService({ env, timeoutMs: 90_000 });
+    try {
+      const first = svc.logs().find((l) => typeof l['msg'] === 'string' && /embedded/i.test(l['msg']));
+      assert.ok(first, 'a log line announces the embedded store');
+      assert.equal(first['level'], 40, 'announced at warn level');
+      // A second process on the same directory must fail fast instead of sharing it.
+      const second = await run(['serve'], { ...env, GRPC_PORT: '0', HTTP_PORT: '0' }, 60_000);
+      assert.notEqual(second.code, 0);
+      assert.match(second.stdout + second.stderr, new RegExp(dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+      const pub = await run(['publish', '--count', '50', '--server', nats.url], {});
+      assert.equal(pub.code, 0, pub.stderr);
+      // The default traffic has 10 agents plus the directive's finance-bot.
+      const before = await waitFor('the registry to fill', async () => {
+        const r = await registryOf(svc.grpcAddress);
+        return r.agents.length === 11 ? r : undefined;
+      });
+      assert.equal(await svc.stop(), 0, 'SIGTERM exits cleanly');
+      // Restart on the same directory: the data is still there (persisted).
+      svc = await startService({ env, timeoutMs: 90_000 });
+      const afterRestart = await registryOf(svc.grpcAddress);
+      assert.deepEqual(
+        afterRestart.agents.map((a) => [a.agentId, a.reportedStatus, a.lastSeen]),
+        before.agents.map((a) => [a.agentId, a.reportedStatus, a.lastSeen]),
+      );
+    } finally {
+      await svc.stop();
+    }
+  });
+});
+
+describe('crash safety', () => {
+  let db: TestDatabase;
+  let pool: pg.Pool;
+  const names = uniqueNatsNames('crash');
+  before(async () => {
+    db = await createTestDatabase('crash');
+    pool = new pg.Pool({ connectionString: db.url, max: 2 });
+  });
+  after(async () => {
+    await pool?.end();
+    const nc = await connect({ servers: SHARED_NATS_URL });
+    await deleteStreamQuietly(nc, names.stream);
+    await nc.close();
+    await db?.drop();
+  });
+
+  it('SIGKILL three times during 50,000 events: exactly 50,000 rows, none duplicated', { timeout: 300_000 }, async () => {
+    const env = {
+      ...db.env,
+      NATS_URL: SHARED_NATS_URL,
+      STREAM_NAME: names.stream,
+      CONSUMER_NAME: names.consumer,
+      NATS_SUBJECTS: `${names.prefix}.>`,
+      LOG_ENTRY_SUBJECTS: `${names.prefix}.log.>`,
+      NATS_EXCLUDE_SUBJECTS: `${names.prefix}.council.*.request`,
+      ACK_WAIT: '5s',
+    };
+    let svc = await startService({ env, waitReady: true });
+    // Stop consuming while the stream fills, so the kills land mid-drain at chosen row counts.
+    await svc.kill();
+    const total = 50_000;
+    const pub = await run(['publish', '--count', String(total), '--agents', '200', '--subject-prefix', names.prefix, '--server', SHARED_NATS_URL], {}, 240_000);
+    assert.equal(pub.code, 0, pub.stderr);
+    const nc = await connect({ servers: SHARED_NATS_URL });
+    const jsm = await nc.jetstreamManager();
+    await waitFor('the stream to hold every event', async () => (await jsm.streams.info(names.stream)).state.messages === total);
+    await nc.close();
+
+    const count = async (): Promise<number> => Number((await pool.query('select count(*)::int as n from log_entries')).rows[0].n);
+    for (const threshold of [8_000, 20_000, 35_000]) {
+      svc = await startService({ env });
+      await waitFor(`more than ${threshold} rows`, async () => (await count()) > threshold, { timeoutMs: 120_000, intervalMs: 5 });
+      await svc.kill();
+    }
+    svc = await startService({ env });
+    try {
+      await waitFor('all rows', async () => (await count()) >= total, { timeoutMs: 120_000 });
+      // Give redeliveries of un-acked messages a chance to (wrongly) add rows before asserting.
+      await waitFor('no pending acks', async () => {
+        const c = await connect({ servers: SHARED_NATS_URL });
+        try {
+          const info = await (await c.jetstreamManager()).consumers.info(names.stream, names.consumer);
+          return info.num_pending === 0 && info.num_ack_pending === 0;
+        } finally {
+          await c.close();
+        }
+      }, { timeoutMs: 60_000 });
+      const r = await pool.query('select count(*)::int as n, count(distinct id)::int as d, count(distinct seq)::int as s from log_entries');
+      assert.deepEqual(r.rows[0], { n: total, d: total, s: total });
+    } finally {
+      await svc.stop();
+    }
+  });
+});
