@@ -2,6 +2,7 @@
 // A client's mistake is never INTERNAL; anything unexpected is INTERNAL, logged with its cause, and
 // the client sees a generic message (no internals, no SQL).
 import { status as GrpcStatus, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { Code, ConnectError } from '@connectrpc/connect';
 import type { Logger } from '../logger.js';
 import {
   CancelledError,
@@ -37,4 +38,17 @@ export function toStatus(err: unknown, log: Logger, method: string): MappedStatu
 export function toServiceError(err: unknown, log: Logger, method: string): Partial<ServiceError> {
   const s = toStatus(err, log, method);
   return { code: s.code, details: s.message, metadata: new Metadata() };
+}
+
+/**
+ * The same mapping for the Connect port. Connect's Code shares gRPC's numbering; the library turns
+ * the code into the HTTP status the Connect protocol defines (invalid_argument and out_of_range 400,
+ * unauthenticated 401, resource_exhausted 429, unavailable 503, internal 500). A ConnectError raised
+ * by the library itself (a request it cannot parse, a bad timeout header) keeps its own code.
+ * The cause is kept for logs, never sent to the client.
+ */
+export function toConnectError(err: unknown, log: Logger, method: string): ConnectError {
+  if (err instanceof ConnectError) return err;
+  const s = toStatus(err, log, method);
+  return new ConnectError(s.message, s.code as number as Code, undefined, undefined, err);
 }
