@@ -95,6 +95,10 @@ export class JetStreamIngest {
     } finally {
       clearTimeout(t);
     }
+    // Acks are buffered publishes: make sure they reached the server before we report stopped.
+    if (!this.nc.isClosed()) {
+      await this.nc.flush().catch((err: unknown) => this.log.warn({ err }, 'could not flush acks at stop; unacked messages will be redelivered'));
+    }
   }
 
   private async setup(): Promise<void> {
