@@ -136,9 +136,18 @@ export class JetStreamIngest {
         const messages = await consumer.consume({
           max_messages: this.cfg.batchSize,
           expires: 30_000,
-          callback: (m) => this.onMessage(m),
+          callback: (m) => {
+            // A throw here would stop nats.js's consumer: count it and leave the message unacked.
+            try {
+              this.onMessage(m);
+            } catch (err) {
+              ingestMetrics.errors.labels('deliver').inc();
+              this.errorLog.maybe((suppressed) => this.log.error({ err, suppressed, subject: m.subject }, 'could not take a delivered message; it will be redelivered'));
+            }
+          },
         });
         this.messages = messages;
+        if (this.stopping) messages.stop(); // stop() ran while consume() was being set up
         void this.watchConsumer(messages);
         void this.refreshLag();
         const closed = await messages.closed();
