@@ -27,6 +27,7 @@ import { metricsRegistry } from '../metrics.js';
 import { memoryServiceRoutes, peerKey } from './connect-service.js';
 import type { MemoryCore } from './core.js';
 import { createCorsPolicy } from './cors.js';
+import { loadWebAssets } from './web-assets.js';
 
 /** What /readyz needs to know about readiness (ApiHealth satisfies it). */
 export interface Readiness {
@@ -66,6 +67,8 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
   const { config, core, health } = deps;
   const log = deps.logger.child({ component: 'http-server' });
   const cors = createCorsPolicy(config.api.corsOrigins);
+  // The live page (web/, built by npm run build) at / and /assets/*.
+  const webAssets = loadWebAssets(deps.logger);
   const shutdownController = new AbortController();
   let shuttingDown = false;
 
@@ -130,6 +133,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
       if (cors.handle(req.method, req.headers, res)) return;
       const path = (req.url ?? '/').split('?')[0];
       const head = req.method === 'HEAD';
+      if (webAssets.handle(req.method, path ?? '/', req.headers, res)) return;
       if (path === '/healthz' || path === '/readyz' || path === '/metrics') {
         if (req.method !== 'GET' && !head) {
           res.setHeader('allow', 'GET, HEAD');

@@ -1,0 +1,333 @@
+// The live page served at / on the HTTP port: the agent registry (GetRegistry, re-fetched every few
+// seconds; statuses and "last seen" exactly as the service computes them, so agents grey out as
+// OFFLINE when the service says so) and the live log (StreamLogs over Connect-Web).
+// Invariants of the log view: records are shown in cursor order, none twice and none skipped across
+// reconnects and pauses: every (re)connect after the first asks for `after_cursor` = the last cursor
+// received (responses carry one even when empty), and a record whose seq is not above the last shown
+// one is dropped. The DOM holds at most `maxRows` rows (oldest removed first).
+import { Code, ConnectError } from '@connectrpc/connect';
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import type { Agent, LogFilterSchema, LogRecord, StreamLogsRequestSchema } from '../gen/mycelis/memory/v1/memory_pb.js';
+import { createMemoryClient, getToken, setToken } from './client.js';
+import { ago, clock, iso, metaSummary, ms, splitList, STATUS_NAME } from './format.js';
+import './style.css';
+
+const params = new URLSearchParams(location.search);
+const numParam = (name: string, dflt: number, min: number, max: number): number => {
+  const v = Number(params.get(name));
+  return params.has(name) && Number.isFinite(v) ? Math.min(max, Math.max(min, Math.floor(v))) : dflt;
+};
+const MAX_ROWS = numParam('rows', 500, 10, 5000);
+const INITIAL_TAIL = numParam('tail', 100, 0, 10_000);
+const REGISTRY_EVERY_MS = numParam('refresh', 2000, 250, 60_000);
+// The service sends a keepalive at least every 15 s; silence well past that means a dead connection.
+const STREAM_SILENCE_MS = numParam('silence', 45_000, 1000, 600_000);
+const BACKOFF_MIN_MS = 250;
+const BACKOFF_MAX_MS = 5000;
+
+const $ = <T extends HTMLElement>(id: string): T => {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`#${id} missing from the page`);
+  return el as T;
+};
+
+const client = createMemoryClient();
+const conn = $<HTMLSpanElement>('conn');
+const tokenForm = $<HTMLFormElement>('token-form');
+const tokenInput = $<HTMLInputElement>('token-input');
+const tokenMsg = $<HTMLSpanElement>('token-msg');
+const logRows = $<HTMLTableSectionElement>('log-rows');
+const logSummary = $<HTMLSpanElement>('log-summary');
+const logError = $<HTMLParagraphElement>('log-error');
+const registryRows = $<HTMLTableSectionElement>('registry-rows');
+const registrySummary = $<HTMLSpanElement>('registry-summary');
+const registryError = $<HTMLParagraphElement>('registry-error');
+const teamInput = $<HTMLInputElement>('filter-team');
+const agentInput = $<HTMLInputElement>('filter-agent');
+const levelBoxes = [...$<HTMLFieldSetElement>('filter-levels').querySelectorAll<HTMLInputElement>('input[type=checkbox]')];
+const pauseButton = $<HTMLButtonElement>('pause');
+
+function el<K extends keyof HTMLElementTagNameMap>(tag: K, text?: string, cls?: string): HTMLElementTagNameMap[K] {
+  const e = document.createElement(tag);
+  if (text !== undefined) e.textContent = text;
+  if (cls) e.className = cls;
+  return e;
+}
+
+function setConn(state: 'connecting' | 'live' | 'reconnecting' | 'paused' | 'unauthenticated' | 'failed', text?: string): void {
+  conn.dataset['state'] = state;
+  conn.textContent = text ?? state;
+}
+
+// ---- token --------------------------------------------------------------------------------------
+
+function askForToken(message: string): void {
+  tokenForm.hidden = false;
+  tokenMsg.textContent = message;
+  tokenInput.focus();
+}
+
+tokenForm.addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  setToken(tokenInput.value.trim() || null);
+  tokenInput.value = '';
+  tokenMsg.textContent = '';
+  tokenForm.hidden = true;
+  logs.restart(false);
+  void refreshRegistry();
+});
+$<HTMLButtonElement>('token-button').addEventListener('click', () => {
+  if (tokenForm.hidden) askForToken(getToken() ? 'a token is set for this tab; submit empty to forget it' : '');
+  else tokenForm.hidden = true;
+});
+
+// ---- live log -----------------------------------------------------------------------------------
+
+function currentFilter(): MessageInitShape<typeof LogFilterSchema> {
+  return {
+    teamIds: splitList(teamInput.value),
+    agentIds: splitList(agentInput.value),
+    levels: levelBoxes.filter((b) => b.checked).map((b) => b.value),
+  };
+}
+
+function recordRow(r: LogRecord): HTMLTableRowElement {
+  const e = r.entry;
+  const level = (e?.level || 'INFO').toUpperCase();
+  const agent = e?.source || e?.agentId || 'unknown';
+  const tr = el('tr', undefined, `lvl-${level}`);
+  tr.dataset['seq'] = String(r.seq);
+  tr.dataset['id'] = r.id;
+  tr.dataset['agent'] = agent;
+  tr.dataset['team'] = e?.teamId ?? '';
+  tr.dataset['level'] = level;
+  const time = el('td', clock(e?.timestamp));
+  time.title = `${iso(e?.timestamp)} · seq ${r.seq} · ${r.subject}`;
+  const msg = el('td', e?.message ?? '', 'wrap');
+  if (e?.traceId) msg.title = `trace ${e.traceId}`;
+  tr.append(time, el('td', level, 'lvl'), el('td', agent), el('td', e?.teamId ?? ''), el('td', e?.intent ?? ''), msg);
+  return tr;
+}
+
+class LogView {
+  private cursor: string | undefined;
+  private lastSeq = -1n;
+  private generation = 0;
+  private controller: AbortController | undefined;
+  private paused = false;
+  private received = 0;
+
+  /** (Re)starts the stream. fresh: a new filter, so clear the rows and begin with the last INITIAL_TAIL records. */
+  restart(fresh: boolean): void {
+    this.generation++;
+    this.controller?.abort();
+    if (fresh) {
+      this.cursor = undefined;
+      this.lastSeq = -1n;
+      this.received = 0;
+      logRows.replaceChildren();
+    }
+    if (!this.paused) void this.run(this.generation, currentFilter());
+    this.summary();
+  }
+
+  setPaused(paused: boolean): void {
+    this.paused = paused;
+    pauseButton.setAttribute('aria-pressed', String(paused));
+    pauseButton.textContent = paused ? 'Resume' : 'Pause';
+    if (paused) {
+      // Stop reading; the cursor stays, so Resume continues exactly where this stopped.
+      this.generation++;
+      this.controller?.abort();
+      setConn('paused', 'paused');
+    } else {
+      this.restart(false);
+    }
+  }
+
+  clear(): void {
+    logRows.replaceChildren();
+    this.summary();
+  }
+
+  private summary(): void {
+    logSummary.textContent = `${logRows.rows.length} shown (max ${MAX_ROWS}) · ${this.received} received`;
+  }
+
+  private show(records: LogRecord[]): void {
+    const frag = document.createDocumentFragment();
+    // Newest on top: insert the batch in reverse above the existing rows.
+    for (let i = records.length - 1; i >= 0; i--) frag.append(recordRow(records[i]!));
+    logRows.prepend(frag);
+    while (logRows.rows.length > MAX_ROWS) logRows.lastElementChild?.remove();
+  }
+
+  private async run(gen: number, filter: MessageInitShape<typeof LogFilterSchema>): Promise<void> {
+    let attempt = 0;
+    while (gen === this.generation) {
+      const ac = new AbortController();
+      this.controller = ac;
+      let watchdog = setTimeout(() => ac.abort(), STREAM_SILENCE_MS);
+      const req: MessageInitShape<typeof StreamLogsRequestSchema> = this.cursor ? { filter, afterCursor: this.cursor } : { filter, tail: INITIAL_TAIL };
+      setConn(attempt === 0 ? 'connecting' : 'reconnecting', attempt === 0 ? 'connecting…' : `reconnecting (attempt ${attempt})…`);
+      try {
+        for await (const res of client.streamLogs(req, { signal: ac.signal })) {
+          if (gen !== this.generation) return;
+          clearTimeout(watchdog);
+          watchdog = setTimeout(() => ac.abort(), STREAM_SILENCE_MS);
+          if (attempt > 0 || conn.dataset['state'] !== 'live') setConn('live', 'live');
+          attempt = 0;
+          logError.hidden = true;
+          const fresh = res.records.filter((r) => r.seq > this.lastSeq);
+          if (fresh.length > 0) {
+            this.lastSeq = fresh[fresh.length - 1]!.seq;
+            this.received += fresh.length;
+            this.show(fresh);
+          }
+          if (res.cursor) this.cursor = res.cursor;
+          this.summary();
+        }
+        // A normal end means the service is shutting down (it sent our cursor): reconnect.
+      } catch (err) {
+        if (gen !== this.generation) return;
+        const ce = ConnectError.from(err);
+        if (ce.code === Code.Unauthenticated) {
+          setConn('unauthenticated', 'token needed');
+          askForToken(getToken() ? 'the service refused this token' : 'this service requires an API token');
+          return;
+        }
+        if (ce.code === Code.InvalidArgument || ce.code === Code.OutOfRange) {
+          // A filter the service rejects (or a cursor it no longer knows): say so and stop.
+          setConn('failed', 'stopped');
+          logError.textContent = `the service rejected the request: ${ce.rawMessage}`;
+          logError.hidden = false;
+          return;
+        }
+        logError.textContent = `stream interrupted (${ce.rawMessage || Code[ce.code]}); resuming from the last cursor`;
+        logError.hidden = false;
+      } finally {
+        clearTimeout(watchdog);
+      }
+      if (gen !== this.generation) return;
+      attempt++;
+      setConn('reconnecting', `reconnecting (attempt ${attempt})…`);
+      const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(attempt - 1, 10)) * (0.5 + Math.random() / 2);
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
+
+const logs = new LogView();
+
+let filterTimer: ReturnType<typeof setTimeout> | undefined;
+const onFilterChange = (): void => {
+  clearTimeout(filterTimer);
+  filterTimer = setTimeout(() => logs.restart(true), 300);
+};
+teamInput.addEventListener('input', onFilterChange);
+agentInput.addEventListener('input', onFilterChange);
+for (const b of levelBoxes) b.addEventListener('change', onFilterChange);
+$<HTMLFormElement>('filters').addEventListener('submit', (ev) => ev.preventDefault());
+pauseButton.addEventListener('click', () => logs.setPaused(pauseButton.getAttribute('aria-pressed') !== 'true'));
+$<HTMLButtonElement>('clear').addEventListener('click', () => logs.clear());
+
+// ---- registry -----------------------------------------------------------------------------------
+
+const registryRowsById = new Map<string, HTMLTableRowElement>();
+
+function setCells(tr: HTMLTableRowElement, values: string[]): void {
+  values.forEach((v, i) => {
+    const td = tr.cells[i];
+    if (td && td.textContent !== v) td.textContent = v;
+  });
+}
+
+function renderRegistry(agents: Agent[], asOfMs: number): void {
+  const seen = new Set<string>();
+  const counts: Record<string, number> = {};
+  let prev: HTMLTableRowElement | null = null;
+  const teams = new Set<string>();
+  for (const a of agents) {
+    seen.add(a.agentId);
+    teams.add(a.teamId);
+    const status = STATUS_NAME[a.status] ?? 'UNKNOWN';
+    const reported = STATUS_NAME[a.reportedStatus] ?? 'UNKNOWN';
+    counts[status] = (counts[status] ?? 0) + 1;
+    let tr = registryRowsById.get(a.agentId);
+    if (!tr) {
+      tr = el('tr');
+      tr.dataset['agent'] = a.agentId;
+      const badge = el('span', '', 'badge');
+      const statusTd = el('td');
+      statusTd.append(badge);
+      tr.append(el('td'), statusTd, el('td'), el('td'), el('td'), el('td'));
+      registryRowsById.set(a.agentId, tr);
+    }
+    tr.className = `status-${status}`;
+    tr.dataset['status'] = status;
+    tr.dataset['team'] = a.teamId;
+    const badge = tr.cells[1]!.firstElementChild as HTMLSpanElement;
+    if (badge.textContent !== status) badge.textContent = status;
+    badge.title = status === reported ? `reported ${reported}` : `reported ${reported}; effective ${status}`;
+    const meta = metaSummary(a.meta);
+    // Column 1 holds the badge; setCells skips it by giving its current text back.
+    setCells(tr, [a.agentId, tr.cells[1]!.textContent ?? '', a.teamId, ago(ms(a.lastSeen), asOfMs), meta, a.lastErrorSummary]);
+    tr.cells[3]!.title = iso(a.lastSeen);
+    tr.cells[4]!.title = meta;
+    tr.cells[5]!.title = a.lastErrorSummary;
+    // Keep the service's order (by agent id) with minimal DOM moves.
+    const want: ChildNode | null = prev ? prev.nextSibling : registryRows.firstChild;
+    if (want !== tr) registryRows.insertBefore(tr, want);
+    prev = tr;
+  }
+  for (const [id, tr] of registryRowsById) {
+    if (!seen.has(id)) {
+      tr.remove();
+      registryRowsById.delete(id);
+    }
+  }
+  const parts = ['IDLE', 'BUSY', 'ERROR', 'OFFLINE'].filter((s) => counts[s]).map((s) => `${counts[s]} ${s.toLowerCase()}`);
+  registrySummary.textContent = `${agents.length} agents${parts.length ? ' · ' + parts.join(', ') : ''} · as of ${new Date(asOfMs).toLocaleTimeString()}`;
+  const teamList = $<HTMLDataListElement>('teams');
+  const agentList = $<HTMLDataListElement>('agents');
+  teamList.replaceChildren(...[...teams].sort().map((t) => Object.assign(el('option'), { value: t })));
+  agentList.replaceChildren(...agents.map((a) => Object.assign(el('option'), { value: a.agentId })));
+}
+
+registryRows.addEventListener('click', (ev) => {
+  const tr = (ev.target as HTMLElement).closest('tr');
+  const id = tr?.dataset['agent'];
+  if (!id) return;
+  agentInput.value = agentInput.value === id ? '' : id;
+  onFilterChange();
+});
+
+let registryBusy = false;
+async function refreshRegistry(): Promise<void> {
+  if (registryBusy) return;
+  registryBusy = true;
+  try {
+    const agents: Agent[] = [];
+    let pageToken = '';
+    let asOfMs: number | undefined;
+    do {
+      const res = await client.getRegistry({ pageSize: 1000, pageToken }, { timeoutMs: 10_000 });
+      agents.push(...res.agents);
+      asOfMs ??= ms(res.asOf);
+      pageToken = res.nextPageToken;
+    } while (pageToken && agents.length < 10_000);
+    renderRegistry(agents, asOfMs ?? Date.now());
+    registryError.hidden = true;
+  } catch (err) {
+    const ce = ConnectError.from(err);
+    if (ce.code === Code.Unauthenticated) askForToken(getToken() ? 'the service refused this token' : 'this service requires an API token');
+    registryError.textContent = `registry unavailable: ${ce.rawMessage || Code[ce.code]}`;
+    registryError.hidden = false;
+  } finally {
+    registryBusy = false;
+  }
+}
+
+void refreshRegistry();
+setInterval(() => void refreshRegistry(), REGISTRY_EVERY_MS);
+logs.restart(true);
