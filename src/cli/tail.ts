@@ -133,12 +133,14 @@ async function runTail(args: string[], io: CliIo): Promise<ExitCode> {
         // The service ended the stream (it is shutting down, with our cursor): follow it to its
         // restart or to another replica.
         if (stop.signal.aborted) return EXIT.INTERRUPTED;
-        io.stderr.write(`tail: the service at ${opts.target} ended the stream; reconnecting\n`);
+        if (attempt === 0) io.stderr.write(`tail: the service at ${opts.target} ended the stream; reconnecting\n`);
       } catch (err) {
         if (stop.signal.aborted) return EXIT.INTERRUPTED;
         // Before the first successful connection, fail fast with a clear exit code (3, 4, 64).
         if (!everConnected || !isTransient(err)) throw clientFailure(err, opts, 'tail');
-        io.stderr.write(`tail: connection to ${opts.target} lost (${describe(err)}); reconnecting\n`);
+        // Once when the connection is lost, then every 10th failed attempt, not a line per retry.
+        if (attempt === 0) io.stderr.write(`tail: connection to ${opts.target} lost (${describe(err)}); reconnecting\n`);
+        else if (attempt % 10 === 0) io.stderr.write(`tail: still reconnecting to ${opts.target} (${describe(err)})\n`);
       }
       attempt++;
       const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_START_MS * 2 ** Math.min(attempt - 1, 10)) * (0.5 + Math.random() / 2);

@@ -1,0 +1,162 @@
+// The operator CLI as a process against the built service (API_TOKENS on): tail sees published
+// events (history with --tail, live after a cursor, filters, --json, plain text without colour in a
+// pipe), survives a service restart with no record lost or repeated, registry shows every agent,
+// and failures have distinct exit codes (unreachable 3, refused token 4, bad cursor 64).
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { runCliOnce, spawnCli, startStack, type Stack } from './operator-harness.js';
+
+const TOKEN = 'cli-e2e-token';
+const AUTH = { MYCELIS_TOKEN: TOKEN };
+
+interface JsonRecord {
+  id: string;
+  cursor: string;
+  seq: string;
+  subject: string;
+  entry: { level: string; source: string; agentId: string; teamId?: string; intent?: string };
+}
+
+const parse = (lines: string[]): JsonRecord[] => lines.filter((l) => l.length > 0).map((l) => JSON.parse(l) as JsonRecord);
+
+describe('cli tail and registry against a running service', () => {
+  let stack: Stack;
+  let addr: string;
+
+  before(async () => {
+    stack = await startStack('cli_tail', { API_TOKENS: `${TOKEN},other-token` });
+    addr = stack.grpcAddr;
+    await stack.publish(40, 1);
+    await stack.waitRows(40);
+  });
+  after(async () => {
+    await stack?.close();
+  });
+
+  it('tail --tail N --json prints the last N committed records in seq order, then --max ends it', async () => {
+    const rows = await stack.rows();
+    const r = await runCliOnce(['tail', '--addr', addr, '--tail', '25', '--max', '25', '--json'], AUTH);
+    assert.equal(r.code, 0, r.stderr);
+    const recs = parse(r.stdout.split('\n'));
+    assert.equal(recs.length, 25);
+    assert.deepEqual(
+      recs.map((x) => x.id),
+      rows.slice(-25).map((x) => x.id),
+    );
+    for (const rec of recs) {
+      assert.match(rec.cursor, /^[A-Za-z0-9_-]+$/);
+      assert.match(rec.subject, new RegExp(`^${stack.names.prefix}\\.`));
+      assert.ok(rec.entry.level && rec.entry.source, JSON.stringify(rec));
+    }
+  });
+
+  it('tail after a cursor follows live traffic with filters, as plain uncoloured text in a pipe; Ctrl-C exits 130 with the resume cursor', async () => {
+    const head = await runCliOnce(['tail', '--addr', addr, '--tail', '1', '--max', '1', '--json'], AUTH);
+    assert.equal(head.code, 0, head.stderr);
+    const [last] = parse(head.stdout.split('\n'));
+    assert.ok(last);
+    const busiest = await stack.pool.query<{ team_id: string }>(`select team_id from log_entries group by team_id order by count(*) desc limit 1`);
+    const team = busiest.rows[0]!.team_id;
+    // Live: everything committed after the cursor that matches team AND (ERROR or INFO).
+    const tail = spawnCli(['tail', '--addr', addr, '--after', last.cursor, '--team', team, '--level', 'error', '--level', 'INFO'], { ...AUTH, FORCE_COLOR: '1' });
+    try {
+      await stack.publish(60, 2);
+      await stack.waitRows(100);
+      const want = await stack.rows(`seq > $1 and team_id = $2 and level in ('ERROR', 'INFO')`, [last.seq, team]);
+      const others = await stack.rows(`seq > $1 and not (team_id = $2 and level in ('ERROR', 'INFO'))`, [last.seq, team]);
+      assert.ok(want.length > 5 && others.length > 5, `the traffic should exercise the filter (${want.length} match, ${others.length} do not)`);
+      await tail.waitForLines(want.length);
+      const lines = tail.lines.filter((l) => l.length > 0);
+      assert.equal(lines.length, want.length, lines.join('\n'));
+      lines.forEach((line, i) => {
+        assert.doesNotMatch(line, /\x1b\[/, 'no colour codes when stdout is not a terminal');
+        assert.match(line, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (ERROR|INFO ) \S+ \[[^\]]+\] /);
+        assert.ok(line.includes(` ${want[i]!.source} [${team}] `), `line ${i} should be from ${want[i]!.source}: ${line}`);
+        assert.ok(line.includes(want[i]!.level === 'ERROR' ? ' ERROR ' : ' INFO  '), line);
+      });
+      const end = await tail.stop('SIGINT');
+      assert.equal(end.code, 130);
+      assert.match(tail.stderr(), /stopped after \d+ records; resume with --after [A-Za-z0-9_-]+/);
+    } finally {
+      await tail.stop('SIGKILL');
+    }
+  });
+
+  it('registry prints every agent as a table and as JSON lines', async () => {
+    const agents = (await stack.pool.query<{ agent_id: string; team_id: string; status: string }>('select agent_id, team_id, status from agent_registry order by agent_id')).rows;
+    assert.ok(agents.length >= 6);
+    const table = await runCliOnce(['registry', '--addr', addr, '--token', TOKEN]);
+    assert.equal(table.code, 0, table.stderr);
+    const lines = table.stdout.trimEnd().split('\n');
+    assert.match(lines[0]!, /^AGENT\s+STATUS\s+TEAM\s+LAST SEEN\s+META\s+LAST ERROR$/);
+    for (const a of agents) {
+      const line = lines.find((l) => l.startsWith(a.agent_id + ' '));
+      assert.ok(line, `row for ${a.agent_id} in:\n${table.stdout}`);
+      // Within the offline threshold (90 s default) the effective status is the reported one.
+      assert.match(line, new RegExp(`^${a.agent_id}\\s+${a.status}\\s+${a.team_id}\\s+(now|\\d+s ago)`));
+    }
+    assert.match(lines[lines.length - 1]!, new RegExp(`^${agents.length} agents \\(`));
+
+    const json = await runCliOnce(['registry', '--addr', addr, '--json', '--team', agents[0]!.team_id], AUTH);
+    assert.equal(json.code, 0, json.stderr);
+    const got = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as { agentId: string; teamId: string; status: string; lastSeen: string });
+    assert.deepEqual(
+      got.map((a) => a.agentId),
+      agents.filter((a) => a.team_id === agents[0]!.team_id).map((a) => a.agent_id),
+    );
+    for (const a of got) {
+      assert.equal(a.teamId, agents[0]!.team_id);
+      assert.match(a.status, /^AGENT_STATUS_(IDLE|BUSY|ERROR)$/);
+      assert.ok(!Number.isNaN(Date.parse(a.lastSeen)));
+    }
+  });
+
+  it('exit codes: unreachable 3, missing or wrong token 4, malformed cursor 64', async () => {
+    const unreachable = await runCliOnce(['registry', '--addr', '127.0.0.1:1'], AUTH);
+    assert.equal(unreachable.code, 3, unreachable.stderr);
+    assert.match(unreachable.stderr, /cannot connect to the service at 127\.0\.0\.1:1/);
+    const tailUnreachable = await runCliOnce(['tail', '--addr', '127.0.0.1:1'], AUTH);
+    assert.equal(tailUnreachable.code, 3, tailUnreachable.stderr);
+
+    const noToken = await runCliOnce(['registry', '--addr', addr]);
+    assert.equal(noToken.code, 4, noToken.stderr);
+    assert.match(noToken.stderr, /refused the credentials.*--token or set MYCELIS_TOKEN/);
+    const wrong = await runCliOnce(['tail', '--addr', addr, '--token', 'not-the-token']);
+    assert.equal(wrong.code, 4, wrong.stderr);
+    assert.doesNotMatch(wrong.stderr, /not-the-token/, 'the token is never echoed');
+
+    const badCursor = await runCliOnce(['tail', '--addr', addr, '--after', 'garbage'], AUTH);
+    assert.equal(badCursor.code, 64, badCursor.stderr);
+    assert.match(badCursor.stderr, /after_cursor/);
+    const badFlag = await runCliOnce(['tail', '--addr', addr, '--level', 'LOUD'], AUTH);
+    assert.equal(badFlag.code, 64);
+  });
+
+  it('tail survives a service restart: resumes from its cursor, nothing lost, nothing twice', async () => {
+    const tail = spawnCli(['tail', '--addr', addr, '--tail', '5', '--json'], AUTH);
+    try {
+      await tail.waitForLines(5);
+      const startSeq = BigInt(parse(tail.lines)[0]!.seq);
+      await stack.publish(30, 3);
+      await stack.waitRows(130);
+      await stack.stopService();
+      // Published while the service is down: JetStream keeps them for the restarted service.
+      await stack.publish(30, 4);
+      await tail.waitForStderr(/reconnecting/);
+      await stack.startService();
+      await stack.publish(30, 5);
+      await stack.waitRows(190);
+      const all = await stack.rows('seq >= $1', [String(startSeq)]);
+      await tail.waitForLines(all.length);
+      const recs = parse(tail.lines);
+      assert.deepEqual(
+        recs.map((x) => x.seq),
+        all.map((x) => x.seq),
+        'exactly the committed records from the first one shown, in seq order, once each',
+      );
+      assert.match(tail.stderr(), /reconnected to .*resuming after/);
+    } finally {
+      await tail.stop('SIGKILL');
+    }
+  });
+});
