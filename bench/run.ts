@@ -1,0 +1,592 @@
+// `npm run bench`: issue 6's benchmark, every figure measured in the same run on this machine.
+//
+//   1. ingest: prefill a stream with N events, start the service (child process, fresh database),
+//      time until every row is committed
+//   2. baselines on the same stream: the bare pipeline and the directive's design
+//   3. latency: publish at a fixed rate while one StreamLogs client tails
+//   4. fan-out: C concurrent StreamLogs clients with mixed filters at that rate; burst ingest rate
+//      with and without them
+//   5. GetRegistry at 10,000 agents, QueryLogs pages over 1,000,000 rows
+//   6. the service's peak RSS per phase
+//
+// Everything runs on loopback: a PRIVATE nats-server (so the stream may capture plain `swarm.>`), the
+// shared PostgreSQL with fresh databases (dropped at the end). Every loop is bounded; the run stops by
+// itself. Prints a table and writes bench/results/latest.json.
+import { execFileSync } from 'node:child_process';
+import { cpus, freemem, loadavg, totalmem } from 'node:os';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { connect, RetentionPolicy, StorageType, type NatsConnection } from 'nats';
+import pg from 'pg';
+import { AgentStatus } from '../src/gen/mycelis/memory/v1/memory.js';
+import { createLogger } from '../src/logger.js';
+import { migrate } from '../src/store/migrate.js';
+import { startPrivateNats, type PrivateNats } from '../test/helpers/nats.js';
+import { createTestDatabase, type TestDatabase } from '../test/helpers/pg.js';
+import { ROOT } from '../test/helpers/service.js';
+import { startBenchService, type BenchService } from './service.js';
+import { runBarePipeline, runDirective } from './baselines.js';
+import { emptyFilter, getRegistry, makeClients, openTail, queryLogs, type Tail } from './clients.js';
+import { buildMessages, fmt, nowMs, publishAll, publishPaced, RssMonitor, Samples, sleep, summarize, until, type DataOptions, type Summary } from './lib.js';
+import { summarizeProfile, type ProfileSummary } from './profile.js';
+
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    events: { type: 'string' },
+    rate: { type: 'string' },
+    duration: { type: 'string' },
+    clients: { type: 'string' },
+    burst: { type: 'string' },
+    'directive-seconds': { type: 'string' },
+    'registry-agents': { type: 'string' },
+    'query-rows': { type: 'string' },
+    profile: { type: 'boolean', default: false },
+    keep: { type: 'boolean', default: false },
+    only: { type: 'string' },
+  },
+});
+
+function num(name: string, dflt: number, quick: number): number {
+  const raw = flags[name as keyof typeof flags];
+  if (typeof raw === 'string') {
+    const v = Number(raw);
+    if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number, got ${raw}`);
+    return v;
+  }
+  return flags.quick ? quick : dflt;
+}
+
+const opts = {
+  quick: flags.quick === true,
+  events: Math.round(num('events', 250_000, 20_000)),
+  rate: num('rate', 5000, 2000),
+  duration: num('duration', 30, 5),
+  clients: Math.round(num('clients', 1000, 200)),
+  burst: Math.round(num('burst', 100_000, 10_000)),
+  directiveSeconds: num('directive-seconds', 10, 3),
+  registryAgents: Math.round(num('registry-agents', 10_000, 10_000)),
+  queryRows: Math.round(num('query-rows', 1_000_000, 60_000)),
+  profile: flags.profile === true,
+};
+const only = new Set((flags.only ?? 'ingest,live').split(','));
+const DATA: DataOptions = { agents: 1000, teams: 40, seed: 42 };
+const log = (msg: string): void => void process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+const resultsDir = join(ROOT, 'bench', 'results');
+
+interface PhaseRss {
+  [phase: string]: number;
+}
+
+const results: Record<string, unknown> = {};
+const rss: PhaseRss = {};
+const cleanup: (() => Promise<void>)[] = [];
+
+function machine(): Record<string, unknown> {
+  const ver = (cmd: string, args: string[]): string => {
+    try {
+      return execFileSync(cmd, args, { encoding: 'utf8' }).trim().split('\n')[0]!;
+    } catch {
+      return 'unknown';
+    }
+  };
+  return {
+    nproc: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+    freeMemoryGiB: Math.round((freemem() / 2 ** 30) * 10) / 10,
+    node: process.version,
+    nats: ver('nats-server', ['--version']),
+    loadavgAtStart: loadavg().map((x) => Math.round(x * 100) / 100),
+  };
+}
+
+async function pgVersion(url: string): Promise<string> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return (await c.query<{ v: string }>('SHOW server_version')).rows[0]!.v;
+  } finally {
+    await c.end();
+  }
+}
+
+async function freshDb(label: string): Promise<TestDatabase> {
+  const db = await createTestDatabase(`bench_${label}`);
+  if (!flags.keep) cleanup.push(() => db.drop());
+  return db;
+}
+
+async function migrated(label: string, onlyDirective = false): Promise<TestDatabase> {
+  const db = await freshDb(label);
+  const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+  try {
+    const dir = join(ROOT, 'migrations');
+    if (onlyDirective) {
+      // The directive's own schema: 001 only, in a directory of its own.
+      const tmp = join(resultsDir, 'migrations-001');
+      mkdirSync(tmp, { recursive: true });
+      for (const f of readdirSync(tmp)) if (f !== '001_init_memory.sql') throw new Error(`unexpected ${f} in ${tmp}`);
+      const { readFileSync } = await import('node:fs');
+      writeFileSync(join(tmp, '001_init_memory.sql'), readFileSync(join(dir, '001_init_memory.sql')));
+      await migrate(pool, createLogger('error'), tmp);
+    } else {
+      await migrate(pool, createLogger('error'), dir);
+    }
+  } finally {
+    await pool.end();
+  }
+  return db;
+}
+
+async function withClient<T>(url: string, f: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return await f(c);
+  } finally {
+    await c.end();
+  }
+}
+
+/** Highest seq handed out: with distinct events and no rejects, the number of committed rows. */
+async function committedSeq(c: pg.Client): Promise<number> {
+  const r = await c.query<{ v: string; called: boolean }>('SELECT last_value::text AS v, is_called AS called FROM log_entries_seq');
+  return r.rows[0]!.called ? Number(r.rows[0]!.v) : 0;
+}
+
+/** Rows plus dead letters: every event is one or the other. */
+async function storedRows(c: pg.Client): Promise<number> {
+  const r = await c.query<{ n: string }>('SELECT ((SELECT count(*) FROM log_entries) + (SELECT count(*) FROM ingest_rejects))::text AS n');
+  return Number(r.rows[0]!.n);
+}
+
+function serviceEnv(nats: PrivateNats, db: TestDatabase, stream: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    ...db.env,
+    NATS_URL: nats.url,
+    STREAM_NAME: stream,
+    CONSUMER_NAME: 'mycelis-memory',
+    LOG_LEVEL: 'info',
+    MAX_STREAMS: String(opts.clients + 100),
+    ...extra,
+  };
+}
+
+async function createStream(nc: NatsConnection, name: string): Promise<void> {
+  const jsm = await nc.jetstreamManager();
+  // What the service itself would create (DESIGN 4): no_ack, file storage, limits.
+  await jsm.streams.add({ name, subjects: ['swarm.>'], no_ack: true, storage: StorageType.File, retention: RetentionPolicy.Limits, max_age: 7 * 86_400 * 1e9 });
+}
+
+async function streamMessages(nc: NatsConnection, name: string): Promise<number> {
+  const jsm = await nc.jetstreamManager();
+  return (await jsm.streams.info(name)).state.messages;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phases 1, 2, 5: prefilled stream -> bare pipeline, directive, service drain; then reads.
+
+async function ingestPhases(nats: PrivateNats, nc: NatsConnection): Promise<void> {
+  const N = opts.events;
+  log(`generating ${N} events (${DATA.agents} agents, ${DATA.teams} teams)`);
+  const msgs = buildMessages(N, DATA);
+  const kinds: Record<string, number> = {};
+  let bytes = 0;
+  for (const m of msgs) {
+    kinds[m.kind] = (kinds[m.kind] ?? 0) + 1;
+    bytes += m.data.length;
+  }
+  const stream = 'BENCH_INGEST';
+  await createStream(nc, stream);
+  const t = nowMs();
+  await publishAll(nc, msgs);
+  await until(async () => (await streamMessages(nc, stream)) >= N, 120_000, 100, 'the stream to hold every event');
+  const stored = await streamMessages(nc, stream);
+  if (stored !== N) throw new Error(`stream holds ${stored} messages, expected ${N}`);
+  log(`prefilled ${N} events in ${((nowMs() - t) / 1000).toFixed(1)} s`);
+  results['data'] = { events: N, agents: DATA.agents, teams: DATA.teams, kinds, meanPayloadBytes: Math.round(bytes / N) };
+
+  // Baseline 1: bare pipeline.
+  const bareDb = await migrated('bare');
+  log('bare pipeline: draining');
+  const bare = await runBarePipeline(nc, stream, bareDb.url, N);
+  log(`bare pipeline: ${fmt(bare.eventsPerSec)} events/s`);
+  results['contextBytes'] = await withClient(bareDb.url, async (c) => {
+    const r = await c.query<{ avg: string }>('SELECT avg(octet_length(context::text))::int::text AS avg FROM log_entries');
+    return Number(r.rows[0]!.avg);
+  });
+
+  // Baseline 2: the directive's design.
+  const dirDb = await migrated('directive', true);
+  log(`directive design: ${opts.directiveSeconds} s`);
+  const directive = await runDirective(nc, stream, dirDb.url, opts.directiveSeconds);
+  log(`directive design: ${fmt(directive.eventsPerSec)} events/s`);
+
+  // The service, draining the same N events into a fresh database.
+  const db = await freshDb('ingest');
+  const profDir = join(resultsDir, 'profile');
+  if (opts.profile) {
+    mkdirSync(profDir, { recursive: true });
+    for (const f of readdirSync(profDir)) if (f.endsWith('.cpuprofile')) (await import('node:fs')).rmSync(join(profDir, f));
+  }
+  log('service: draining');
+  const svc = await startBenchService(serviceEnv(nats, db, stream), opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []);
+  cleanup.push(() => svc.stop());
+  const mon = new RssMonitor(svc.pid);
+  let t1 = 0;
+  await withClient(db.url, async (c) => {
+    // seq = rows when nothing was retried or rejected; count(*) settles it either way.
+    await until(async () => (await committedSeq(c)) >= N, 600_000, 25, 'the service to commit every event');
+    await until(async () => (await storedRows(c)) >= N, 600_000, 25, 'the service to commit every event');
+    t1 = nowMs();
+  });
+  rss['ingestDrain'] = mon.peakMb();
+  const check = await withClient(db.url, async (c) => {
+    const r = await c.query<{ n: string; t0: string; rejects: string; agents: string }>(
+      `SELECT (SELECT count(*) FROM log_entries)::text AS n,
+              (SELECT (extract(epoch FROM min(received_at)) * 1000)::text FROM log_entries) AS t0,
+              (SELECT count(*) FROM ingest_rejects)::text AS rejects,
+              (SELECT count(*) FROM agent_registry)::text AS agents`,
+    );
+    return r.rows[0]!;
+  });
+  if (Number(check.n) + Number(check.rejects) !== N) throw new Error(`service stored ${check.n} rows and ${check.rejects} dead letters, expected ${N} events`);
+  const seconds = (t1 - Number(check.t0)) / 1000;
+  const ours = N / seconds;
+  log(`service: ${fmt(ours)} events/s (${seconds.toFixed(2)} s)`);
+  results['ingest'] = {
+    events: N,
+    seconds,
+    eventsPerSec: ours,
+    rejects: Number(check.rejects),
+    agents: Number(check.agents),
+    bare,
+    directive,
+    ratioToBare: ours / bare.eventsPerSec,
+    ratioToDirective: ours / directive.eventsPerSec,
+  };
+
+  // Phase 5 on the same service: 10,000 agents, 1,000,000 rows.
+  await readPhases(svc, db, mon);
+  mon.stop();
+  await svc.stop();
+  cleanup.pop();
+  if (opts.profile) {
+    const files = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile'));
+    if (files.length > 0) {
+      const prof: ProfileSummary = summarizeProfile(join(profDir, files[0]!), N);
+      results['profile'] = prof;
+    }
+  }
+  await nc.jetstreamManager().then((j) => j.streams.delete(stream));
+}
+
+async function readPhases(svc: BenchService, db: TestDatabase, mon: RssMonitor): Promise<void> {
+  await withClient(db.url, async (c) => {
+    const have = Number((await c.query<{ n: string }>('SELECT count(*)::text AS n FROM agent_registry')).rows[0]!.n);
+    const add = Math.max(0, opts.registryAgents - have);
+    // Extra agents spread over the same 40 teams; some silent (effectively OFFLINE), some BUSY/ERROR.
+    await c.query(
+      `INSERT INTO agent_registry (agent_id, team_id, status, last_seen, meta, status_at, status_seq, updated_at)
+       SELECT 'bench-agent-' || lpad(g::text, 6, '0'), (SELECT team_id FROM agent_registry ORDER BY agent_id OFFSET (g % 40) LIMIT 1),
+              (ARRAY['IDLE','BUSY','ERROR','IDLE'])[1 + g % 4], now() - ((g % 7) * interval '1 minute'),
+              jsonb_build_object('battery', (g % 100) / 100.0, 'location', 'rack-' || (g % 9)), now(), g, now()
+       FROM generate_series(1, $1::int) g`,
+      [add],
+    );
+    const rows = Number((await c.query<{ n: string }>('SELECT count(*)::text AS n FROM log_entries')).rows[0]!.n);
+    let need = opts.queryRows - rows;
+    log(`loading ${Math.max(0, need)} more log rows (set-based, straight into PostgreSQL)`);
+    // Copies of the ingested rows, shifted back in time, new ids and seqs: same sizes and filters.
+    let k = 1;
+    while (need > 0) {
+      const take = Math.min(need, rows);
+      await c.query(
+        `INSERT INTO log_entries (id, seq, trace_id, timestamp, level, source, intent, message, context, team_id, subject, received_at)
+         SELECT gen_random_uuid(), nextval('log_entries_seq'), trace_id, timestamp - $2::int * interval '1 hour', level, source,
+                intent, message, context, team_id, subject, received_at
+         FROM (SELECT * FROM log_entries ORDER BY seq LIMIT $1) s`,
+        [take, k],
+      );
+      need -= take;
+      k++;
+    }
+    await c.query('VACUUM ANALYZE log_entries');
+    await c.query('ANALYZE agent_registry');
+  });
+  const [client] = makeClients(`127.0.0.1:${svc.grpcPort}`, 1);
+  const teams = await getRegistry(client!, { pageSize: 1000 }).then((r) => [...new Set(r.agents.map((a) => a.teamId))]);
+  const agentIds = await getRegistry(client!, { pageSize: 200 }).then((r) => r.agents.map((a) => a.agentId));
+
+  mon.reset();
+  const regN = opts.quick ? 100 : 400;
+  const reg: number[] = [];
+  const regFull: number[] = [];
+  for (let i = 0; i < regN; i++) {
+    const variant = i % 4;
+    const t = nowMs();
+    if (variant === 0) await getRegistry(client!, {});
+    else if (variant === 1) await getRegistry(client!, { teamIds: [teams[i % teams.length]!] });
+    else if (variant === 2) await getRegistry(client!, { statuses: [AgentStatus.AGENT_STATUS_BUSY] });
+    else {
+      const r = await getRegistry(client!, { pageSize: 100 });
+      await getRegistry(client!, { pageSize: 100, pageToken: r.nextPageToken });
+    }
+    reg.push(nowMs() - t);
+  }
+  // The whole registry: every agent, 1,000 per page.
+  for (let i = 0; i < (opts.quick ? 3 : 10); i++) {
+    const t = nowMs();
+    let token = '';
+    let n = 0;
+    do {
+      const r = await getRegistry(client!, { pageSize: 1000, pageToken: token });
+      n += r.agents.length;
+      token = r.nextPageToken;
+    } while (token !== '');
+    regFull.push(nowMs() - t);
+    if (n < opts.registryAgents) throw new Error(`registry listed ${n} agents, expected ${opts.registryAgents}`);
+  }
+  rss['getRegistry'] = mon.peakMb();
+
+  mon.reset();
+  const qN = opts.quick ? 100 : 500;
+  const q: number[] = [];
+  let pagesFollowed = 0;
+  for (let i = 0; i < qN; i++) {
+    const variant = i % 5;
+    const f = emptyFilter();
+    if (variant === 1) f.teamIds = [teams[i % teams.length]!];
+    if (variant === 2) f.agentIds = [agentIds[i % agentIds.length]!];
+    if (variant === 3) f.levels = ['ERROR'];
+    if (variant === 4) f.intents = ['tool_call'];
+    let t = nowMs();
+    let r = await queryLogs(client!, { filter: f, pageSize: 100 });
+    q.push(nowMs() - t);
+    // Deeper pages through the keyset token.
+    for (let p = 0; p < 2 && r.nextPageToken; p++) {
+      t = nowMs();
+      r = await queryLogs(client!, { filter: f, pageSize: 100, pageToken: r.nextPageToken });
+      q.push(nowMs() - t);
+      pagesFollowed++;
+    }
+  }
+  rss['queryLogs'] = mon.peakMb();
+  client!.close();
+  results['reads'] = {
+    registryAgents: opts.registryAgents,
+    getRegistryMs: summarize(reg),
+    getRegistryAllPagesMs: summarize(regFull),
+    queryRows: opts.queryRows,
+    queryLogsPageMs: summarize(q),
+    queryLogsPagesFollowed: pagesFollowed,
+  };
+  log(`GetRegistry p50 ${fmt(summarize(reg).p50)} ms p99 ${fmt(summarize(reg).p99)} ms; QueryLogs p99 ${fmt(summarize(q).p99)} ms`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phases 3, 4: a live service; paced publishing; tails.
+
+async function burstRate(nc: NatsConnection, db: TestDatabase, label: string): Promise<{ events: number; seconds: number; eventsPerSec: number }> {
+  const msgs = buildMessages(opts.burst, { ...DATA, seed: DATA.seed + label.length });
+  return withClient(db.url, async (c) => {
+    const before = await committedSeq(c);
+    const t0 = nowMs();
+    await publishAll(nc, msgs);
+    await until(async () => (await committedSeq(c)) >= before + opts.burst, 600_000, 25, `burst ${label} to commit`);
+    const seconds = (nowMs() - t0) / 1000;
+    return { events: opts.burst, seconds, eventsPerSec: opts.burst / seconds };
+  });
+}
+
+function tailFilter(i: number, teams: string[], agents: string[]): ReturnType<typeof emptyFilter> {
+  const f = emptyFilter();
+  const slot = i % 100;
+  if (i < 2) return f; // two unfiltered dashboards
+  if (slot < 15) f.teamIds = [teams[i % teams.length]!];
+  else if (slot < 19) {
+    f.teamIds = [teams[i % teams.length]!];
+    f.levels = ['ERROR', 'WARN'];
+  } else if (slot < 20) f.levels = ['ERROR', 'FATAL'];
+  else if (slot < 90) f.agentIds = [agents[i % agents.length]!, agents[(i * 7 + 3) % agents.length]!];
+  else f.traceId = `${(i * 2654435761 >>> 0).toString(16).padStart(8, '0')}${'0'.repeat(24)}`;
+  return f;
+}
+
+async function livePhases(nats: PrivateNats, nc: NatsConnection): Promise<void> {
+  const db = await freshDb('live');
+  const stream = 'BENCH_LIVE';
+  const svc = await startBenchService(serviceEnv(nats, db, stream));
+  cleanup.push(() => svc.stop());
+  const mon = new RssMonitor(svc.pid);
+  const address = `127.0.0.1:${svc.grpcPort}`;
+  const teams = Array.from({ length: DATA.teams }, (_, i) => i);
+  // Warm up (and learn team and agent names) with a short paced publish.
+  await publishPaced(nc, 1000, 1, { ...DATA, seed: 7 });
+  await withClient(db.url, (c) => until(async () => (await committedSeq(c)) >= 1000, 60_000, 25, 'warm-up'));
+  const names = await withClient(db.url, async (c) => ({
+    teams: (await c.query<{ t: string }>('SELECT DISTINCT team_id AS t FROM agent_registry ORDER BY 1')).rows.map((r) => r.t),
+    agents: (await c.query<{ a: string }>('SELECT agent_id AS a FROM agent_registry ORDER BY 1')).rows.map((r) => r.a),
+  }));
+  void teams;
+
+  // 3. Latency: one unfiltered tail.
+  mon.reset();
+  const [c1] = makeClients(address, 1);
+  const latSamples = new Samples();
+  let recording = false;
+  const tail = openTail(c1!, emptyFilter(), latSamples, () => recording);
+  await tail.ready;
+  recording = true;
+  log(`latency: ${opts.rate}/s for ${opts.duration} s, one tail`);
+  const published = await publishPaced(nc, opts.rate, opts.duration, { ...DATA, seed: 11 });
+  await until(() => tail.received >= published, 60_000, 25, 'the tail to receive every event').catch((e: Error) => log(e.message));
+  recording = false;
+  tail.cancel();
+  c1!.close();
+  const lat = summarize(latSamples.view());
+  rss['latency'] = mon.peakMb();
+  results['latency'] = { rate: opts.rate, durationS: opts.duration, published, received: tail.received, ms: lat };
+  log(`latency: p50 ${fmt(lat.p50)} p95 ${fmt(lat.p95)} p99 ${fmt(lat.p99)} ms`);
+
+  // 4a. Burst ingest rate without tails.
+  mon.reset();
+  const without = await burstRate(nc, db, 'without');
+  rss['burstWithoutTails'] = mon.peakMb();
+  log(`burst without tails: ${fmt(without.eventsPerSec)} events/s`);
+
+  // 4b. C tails, mixed filters, paced publishing.
+  mon.reset();
+  const channels = Math.max(1, Math.ceil(opts.clients / 100));
+  const clients = makeClients(address, channels);
+  const fanSamples = new Samples();
+  let fanRecording = false;
+  const tails: Tail[] = [];
+  for (let i = 0; i < opts.clients; i++) {
+    tails.push(openTail(clients[i % channels]!, tailFilter(i, names.teams, names.agents), fanSamples, () => fanRecording));
+  }
+  await Promise.all(tails.map((t) => t.ready.catch(() => undefined)));
+  // Every tail has been answered (attached); trace-id tails only get keepalives, so wait on the rest.
+  const failed = tails.filter((t) => t.error !== null).length;
+  if (failed > 0) throw new Error(`${failed} tails failed: ${tails.find((t) => t.error)!.error!.message}`);
+  const receivedBefore = tails.reduce((s, t) => s + t.received, 0);
+  fanRecording = true;
+  log(`fan-out: ${opts.clients} tails, ${opts.rate}/s for ${opts.duration} s`);
+  const fanPublished = await publishPaced(nc, opts.rate, opts.duration, { ...DATA, seed: 13 });
+  await withClient(db.url, async (c) => {
+    const target = await committedSeq(c);
+    void target;
+  });
+  await sleep(1000); // let the last deliveries land before stopping the recording (bounded, not asserted)
+  fanRecording = false;
+  const fan = summarize(fanSamples.view());
+  rss['fanout'] = mon.peakMb();
+  log(`fan-out: delivery p50 ${fmt(fan.p50)} p99 ${fmt(fan.p99)} ms over ${fan.n} deliveries`);
+
+  // 4c. Burst ingest rate with the tails attached.
+  mon.reset();
+  const withTails = await burstRate(nc, db, 'with');
+  rss['burstWithTails'] = mon.peakMb();
+  log(`burst with tails: ${fmt(withTails.eventsPerSec)} events/s`);
+  const tailErrors = tails.filter((t) => t.error !== null).length;
+  for (const t of tails) t.cancel();
+  for (const c of clients) c.close();
+  results['fanout'] = {
+    clients: opts.clients,
+    rate: opts.rate,
+    durationS: opts.duration,
+    published: fanPublished,
+    deliveries: tails.reduce((s, t) => s + t.received, 0) - receivedBefore,
+    deliveryMs: fan,
+    tailErrors,
+    burstWithoutTails: without,
+    burstWithTails: withTails,
+    ingestRatioWithTails: withTails.eventsPerSec / without.eventsPerSec,
+  };
+  mon.stop();
+  await svc.stop();
+  cleanup.pop();
+  await nc.jetstreamManager().then((j) => j.streams.delete(stream)).catch(() => undefined);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function printTable(): void {
+  const r = results as {
+    ingest?: { eventsPerSec: number; bare: { eventsPerSec: number }; directive: { eventsPerSec: number }; ratioToBare: number; ratioToDirective: number };
+    latency?: { ms: Summary };
+    fanout?: { deliveryMs: Summary; ingestRatioWithTails: number; burstWithoutTails: { eventsPerSec: number }; burstWithTails: { eventsPerSec: number }; clients: number };
+    reads?: { getRegistryMs: Summary; queryLogsPageMs: Summary; getRegistryAllPagesMs: Summary };
+  };
+  const rows: [string, string, string][] = [];
+  const add = (what: string, value: string, target = ''): void => void rows.push([what, value, target]);
+  if (r.ingest) {
+    add('ingest (service, every feature on)', `${fmt(r.ingest.eventsPerSec)} events/s`);
+    add('bare pipeline', `${fmt(r.ingest.bare.eventsPerSec)} events/s`);
+    add("directive's design", `${fmt(r.ingest.directive.eventsPerSec)} events/s`);
+    add('ratio to bare pipeline', `${r.ingest.ratioToBare.toFixed(2)}x`, '>= 0.8x');
+    add("ratio to directive's design", `${r.ingest.ratioToDirective.toFixed(1)}x`, '>= 20x');
+  }
+  if (r.latency) add(`latency p50/p95/p99 @ ${opts.rate}/s`, `${fmt(r.latency.ms.p50)} / ${fmt(r.latency.ms.p95)} / ${fmt(r.latency.ms.p99)} ms`, 'p99 <= 100 ms');
+  if (r.fanout) {
+    add(`fan-out ${r.fanout.clients} tails: delivery p50/p99`, `${fmt(r.fanout.deliveryMs.p50)} / ${fmt(r.fanout.deliveryMs.p99)} ms`, 'p99 <= 250 ms');
+    add('burst ingest without / with tails', `${fmt(r.fanout.burstWithoutTails.eventsPerSec)} / ${fmt(r.fanout.burstWithTails.eventsPerSec)} events/s`);
+    add('ingest ratio with tails', `${r.fanout.ingestRatioWithTails.toFixed(2)}x`, '>= 0.9x');
+  }
+  if (r.reads) {
+    add(`GetRegistry p50/p99 @ ${opts.registryAgents} agents`, `${fmt(r.reads.getRegistryMs.p50)} / ${fmt(r.reads.getRegistryMs.p99)} ms`, 'p99 <= 20 ms');
+    add('GetRegistry all pages (1000/page) p50', `${fmt(r.reads.getRegistryAllPagesMs.p50)} ms`);
+    add(`QueryLogs page p50/p99 @ ${opts.queryRows} rows`, `${fmt(r.reads.queryLogsPageMs.p50)} / ${fmt(r.reads.queryLogsPageMs.p99)} ms`);
+  }
+  for (const [phase, mb] of Object.entries(rss)) add(`peak RSS: ${phase}`, `${fmt(mb)} MB`, phase === 'ingestDrain' ? '<= 300 MB' : '');
+  const w0 = Math.max(...rows.map((x) => x[0].length));
+  const w1 = Math.max(...rows.map((x) => x[1].length));
+  const out = rows.map(([a, b, c]) => `${a.padEnd(w0)}  ${b.padStart(w1)}  ${c}`).join('\n');
+  process.stdout.write(`\n${out}\n`);
+}
+
+async function main(): Promise<void> {
+  const started = nowMs();
+  mkdirSync(resultsDir, { recursive: true });
+  const nats = await startPrivateNats();
+  cleanup.push(() => nats.destroy());
+  const nc = await connect({ servers: nats.url });
+  cleanup.push(() => nc.close());
+  const m = machine();
+  const probe = await freshDb('probe');
+  m['postgres'] = await pgVersion(probe.url);
+  results['machine'] = m;
+  results['options'] = opts;
+  log(`machine: ${m['nproc']} cores, ${String(m['cpuModel'])}, load ${JSON.stringify(m['loadavgAtStart'])}`);
+  if (only.has('ingest')) await ingestPhases(nats, nc);
+  if (only.has('live')) await livePhases(nats, nc);
+  results['rssMb'] = rss;
+  (results['machine'] as Record<string, unknown>)['loadavgAtEnd'] = loadavg().map((x) => Math.round(x * 100) / 100);
+  results['totalSeconds'] = (nowMs() - started) / 1000;
+  results['finishedAt'] = new Date().toISOString();
+  writeFileSync(join(resultsDir, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
+  printTable();
+  process.stdout.write(`\nwrote bench/results/latest.json (${((nowMs() - started) / 1000).toFixed(1)} s)\n`);
+}
+
+async function runCleanup(): Promise<void> {
+  for (const f of cleanup.reverse()) {
+    try {
+      await f();
+    } catch {
+      // best effort
+    }
+  }
+}
+
+let exitCode = 0;
+try {
+  await main();
+} catch (err) {
+  exitCode = 1;
+  process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
+}
+await runCleanup();
+process.exit(exitCode);

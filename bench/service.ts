@@ -1,0 +1,75 @@
+// The built service as a child process for the benchmark: like test/helpers/service.ts, plus node
+// flags (--cpu-prof cannot go through NODE_OPTIONS).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { freePort, ROOT } from '../test/helpers/service.js';
+
+export interface BenchService {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly grpcPort: number;
+  readonly output: string[];
+  stop(): Promise<void>;
+}
+
+export async function startBenchService(env: Record<string, string>, nodeFlags: string[] = [], timeoutMs = 60_000): Promise<BenchService> {
+  const cli = join(ROOT, 'dist', 'src', 'cli.js');
+  if (!existsSync(cli)) throw new Error(`${cli} missing: run npm run build first`);
+  const grpcPort = await freePort();
+  const httpPort = await freePort();
+  const child = spawn(process.execPath, [...nodeFlags, cli, 'serve'], {
+    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', HOST: '127.0.0.1', GRPC_PORT: String(grpcPort), HTTP_PORT: String(httpPort), ...env },
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output: string[] = [];
+  let started = false;
+  let onLine: (() => void) | null = null;
+  const take = (b: Buffer): void => {
+    for (const line of b.toString('utf8').split('\n')) {
+      if (line === '') continue;
+      output.push(line);
+      if (output.length > 200) output.shift();
+      if (line.includes('"mycelis-memory started"')) started = true;
+    }
+    onLine?.();
+  };
+  child.stdout!.on('data', take);
+  child.stderr!.on('data', take);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  let gone = false;
+  void exited.then(() => {
+    gone = true;
+    onLine?.();
+  });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => done(new Error('service did not start in time')), timeoutMs);
+    const done = (err?: Error): void => {
+      clearTimeout(timer);
+      onLine = null;
+      if (err) {
+        child.kill('SIGKILL');
+        reject(new Error(`${err.message}; output:\n${output.slice(-20).join('\n')}`));
+      } else resolve();
+    };
+    onLine = () => {
+      if (started) done();
+      else if (gone) done(new Error('service exited during start'));
+    };
+    onLine();
+  });
+  return {
+    child,
+    pid: child.pid!,
+    grpcPort,
+    output,
+    async stop() {
+      if (gone) return;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
