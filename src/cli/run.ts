@@ -3,13 +3,14 @@
 import { CliError, type CliIo, type Command, UsageError } from './command.js';
 import { EXIT, EXIT_CODES_HELP, type ExitCode } from './exit-codes.js';
 import { describe, exitCodeFor } from './failure.js';
+import { deadLettersCommand } from './dead-letters.js';
 import { migrateCommand } from './migrate.js';
 import { publishCommand } from './publish.js';
 import { registryCommand } from './registry.js';
 import { serveCommand } from './serve.js';
 import { tailCommand } from './tail.js';
 
-export const COMMANDS: readonly Command[] = [serveCommand, migrateCommand, publishCommand, tailCommand, registryCommand];
+export const COMMANDS: readonly Command[] = [serveCommand, migrateCommand, publishCommand, tailCommand, registryCommand, deadLettersCommand];
 
 export function mainUsage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length), 'help'.length) + 2;
