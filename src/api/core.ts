@@ -1,6 +1,7 @@
 // The transport-free MemoryService: validation, reads, the live tail. The grpc-js server (and the
 // Connect port) are thin adapters that build a CallContext, call these methods and map the typed
 // errors of src/errors.ts to status codes (src/api/status.ts). Nothing here knows about a transport.
+import { setMaxListeners } from 'node:events';
 import type { Config } from '../config/config.js';
 import type { Logger } from '../logger.js';
 import { ResourceExhaustedError, ShuttingDownError } from '../errors.js';
@@ -93,10 +94,12 @@ export class MemoryCore {
   private readonly log: Logger;
   private openStreams = 0;
   private readonly closing = new AbortController();
+  // Every waiting stream listens on `closing`: not a leak, so no listener limit.
   private readonly streamEnded = new Set<() => void>();
 
   /** Starts the shared stream hub (subscribes to commits; learns the head in the background). */
   constructor(deps: MemoryCoreDeps) {
+    setMaxListeners(0, this.closing.signal);
     this.config = deps.config;
     this.log = deps.logger.child({ component: 'memory-core' });
     this.logReader = new LogReader(deps.db);

@@ -25,6 +25,7 @@ import type { CallContext, MemoryCore } from './core.js';
 import { ApiHealth } from './health.js';
 import { addReflection, loadDescriptorIndex } from './reflection.js';
 import { toServiceError } from './status.js';
+import { openStream, startCall } from './api-metrics.js';
 
 export interface GrpcServerDeps {
   readonly config: Config;
@@ -77,12 +78,20 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
     <Req, Res>(method: string, fn: (req: Req, ctx: CallContext) => Promise<Res>) =>
     (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>): void => {
       const { ctx } = callContext(call);
+      const timer = startCall(method, 'grpc');
       (async () => {
         authenticate(authorizationOf(call.metadata));
         return fn(call.request, ctx);
       })().then(
-        (res) => callback(null, res),
-        (err: unknown) => callback(toServiceError(err, log, method)),
+        (res) => {
+          timer.end(grpc.status.OK);
+          callback(null, res);
+        },
+        (err: unknown) => {
+          const e = toServiceError(err, log, method);
+          timer.end(e.code ?? grpc.status.UNKNOWN);
+          callback(e);
+        },
       );
     };
 
@@ -99,8 +108,11 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
         call.on('drain', done);
         cancelled.addEventListener('abort', done, { once: true });
       });
+    const timer = startCall('StreamLogs', 'grpc');
+    let closeGauge: (() => void) | undefined;
     (async () => {
       authenticate(authorizationOf(call.metadata));
+      closeGauge = openStream('grpc');
       // `for await` + break calls return() on the generator, so its finally releases the stream
       // even when the client vanished while a write was blocked.
       for await (const res of core.streamLogs(call.request, ctx)) {
@@ -110,11 +122,19 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
       }
     })().then(
       () => {
+        closeGauge?.();
+        timer.end(cancelled.aborted ? grpc.status.CANCELLED : grpc.status.OK);
         if (!cancelled.aborted) call.end();
       },
       (err: unknown) => {
-        if (cancelled.aborted) return;
-        call.emit('error', toServiceError(err, log, 'StreamLogs'));
+        closeGauge?.();
+        if (cancelled.aborted) {
+          timer.end(grpc.status.CANCELLED);
+          return;
+        }
+        const e = toServiceError(err, log, 'StreamLogs');
+        timer.end(e.code ?? grpc.status.UNKNOWN);
+        call.emit('error', e);
       },
     );
   };

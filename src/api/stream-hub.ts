@@ -95,7 +95,8 @@ class Subscriber {
     for (const r of rows) {
       if (!rowMatches(this.filter, r)) continue;
       if (this.queue.length >= this.limit) {
-        bufferedGauge.dec(this.queue.length);
+        // Rows pushed by this call were not counted yet.
+        bufferedGauge.dec(this.queue.length - added);
         this.queue = [];
         this.overflowed = true;
         this.wake();

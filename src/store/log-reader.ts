@@ -3,13 +3,19 @@
 //
 // Every query runs on a dedicated pool client so that an aborted caller (client cancel, deadline)
 // can cancel exactly its own statement with pg_cancel_backend(pid): the cancel is awaited before the
-// client goes back to the pool, so it can never hit another caller's statement.
-import type pg from 'pg';
+// client goes back to the pool, so it can never hit another caller's statement (a cancel that lands
+// on an idle backend is discarded by PostgreSQL). The cancel is sent over a short-lived connection of
+// its own, never through the pool: with every pooled client busy, a cancel waiting for a pool slot
+// would deadlock with the very queries it is meant to stop. In embedded mode (PGlite, one shared
+// backend session) no server-side cancel is sent: it would hit every caller.
+import pg from 'pg';
 import { CancelledError, UnavailableError } from '../errors.js';
 
 /** What the readers need from the store: a pool. (src/store/database.ts's Database satisfies it.) */
 export interface PoolHolder {
   readonly pool: pg.Pool;
+  /** 'embedded' (PGlite: one shared backend session) disables server-side cancellation. */
+  readonly kind?: 'postgres' | 'embedded';
 }
 
 /** A filter with every list already validated and normalized; empty list = no constraint. */
@@ -123,13 +129,14 @@ export function classifyDbError(err: unknown, what: string): Error {
  * (pg_cancel_backend) and the call rejects with CancelledError.
  */
 export async function cancellableQuery<R extends pg.QueryResultRow>(
-  pool: pg.Pool,
+  db: PoolHolder,
   text: string,
   values: unknown[],
   signal: AbortSignal | undefined,
   what: string,
 ): Promise<R[]> {
   if (signal?.aborted) throw new CancelledError(`${what} cancelled`, { cause: signal.reason });
+  const pool = db.pool;
   let client: pg.PoolClient;
   try {
     client = await pool.connect();
@@ -143,8 +150,8 @@ export async function cancellableQuery<R extends pg.QueryResultRow>(
   const pid = (client as unknown as { processID: number | null }).processID;
   let cancelling: Promise<unknown> | undefined;
   const onAbort = (): void => {
-    if (pid === null || pid === undefined) return;
-    cancelling = pool.query('SELECT pg_cancel_backend($1)', [pid]).catch(() => undefined);
+    if (pid === null || pid === undefined || db.kind === 'embedded') return;
+    cancelling = cancelBackend(pool, pid);
   };
   signal?.addEventListener('abort', onAbort, { once: true });
   let broken = false;
@@ -164,6 +171,20 @@ export async function cancellableQuery<R extends pg.QueryResultRow>(
   }
 }
 
+async function cancelBackend(pool: pg.Pool, pid: number): Promise<void> {
+  const options = (pool as unknown as { options: pg.ClientConfig }).options;
+  const c = new pg.Client({ ...options, statement_timeout: 5000, connectionTimeoutMillis: 5000 });
+  c.on('error', () => undefined);
+  try {
+    await c.connect();
+    await c.query('SELECT pg_cancel_backend($1)', [pid]);
+  } catch {
+    // Best effort: the statement then ends at its statement_timeout.
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
 export interface SeqRange {
   /** Exclusive lower bound. */
   readonly afterSeq: number;
@@ -177,7 +198,7 @@ export class LogReader {
   /** Matching rows with afterSeq < seq <= upToSeq, ascending by seq, at most `limit`. */
   async readRange(filter: LogRowFilter, range: SeqRange, limit: number, signal?: AbortSignal): Promise<StoredLogRow[]> {
     const rows = await cancellableQuery<RawRow>(
-      this.db.pool,
+      this.db,
       `SELECT ${COLUMNS} FROM log_entries
         WHERE seq > $6::bigint AND ($7::bigint IS NULL OR seq <= $7::bigint) AND ${FILTER_SQL}
         ORDER BY seq ASC LIMIT $8`,
@@ -192,7 +213,7 @@ export class LogReader {
   async tail(filter: LogRowFilter, n: number, upToSeq: number, signal?: AbortSignal): Promise<StoredLogRow[]> {
     if (n <= 0) return [];
     const rows = await cancellableQuery<RawRow>(
-      this.db.pool,
+      this.db,
       `SELECT ${TAIL_COLUMNS} FROM (
          SELECT ${COLUMNS}, seq AS s FROM log_entries
           WHERE seq <= $6::bigint AND ${FILTER_SQL}
@@ -215,7 +236,7 @@ export class LogReader {
     signal?: AbortSignal,
   ): Promise<StoredLogRow[]> {
     const rows = await cancellableQuery<RawRow>(
-      this.db.pool,
+      this.db,
       `SELECT ${COLUMNS} FROM log_entries
         WHERE ${FILTER_SQL}
           AND ($6::bigint IS NULL OR timestamp >= ${usTs('$6')})
@@ -231,14 +252,14 @@ export class LogReader {
 
   /** The newest committed seq (0 when the log is empty). Commits are serialized, so every seq below it is final. */
   async maxSeq(signal?: AbortSignal): Promise<number> {
-    const rows = await cancellableQuery<{ m: string }>(this.db.pool, 'SELECT coalesce(max(seq), 0)::text AS m FROM log_entries', [], signal, 'max seq');
+    const rows = await cancellableQuery<{ m: string }>(this.db, 'SELECT coalesce(max(seq), 0)::text AS m FROM log_entries', [], signal, 'max seq');
     return Number(rows[0]?.m ?? 0);
   }
 
   /** Readiness: the database answers and the migrations the API needs (002: log_entries.seq) are applied. */
   async probeReady(signal?: AbortSignal): Promise<boolean> {
     const rows = await cancellableQuery<{ ok: boolean }>(
-      this.db.pool,
+      this.db,
       `SELECT EXISTS (SELECT 1 FROM information_schema.columns
                        WHERE table_schema = current_schema() AND table_name = 'log_entries' AND column_name = 'seq')
           AND to_regclass('agent_registry') IS NOT NULL AS ok`,

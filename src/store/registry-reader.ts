@@ -53,7 +53,7 @@ export class RegistryReader {
   async page(q: RegistryPageQuery, signal?: AbortSignal): Promise<RegistryPage> {
     // The LEFT JOIN keeps one row (with NULL agent) when nothing matches, so as_of is always returned.
     const rows = await cancellableQuery<RawAgent>(
-      this.db.pool,
+      this.db,
       `WITH a AS (
          SELECT coalesce(TIMESTAMPTZ 'epoch' + $4::bigint * INTERVAL '1 microsecond', statement_timestamp()) AS as_of
        )

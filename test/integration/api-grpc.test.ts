@@ -156,13 +156,13 @@ describe('api: MemoryService over gRPC', () => {
     await env.writer.write({ rows: Array.from({ length: 30 }, (_, i) => makeRow({ source: 'tail-agent', message: `m${i}` })), rejects: [], registry: [] });
     const s = new StreamCollector(api.client, { filter, tail: 10 });
     await waitFor('tail', () => s.records.length >= 10);
-    const { rows: dbRows } = await env.db.pool.query<{ seq: string }>("SELECT seq::text FROM log_entries WHERE source = 'tail-agent' ORDER BY seq");
-    assert.deepEqual(s.records.map((r) => r.seq), dbRows.slice(-10).map((r) => Number(r.seq)));
+    const { rows: dbRows } = await env.db.pool.query<{ s: string }>("SELECT seq::text AS s FROM log_entries WHERE source = 'tail-agent' ORDER BY seq");
+    assert.deepEqual(s.records.map((r) => r.seq), dbRows.slice(-10).map((r) => Number(r.s)));
     await env.writer.write({ rows: Array.from({ length: 5 }, () => makeRow({ source: 'tail-agent' })), rejects: [], registry: [] });
     await env.writer.write({ rows: Array.from({ length: 5 }, () => makeRow({ source: 'someone-else' })), rejects: [], registry: [] });
     await waitFor('live', () => s.records.length >= 15);
-    const { rows: all } = await env.db.pool.query<{ seq: string }>("SELECT seq::text FROM log_entries WHERE source = 'tail-agent' ORDER BY seq");
-    assert.deepEqual(s.records.map((r) => r.seq), all.slice(-15).map((r) => Number(r.seq)));
+    const { rows: all } = await env.db.pool.query<{ s: string }>("SELECT seq::text AS s FROM log_entries WHERE source = 'tail-agent' ORDER BY seq");
+    assert.deepEqual(s.records.map((r) => r.seq), all.slice(-15).map((r) => Number(r.s)));
     // Keepalives (empty records, current cursor) arrive while nothing matches.
     const before = s.responses.length;
     await waitFor('keepalive', () => s.responses.slice(before).some((r) => r.records.length === 0 && r.cursor !== ''), { timeoutMs: 5000 });
@@ -204,7 +204,7 @@ describe('api: MemoryService over gRPC', () => {
   it('a cancelled client cancels its long query in PostgreSQL', async () => {
     const ac = new AbortController();
     const marker = `cancel-probe-${process.pid}`;
-    const q = cancellableQuery(env.db.pool, `SELECT pg_sleep(60), '${marker}'`, [], ac.signal, 'probe');
+    const q = cancellableQuery(env.db, `SELECT pg_sleep(60), '${marker}'`, [], ac.signal, 'probe');
     await waitFor('query running', async () => {
       const r = await env.db.pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE state = 'active' AND query LIKE $1", [`%${marker}%`]);
       return r.rows[0].n === 1;
