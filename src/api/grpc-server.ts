@@ -20,6 +20,7 @@ import {
   type StreamLogsRequest,
   type StreamLogsResponse,
 } from '../gen/mycelis/memory/v1/memory.js';
+import { LogReader, type PoolHolder } from '../store/log-reader.js';
 import { createAuthenticator } from './auth.js';
 import type { CallContext, MemoryCore } from './core.js';
 import { ApiHealth } from './health.js';
@@ -31,8 +32,9 @@ export interface GrpcServerDeps {
   readonly config: Config;
   readonly core: MemoryCore;
   readonly logger: Logger;
-  /** Readiness/liveness; when absent one is built on the core's database probe. */
+  /** Readiness/liveness; when absent one is built on a database probe (of `db`, else the core's). */
   readonly health?: ApiHealth | undefined;
+  readonly db?: PoolHolder | undefined;
 }
 
 export interface RunningGrpcServer {
@@ -68,9 +70,10 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
   const { config, core } = deps;
   const log = deps.logger.child({ component: 'grpc-server' });
   const authenticate = createAuthenticator(config.api.apiTokens);
+  const probeReader = deps.db ? new LogReader(deps.db) : core.logReader;
   const health =
     deps.health ??
-    new ApiHealth({ probe: (signal) => core.logReader.probeReady(signal), intervalMs: 5000 }, deps.logger);
+    new ApiHealth({ probe: (signal) => probeReader.probeReady(signal), intervalMs: 5000 }, deps.logger);
   const ownsHealth = deps.health === undefined;
   if (ownsHealth) await health.start();
 
