@@ -254,6 +254,13 @@ export class StreamHub {
     try {
       while (!this.stopped && this.target > this.head) {
         const upTo = this.target;
+        if (this.subs.size === 0) {
+          // Nobody to fan out to: move head without reading the rows back (ingest would otherwise pay
+          // a full read and JSON parse of every committed row). A stream attaching later starts at
+          // the new head and reads everything up to it from the database itself.
+          this.fanOut([], upTo);
+          continue;
+        }
         const rows = await this.reader.readRange(NO_FILTER, { afterSeq: this.head, upToSeq: upTo }, this.pageSize);
         if (this.stopped) return;
         // Rows up to `upTo` are committed (notifications and max(seq) only report commits), so a
