@@ -268,10 +268,17 @@ async function ingestPhases(nats: PrivateNats, nc: NatsConnection): Promise<void
     ratioToDirective: ours / directive.eventsPerSec,
   };
 
-  // Phase 5 on the same service: 10,000 agents, 1,000,000 rows.
-  await readPhases(svc, db, mon);
   mon.stop();
   await svc.stop();
+  cleanup.pop();
+
+  // Phase 5 on the same database, a service without ingest: 10,000 agents, 1,000,000 rows.
+  const reader = await startBenchService(serviceEnv(nats, db, stream, { INGEST_MODE: 'off' }));
+  cleanup.push(() => reader.stop());
+  const readMon = new RssMonitor(reader.pid);
+  await readPhases(reader, db, readMon);
+  readMon.stop();
+  await reader.stop();
   cleanup.pop();
   if (opts.profile) {
     const files = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile'));
