@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { Config } from '../config/config.js';
 import type { Logger } from '../logger.js';
-import { CancelledError } from '../errors.js';
+import { CancelledError, InvalidArgumentError } from '../errors.js';
 import {
   MemoryServiceService,
   type GetRegistryRequest,
@@ -84,7 +84,7 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
       const timer = startCall(method, 'grpc');
       (async () => {
         authenticate(authorizationOf(call.metadata));
-        return fn(call.request, ctx);
+        return fn(decoded(call.request), ctx);
       })().then(
         (res) => {
           timer.end(grpc.status.OK);
@@ -118,7 +118,7 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
       closeGauge = openStream('grpc');
       // `for await` + break calls return() on the generator, so its finally releases the stream
       // even when the client vanished while a write was blocked.
-      for await (const res of core.streamLogs(call.request, ctx)) {
+      for await (const res of core.streamLogs(decoded(call.request), ctx)) {
         if (cancelled.aborted) break;
         if (!call.write(res)) await drainOrCancel();
         if (cancelled.aborted) break;
@@ -149,7 +149,7 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
   };
 
   const server = new grpc.Server({ 'grpc.max_send_message_length': 16 * 1024 * 1024 });
-  server.addService(MemoryServiceService, impl);
+  server.addService(tolerantDefinition(MemoryServiceService), impl);
   health.implementation.addToServer(server);
   addReflection(server, loadDescriptorIndex(), deps.logger);
 
@@ -191,4 +191,38 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
     return stopping;
   };
   return { port, health, shutdown };
+}
+
+// grpc-js answers INTERNAL when a request deserializer throws. Undecodable request bytes are the
+// client's mistake, not ours (DESIGN 6: our decoding never produces INTERNAL): the deserializer
+// keeps the failure instead, and the handler, after authentication, answers INVALID_ARGUMENT.
+const UNDECODABLE = Symbol('undecodable request');
+interface Undecodable {
+  readonly [UNDECODABLE]: { readonly type: string; readonly err: unknown };
+}
+
+function tolerantDefinition<D extends grpc.ServiceDefinition>(def: D): D {
+  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [name, m] of Object.entries(def) as [string, grpc.MethodDefinition<unknown, unknown>][]) {
+    const type = m.path.slice(m.path.lastIndexOf('/') + 1) + 'Request';
+    out[name] = {
+      ...m,
+      requestDeserialize: (bytes: Buffer): unknown => {
+        try {
+          return m.requestDeserialize(bytes);
+        } catch (err) {
+          return { [UNDECODABLE]: { type, err } } satisfies Undecodable;
+        }
+      },
+    };
+  }
+  return out as D;
+}
+
+function decoded<Req>(req: Req): Req {
+  if (typeof req === 'object' && req !== null && UNDECODABLE in req) {
+    const { type, err } = (req as Undecodable)[UNDECODABLE];
+    throw new InvalidArgumentError('request', `not a valid ${type} protobuf message (${err instanceof Error ? err.message : String(err)})`, { cause: err });
+  }
+  return req;
 }

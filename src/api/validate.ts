@@ -18,6 +18,9 @@ function checkString(value: string, field: string): void {
   if (value.length > MAX_STRING_CHARS) {
     throw new InvalidArgumentError(field, `longer than ${MAX_STRING_CHARS} characters (${value.length})`);
   }
+  // PostgreSQL text cannot hold NUL (the query would fail with 22021, an INTERNAL); stored values
+  // never contain one either (ingest strips it, DESIGN 3.1), so say so instead.
+  if (value.includes('\u0000')) throw new InvalidArgumentError(field, 'must not contain NUL (\\u0000)');
 }
 
 function checkList(values: readonly string[] | undefined, field: string): string[] {
