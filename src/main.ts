@@ -13,6 +13,7 @@ import { connectNats } from './ingest/nats-connection.js';
 import { startIngest } from './ingest/ingest.js';
 import { MemoryCore } from './api/core.js';
 import { startGrpcServer } from './api/grpc-server.js';
+import { startHttpServer } from './api/http-server.js';
 
 export interface RunningService {
   readonly grpcPort: number;
@@ -72,11 +73,17 @@ export async function runService(config: Config, logger: Logger, opts: { handleS
     const core = new MemoryCore({ db, notifier, config, logger });
     const grpc = await startGrpcServer({ config, core, logger });
     push('grpc', () => grpc.shutdown());
+    // The HTTP port (Connect, gRPC-Web, the live page, /healthz /readyz /metrics) shares the core and
+    // the readiness of the gRPC health service; /readyz reports NATS once ingest runs.
+    let ingestStatus: (() => object | undefined) | undefined;
+    const http = await startHttpServer({ config, core, health: grpc.health, ingestStatus: () => ingestStatus?.(), logger });
+    push('http', () => http.shutdown());
 
     if (config.ingest.mode !== 'off') {
       const nc = await connectNats(config, logger);
       push('nats', () => nc.drain().catch(() => nc.close()));
       const ingest = await startIngest({ config, nc, writer, logger });
+      ingestStatus = () => ingest.status();
       push('ingest', () => ingest.stop());
     }
 
@@ -87,7 +94,7 @@ export async function runService(config: Config, logger: Logger, opts: { handleS
       process.once('SIGTERM', onSignal);
       process.once('SIGINT', onSignal);
     }
-    log.info({ grpcPort: grpc.port, store: db.kind, ingest: config.ingest.mode }, 'mycelis-memory started');
+    log.info({ grpcPort: grpc.port, httpPort: http.port, store: db.kind, ingest: config.ingest.mode }, 'mycelis-memory started');
     return { grpcPort: grpc.port, stop };
   } catch (err) {
     await stop('startup failed');
