@@ -1,0 +1,92 @@
+// Fault scenario 1 (crash), extending test/e2e/service-lifecycle.test.ts: the same 50,000 prefilled
+// events are ingested twice from one stream by two durable consumers into two databases — once
+// cleanly, once with the service SIGKILLed three times at different row counts. Afterwards both hold
+// exactly 50,000 rows with identical content, and the registry of the crashed run is identical to the
+// clean run's (status, team, last_seen, status_at, status_seq, meta, last error).
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { connect, type NatsConnection } from 'nats';
+import { startService } from '../helpers/service.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
+import { SHARED_NATS_URL, deleteStreamQuietly, uniqueNatsNames } from '../helpers/nats.js';
+import { waitFor } from '../helpers/wait.js';
+import { consumerDrained, countOf, publishTraffic, serviceEnv } from './fault-helpers.js';
+
+const TOTAL = 50_000;
+const names = uniqueNatsNames('crashreg');
+const cleanNames = { ...names, consumer: `${names.consumer}_clean` };
+
+const LOG_DIGEST = `SELECT count(*)::int AS n, md5(string_agg(concat_ws('|', id, trace_id, (extract(epoch FROM timestamp) * 1e6)::bigint, level, source, intent,
+  message, context::text, team_id, subject), E'\\n' ORDER BY id)) AS digest FROM log_entries`;
+const REGISTRY = `SELECT agent_id, team_id, status, last_seen, meta, last_error_summary, status_at, status_seq::text FROM agent_registry ORDER BY agent_id`;
+
+describe('fault: SIGKILL x3 during 50,000 events', { timeout: 240_000 }, () => {
+  let crashDb: TestDatabase;
+  let cleanDb: TestDatabase;
+  let crashPool: pg.Pool;
+  let cleanPool: pg.Pool;
+  let nc: NatsConnection;
+
+  before(async () => {
+    [crashDb, cleanDb] = await Promise.all([createTestDatabase('crash_reg'), createTestDatabase('crash_clean')]);
+    crashPool = new pg.Pool({ connectionString: crashDb.url, max: 2 });
+    cleanPool = new pg.Pool({ connectionString: cleanDb.url, max: 2 });
+    nc = await connect({ servers: SHARED_NATS_URL });
+  });
+  after(async () => {
+    if (nc) {
+      await deleteStreamQuietly(nc, names.stream);
+      await nc.close();
+    }
+    await crashPool?.end();
+    await cleanPool?.end();
+    await crashDb?.drop();
+    await cleanDb?.drop();
+  });
+
+  it('exactly 50,000 rows and a registry identical to a clean run', async () => {
+    const crashEnv = serviceEnv(crashDb.env, SHARED_NATS_URL, names);
+    const cleanEnv = serviceEnv(cleanDb.env, SHARED_NATS_URL, cleanNames);
+    // Create the stream and both durable consumers, then fill the stream while neither consumes.
+    await (await startService({ env: crashEnv })).kill();
+    await (await startService({ env: cleanEnv })).kill();
+    assert.equal(await publishTraffic(nc, { count: TOTAL, agents: 200, subjectPrefix: names.prefix, typeHeaders: true, seed: 11 }), TOTAL);
+    const jsm = await nc.jetstreamManager();
+    await waitFor('the stream to hold every event', async () => (await jsm.streams.info(names.stream)).state.messages === TOTAL);
+
+    const clean = await startService({ env: cleanEnv });
+    try {
+      await waitFor('clean run complete', async () => (await countOf(cleanPool, 'SELECT 1 FROM log_entries')) === TOTAL, { timeoutMs: 120_000, intervalMs: 200 });
+      await waitFor('clean consumer drained', () => consumerDrained(SHARED_NATS_URL, names.stream, cleanNames.consumer), { timeoutMs: 30_000 });
+    } finally {
+      assert.equal(await clean.stop(), 0);
+    }
+
+    const rows = (): Promise<number> => countOf(crashPool, 'SELECT 1 FROM log_entries');
+    const killedAt: number[] = [];
+    for (const threshold of [6_000, 19_000, 33_000]) {
+      const svc = await startService({ env: crashEnv });
+      await waitFor(`more than ${threshold} rows`, async () => (await rows()) > threshold, { timeoutMs: 120_000, intervalMs: 5 });
+      await svc.kill();
+      killedAt.push(await rows());
+    }
+    assert.ok(killedAt.every((n, i) => n < TOTAL && (i === 0 || n > killedAt[i - 1]!)), `killed mid-ingest at ${killedAt.join(', ')} rows`);
+    const last = await startService({ env: crashEnv });
+    try {
+      await waitFor('all rows', async () => (await rows()) >= TOTAL, { timeoutMs: 120_000, intervalMs: 200 });
+      // Redeliveries of what was in flight at each kill must not add rows: wait until nothing is pending.
+      await waitFor('crash consumer drained', () => consumerDrained(SHARED_NATS_URL, names.stream, names.consumer), { timeoutMs: 60_000 });
+    } finally {
+      assert.equal(await last.stop(), 0);
+    }
+
+    const counts = await crashPool.query('SELECT count(*)::int AS n, count(DISTINCT id)::int AS d, count(DISTINCT seq)::int AS s FROM log_entries');
+    assert.deepEqual(counts.rows[0], { n: TOTAL, d: TOTAL, s: TOTAL });
+    const [crashLog, cleanLog] = await Promise.all([crashPool.query(LOG_DIGEST), cleanPool.query(LOG_DIGEST)]);
+    assert.deepEqual(crashLog.rows[0], cleanLog.rows[0], 'the same rows with the same content');
+    const [crashReg, cleanReg] = await Promise.all([crashPool.query(REGISTRY), cleanPool.query(REGISTRY)]);
+    assert.equal(cleanReg.rows.length, 201, '200 agents and the smoke test sender');
+    assert.deepEqual(crashReg.rows, cleanReg.rows, 'the registry after three crashes equals the clean run');
+  });
+});
