@@ -111,6 +111,27 @@ describe('cli tail and registry against a running service', () => {
     }
   });
 
+  it('the same commands work over Connect on the HTTP port (--connect)', async () => {
+    const rows = await stack.rows();
+    const tail = await runCliOnce(['tail', '--connect', stack.httpBase, '--tail', '10', '--max', '10', '--json'], AUTH);
+    assert.equal(tail.code, 0, tail.stderr);
+    assert.deepEqual(
+      parse(tail.stdout.split('\n')).map((x) => x.id),
+      rows.slice(-10).map((x) => x.id),
+    );
+    const reg = await runCliOnce(['registry', '--connect', stack.httpBase, '--json'], AUTH);
+    assert.equal(reg.code, 0, reg.stderr);
+    const agents = (await stack.pool.query<{ agent_id: string }>('select agent_id from agent_registry order by agent_id')).rows.map((r) => r.agent_id);
+    assert.deepEqual(
+      reg.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { agentId: string }).agentId),
+      agents,
+    );
+    const wrong = await runCliOnce(['registry', '--connect', stack.httpBase, '--token', 'nope']);
+    assert.equal(wrong.code, 4, wrong.stderr);
+    const unreachable = await runCliOnce(['tail', '--connect', 'http://127.0.0.1:1'], AUTH);
+    assert.equal(unreachable.code, 3, unreachable.stderr);
+  });
+
   it('exit codes: unreachable 3, missing or wrong token 4, malformed cursor 64', async () => {
     const unreachable = await runCliOnce(['registry', '--addr', '127.0.0.1:1'], AUTH);
     assert.equal(unreachable.code, 3, unreachable.stderr);

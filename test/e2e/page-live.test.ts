@@ -102,6 +102,7 @@ describe('live page in headless Chromium', { skip }, () => {
     await page.fill('#token-input', TOKEN);
     await page.click('#token-form button[type=submit]');
     await page.waitForSelector('#conn[data-state=live]');
+    assert.equal(await page.isVisible('#token-form'), false, 'the token form is out of the way once the token works');
     assert.equal(await page.evaluate(`sessionStorage.getItem('mycelis-memory.token')`), TOKEN);
 
     await stack.publish(40, 11);
