@@ -1,7 +1,7 @@
 // Small helpers shared by the benchmark phases: a µs clock, percentiles, RSS sampling of a child
 // process, polling, and JetStream prefill/pacing over CORE publishes (the service's streams are
 // no_ack, so a JetStream publish would never get its PubAck).
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { NatsConnection } from 'nats';
 import { generateTraffic, type TrafficMessage } from '../src/cli/traffic.js';
 
@@ -161,4 +161,72 @@ export async function publishPaced(
 export function fmt(n: number, digits = 1): string {
   if (!Number.isFinite(n)) return '-';
   return n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(digits);
+}
+
+const CLK_TCK = 100;
+
+function procCpuSeconds(pid: string): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime are fields 14 and 15 (1-based) of the whole line, 12 and 13 after "(comm) ".
+    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+  } catch {
+    return null;
+  }
+}
+
+function cmdline(pid: string): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * CPU seconds used during a phase by groups of processes, found by command line (e.g. the PostgreSQL
+ * backends of one database, a private nats-server, the service). Polls /proc every 200 ms so that
+ * processes that exit before the end are still counted up to their last sample.
+ */
+export class CpuTracker {
+  private readonly first = new Map<string, number>();
+  private readonly last = new Map<string, { group: string; cpu: number }>();
+  private readonly timer: NodeJS.Timeout;
+  constructor(private readonly groups: Record<string, (cmd: string, pid: string) => boolean>) {
+    this.poll(true);
+    this.timer = setInterval(() => this.poll(false), 200);
+    this.timer.unref();
+  }
+  private poll(initial: boolean): void {
+    let pids: string[];
+    try {
+      pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p));
+    } catch {
+      return;
+    }
+    for (const pid of pids) {
+      let group = this.last.get(pid)?.group;
+      if (group === undefined && !this.first.has(pid)) {
+        const cmd = cmdline(pid);
+        group = Object.keys(this.groups).find((g) => this.groups[g]!(cmd, pid));
+        if (group === undefined) continue;
+      }
+      if (group === undefined) continue;
+      const cpu = procCpuSeconds(pid);
+      if (cpu === null) continue;
+      if (!this.first.has(pid)) this.first.set(pid, initial ? cpu : 0);
+      this.last.set(pid, { group, cpu });
+    }
+  }
+  /** CPU seconds per group since construction. */
+  stop(): Record<string, number> {
+    this.poll(false);
+    clearInterval(this.timer);
+    const out: Record<string, number> = {};
+    for (const g of Object.keys(this.groups)) out[g] = 0;
+    for (const [pid, { group, cpu }] of this.last) out[group] = (out[group] ?? 0) + cpu - (this.first.get(pid) ?? 0);
+    for (const g of Object.keys(out)) out[g] = Math.round(out[g]! * 100) / 100;
+    return out;
+  }
 }

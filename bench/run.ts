@@ -28,7 +28,7 @@ import { ROOT } from '../test/helpers/service.js';
 import { startBenchService, type BenchService } from './service.js';
 import { runBarePipeline, runDirective } from './baselines.js';
 import { emptyFilter, getRegistry, makeClients, openTail, queryLogs, type Tail } from './clients.js';
-import { buildMessages, fmt, nowMs, publishAll, publishPaced, RssMonitor, Samples, sleep, summarize, until, type DataOptions, type Summary } from './lib.js';
+import { buildMessages, CpuTracker, fmt, nowMs, publishAll, publishPaced, RssMonitor, Samples, sleep, summarize, until, type DataOptions, type Summary } from './lib.js';
 import { summarizeProfile, type ProfileSummary } from './profile.js';
 
 const { values: flags } = parseArgs({
@@ -45,6 +45,7 @@ const { values: flags } = parseArgs({
     profile: { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
     only: { type: 'string' },
+    'batch-size': { type: 'string' },
   },
 });
 
@@ -112,6 +113,26 @@ async function pgVersion(url: string): Promise<string> {
   }
 }
 
+/** CPU of one phase: the Node process doing the work, the database's backends, the private nats-server. */
+function cpuTracker(nodePid: string, dbName: string, natsStoreDir: string): CpuTracker {
+  return new CpuTracker({
+    node: (_cmd, pid) => pid === nodePid,
+    postgres: (cmd) => cmd.startsWith('postgres: ') && cmd.includes(` ${dbName} `),
+    nats: (cmd) => cmd.includes('nats-server') && cmd.includes(natsStoreDir),
+  });
+}
+
+function perEvent(cpu: Record<string, number>, events: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  let total = 0;
+  for (const [k, v] of Object.entries(cpu)) {
+    out[k] = Math.round((v / events) * 1e7) / 10;
+    total += v;
+  }
+  out['total'] = Math.round((total / events) * 1e7) / 10;
+  return out;
+}
+
 async function freshDb(label: string): Promise<TestDatabase> {
   const db = await createTestDatabase(`bench_${label}`);
   if (!flags.keep) cleanup.push(() => db.drop());
@@ -170,6 +191,7 @@ function serviceEnv(nats: PrivateNats, db: TestDatabase, stream: string, extra: 
     CONSUMER_NAME: 'mycelis-memory',
     LOG_LEVEL: 'info',
     MAX_STREAMS: String(opts.clients + 100),
+    ...(flags['batch-size'] ? { INGEST_BATCH_SIZE: flags['batch-size'] } : {}),
     ...extra,
   };
 }
@@ -211,7 +233,9 @@ async function ingestPhases(nats: PrivateNats, nc: NatsConnection): Promise<void
   // Baseline 1: bare pipeline.
   const bareDb = await migrated('bare');
   log('bare pipeline: draining');
-  const bare = await runBarePipeline(nc, stream, bareDb.url, N);
+  const bareCpu = cpuTracker(String(process.pid), bareDb.name, nats.storeDir);
+  const bare = { ...(await runBarePipeline(nc, stream, bareDb.url, N)), cpuSeconds: {} as Record<string, number> };
+  bare.cpuSeconds = bareCpu.stop();
   log(`bare pipeline: ${fmt(bare.eventsPerSec)} events/s`);
   results['contextBytes'] = await withClient(bareDb.url, async (c) => {
     const r = await c.query<{ avg: string }>('SELECT avg(octet_length(context::text))::int::text AS avg FROM log_entries');
@@ -235,6 +259,7 @@ async function ingestPhases(nats: PrivateNats, nc: NatsConnection): Promise<void
   const svc = await startBenchService(serviceEnv(nats, db, stream), opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []);
   cleanup.push(() => svc.stop());
   const mon = new RssMonitor(svc.pid);
+  const svcCpu = cpuTracker(String(svc.pid), db.name, nats.storeDir);
   let t1 = 0;
   await withClient(db.url, async (c) => {
     // seq = rows when nothing was retried or rejected; count(*) settles it either way.
@@ -243,6 +268,7 @@ async function ingestPhases(nats: PrivateNats, nc: NatsConnection): Promise<void
     t1 = nowMs();
   });
   rss['ingestDrain'] = mon.peakMb();
+  const cpuSeconds = svcCpu.stop();
   const check = await withClient(db.url, async (c) => {
     const r = await c.query<{ n: string; t0: string; rejects: string; agents: string }>(
       `SELECT (SELECT count(*) FROM log_entries)::text AS n,
@@ -261,6 +287,9 @@ async function ingestPhases(nats: PrivateNats, nc: NatsConnection): Promise<void
     seconds,
     eventsPerSec: ours,
     rejects: Number(check.rejects),
+    cpuSeconds,
+    cpuUsPerEvent: perEvent(cpuSeconds, N),
+    bareCpuUsPerEvent: perEvent(bare.cpuSeconds, N),
     agents: Number(check.agents),
     bare,
     directive,
@@ -534,6 +563,10 @@ function printTable(): void {
     add('bare pipeline', `${fmt(r.ingest.bare.eventsPerSec)} events/s`);
     add("directive's design", `${fmt(r.ingest.directive.eventsPerSec)} events/s`);
     add('ratio to bare pipeline', `${r.ingest.ratioToBare.toFixed(2)}x`, '>= 0.8x');
+    const ci = (r.ingest as unknown as { cpuUsPerEvent: Record<string, number>; bareCpuUsPerEvent: Record<string, number> });
+    const cpuText = (c: Record<string, number>): string => `node ${c['node']} + pg ${c['postgres']} + nats ${c['nats']} = ${c['total']} µs`;
+    add('CPU per event: service', cpuText(ci.cpuUsPerEvent));
+    add('CPU per event: bare pipeline', cpuText(ci.bareCpuUsPerEvent));
     add("ratio to directive's design", `${r.ingest.ratioToDirective.toFixed(1)}x`, '>= 20x');
   }
   if (r.latency) add(`latency p50/p95/p99 @ ${opts.rate}/s`, `${fmt(r.latency.ms.p50)} / ${fmt(r.latency.ms.p95)} / ${fmt(r.latency.ms.p99)} ms`, 'p99 <= 100 ms');
