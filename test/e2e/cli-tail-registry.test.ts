@@ -4,6 +4,7 @@
 // and failures have distinct exit codes (unreachable 3, refused token 4, bad cursor 64).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { waitFor } from '../helpers/wait.js';
 import { runCliOnce, spawnCli, startStack, type Stack } from './operator-harness.js';
 
 const TOKEN = 'cli-e2e-token';
@@ -108,6 +109,17 @@ describe('cli tail and registry against a running service', () => {
       assert.equal(a.teamId, agents[0]!.team_id);
       assert.match(a.status, /^AGENT_STATUS_(IDLE|BUSY|ERROR)$/);
       assert.ok(!Number.isNaN(Date.parse(a.lastSeen)));
+    }
+  });
+
+  it('registry --watch redraws until Ctrl-C (exit 130)', async () => {
+    const watch = spawnCli(['registry', '--addr', addr, '--watch', '--interval', '0.3'], AUTH);
+    try {
+      await waitFor('two refreshes', () => watch.lines.filter((l) => /^AGENT\s+STATUS/.test(l)).length >= 2, { timeoutMs: 30_000 });
+      const end = await watch.stop('SIGINT');
+      assert.equal(end.code, 130, watch.stderr());
+    } finally {
+      await watch.stop('SIGKILL');
     }
   });
 
