@@ -11,7 +11,7 @@ import { startService } from '../helpers/service.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
 import { SHARED_NATS_URL, deleteStreamQuietly, uniqueNatsNames } from '../helpers/nats.js';
 import { waitFor } from '../helpers/wait.js';
-import { consumerDrained, countOf, publishTraffic, serviceEnv } from './fault-helpers.js';
+import { assertionPool, consumerDrained, countOf, publishTraffic, serviceEnv } from './fault-helpers.js';
 
 const TOTAL = 50_000;
 const names = uniqueNatsNames('crashreg');
@@ -30,8 +30,8 @@ describe('fault: SIGKILL x3 during 50,000 events', { timeout: 240_000 }, () => {
 
   before(async () => {
     [crashDb, cleanDb] = await Promise.all([createTestDatabase('crash_reg'), createTestDatabase('crash_clean')]);
-    crashPool = new pg.Pool({ connectionString: crashDb.url, max: 2 });
-    cleanPool = new pg.Pool({ connectionString: cleanDb.url, max: 2 });
+    crashPool = assertionPool(crashDb.url);
+    cleanPool = assertionPool(cleanDb.url);
     nc = await connect({ servers: SHARED_NATS_URL });
   });
   after(async () => {

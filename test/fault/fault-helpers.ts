@@ -74,3 +74,10 @@ export async function consumerDrained(url: string, stream: string, consumer: str
     return info.num_pending === 0 && info.num_ack_pending === 0;
   });
 }
+
+/** A small pool for assertions; an idle client dropped by the server (other tests terminate backends) is not a failure. */
+export function assertionPool(url: string): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, max: 2 });
+  pool.on('error', () => undefined);
+  return pool;
+}

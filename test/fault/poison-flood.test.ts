@@ -16,7 +16,7 @@ import { SHARED_NATS_URL, deleteStreamQuietly, uniqueNatsNames } from '../helper
 import { runCli } from '../helpers/cli.js';
 import { waitFor } from '../helpers/wait.js';
 import { prng } from '../integration/ingest-harness.js';
-import { consumerDrained, countOf, publishTraffic, rssMiB, serviceEnv } from './fault-helpers.js';
+import { assertionPool, consumerDrained, countOf, publishTraffic, rssMiB, serviceEnv } from './fault-helpers.js';
 
 const names = uniqueNatsNames('poison');
 const P = names.prefix;
@@ -111,7 +111,7 @@ describe('fault: poison flood', { timeout: 240_000 }, () => {
 
   before(async () => {
     tdb = await createTestDatabase('poison');
-    pool = new pg.Pool({ connectionString: tdb.url, max: 2 });
+    pool = assertionPool(tdb.url);
     nc = await connect({ servers: SHARED_NATS_URL });
     env = serviceEnv(tdb.env, SHARED_NATS_URL, names);
     svc = await startService({ env });
