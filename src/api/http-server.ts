@@ -234,6 +234,20 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     'HTTP server listening (Connect, gRPC-Web, /healthz, /readyz, /metrics)',
   );
 
+  /** Resolves when no request is in flight, or at `until` (ms since epoch). */
+  const idle = (until: number): Promise<void> =>
+    inFlight === 0
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => {
+          const timer = setTimeout(done, Math.max(0, until - Date.now()));
+          function done(): void {
+            clearTimeout(timer);
+            idleWaiter = undefined;
+            resolve();
+          }
+          idleWaiter = done;
+        });
+
   let stopping: Promise<void> | undefined;
   const shutdown = (timeoutMs = Math.min(config.shutdownTimeoutMs, 10_000)): Promise<void> => {
     stopping ??= (async () => {
@@ -242,18 +256,13 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
       listener.close();
       // Streams first: each gets a final response carrying its cursor, then ends.
       await core.closeStreams(timeoutMs / 2);
+      // Let those final responses (and in-flight unary calls) reach the wire before anything is
+      // aborted: aborting now would reset an h2 stream that is still writing its end-of-stream.
+      await idle(deadline - timeoutMs / 4);
       shutdownController.abort(new ConnectError('the service is shutting down', Code.Unavailable));
       for (const s of sessions) s.close();
       h1?.closeIdleConnections();
-      if (inFlight > 0) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
-          idleWaiter = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-      }
+      await idle(deadline);
       for (const s of sessions) s.destroy();
       for (const s of sockets) s.destroy();
       log.info('HTTP server stopped');

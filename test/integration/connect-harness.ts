@@ -1,7 +1,7 @@
 // Shared setup for the Connect integration tests: the gRPC harness (fresh database, writer, notifier,
 // MemoryCore, grpc-js server) plus the HTTP server on port 0, and Connect/gRPC-Web clients built from
 // the same DescService the server uses.
-import { createClient, type Client, type Transport } from '@connectrpc/connect';
+import { createClient, type Transport } from '@connectrpc/connect';
 import { createConnectTransport, createGrpcWebTransport } from '@connectrpc/connect-node';
 import type { DescService } from '@bufbuild/protobuf';
 import { loadMemoryServiceDesc } from '../../src/api/connect-service.js';
@@ -46,8 +46,8 @@ export function transport(baseUrl: string, kind: Kind): Transport {
 }
 
 // The service descriptor is loaded at runtime, so the client's method shapes are generic.
-export type MemoryClient = Client<DescService> & Record<string, (req: object, opts?: object) => unknown>;
+export type MemoryClient = Record<string, (req: object, opts?: object) => unknown>;
 
 export function client(baseUrl: string, kind: Kind): MemoryClient {
-  return createClient(service, transport(baseUrl, kind)) as MemoryClient;
+  return createClient(service, transport(baseUrl, kind)) as unknown as MemoryClient;
 }
