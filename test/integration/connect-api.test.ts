@@ -9,12 +9,11 @@ import * as http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
-import { toJson, type DescMessage, type Message } from '@bufbuild/protobuf';
+import { toJson, type Message } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import {
   GetRegistryResponse,
   QueryLogsResponse,
-  StreamLogsResponse,
   type GetRegistryResponse as GetRegistryResponseT,
   type QueryLogsResponse as QueryLogsResponseT,
 } from '../../src/gen/mycelis/memory/v1/memory.js';
@@ -27,7 +26,7 @@ import { metricsRegistry } from '../../src/metrics.js';
 import { waitFor } from '../helpers/wait.js';
 import { makeEvent, makeRow } from './store-rows.js';
 import { logger, metricValue, openEnv, StreamCollector, unary, type Env } from './api-harness.js';
-import { client, service, startHttpApi, type HttpApi, type Kind, type MemoryClient } from './connect-harness.js';
+import { client, ConnectStream as BaseConnectStream, service, startHttpApi, type HttpApi, type Kind, type MemoryClient } from './connect-harness.js';
 
 const run = promisify(execFile);
 const TOKEN = 'tok-connect-7f3a9c-secret';
@@ -63,32 +62,10 @@ function raw(base: string, reqMethod: string, path: string, headers: Record<stri
   });
 }
 
-/** Reads a server stream in the background. */
-class ConnectStream {
-  readonly records: { id: string; seq: number; cursor: string }[] = [];
-  readonly responses: StreamLogsResponse[] = [];
-  error: ConnectError | null = null;
-  ended = false;
-  private readonly abort = new AbortController();
-
+/** A background stream reader that sends the test's bearer token unless told otherwise. */
+class ConnectStream extends BaseConnectStream {
   constructor(c: MemoryClient, req: object, headers: Record<string, string> = AUTH) {
-    const it = c['streamLogs']!(req, { headers, signal: this.abort.signal }) as AsyncIterable<Message>;
-    void (async () => {
-      try {
-        for await (const m of it) {
-          const r = fromEs(method('StreamLogs').output, StreamLogsResponse, m);
-          this.responses.push(r);
-          for (const rec of r.records) this.records.push({ id: rec.id, seq: Number(rec.seq), cursor: rec.cursor });
-        }
-        this.ended = true;
-      } catch (err) {
-        this.error = ConnectError.from(err);
-      }
-    })();
-  }
-
-  cancel(): void {
-    this.abort.abort();
+    super(c, req, headers);
   }
 }
 

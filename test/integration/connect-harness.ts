@@ -3,12 +3,15 @@
 // the same DescService the server uses.
 import { createClient, type Transport } from '@connectrpc/connect';
 import { createConnectTransport, createGrpcWebTransport } from '@connectrpc/connect-node';
-import type { DescService } from '@bufbuild/protobuf';
-import { loadMemoryServiceDesc } from '../../src/api/connect-service.js';
+import type { DescService, Message } from '@bufbuild/protobuf';
+import { ConnectError } from '@connectrpc/connect';
+import { StreamLogsResponse } from '../../src/gen/mycelis/memory/v1/memory.js';
+import { fromEs, loadMemoryServiceDesc } from '../../src/api/connect-service.js';
 import { startHttpServer, type RunningHttpServer } from '../../src/api/http-server.js';
 import { logger, startApi, type Api, type Env } from './api-harness.js';
 
 export const service: DescService = loadMemoryServiceDesc();
+const streamLogsOutput = service.methods.find((m) => m.name === 'StreamLogs')!.output;
 
 export interface HttpApi extends Api {
   http: RunningHttpServer;
@@ -51,3 +54,33 @@ export type MemoryClient = Record<string, (req: object, opts?: object) => unknow
 export function client(baseUrl: string, kind: Kind): MemoryClient {
   return createClient(service, transport(baseUrl, kind)) as unknown as MemoryClient;
 }
+
+/** Reads a server stream in the background. */
+export class ConnectStream {
+  readonly records: { id: string; seq: number; cursor: string }[] = [];
+  readonly responses: StreamLogsResponse[] = [];
+  error: ConnectError | null = null;
+  ended = false;
+  private readonly abort = new AbortController();
+
+  constructor(c: MemoryClient, req: object, headers: Record<string, string> = {}) {
+    const it = c['streamLogs']!(req, { headers, signal: this.abort.signal }) as AsyncIterable<Message>;
+    void (async () => {
+      try {
+        for await (const m of it) {
+          const r = fromEs(streamLogsOutput, StreamLogsResponse, m);
+          this.responses.push(r);
+          for (const rec of r.records) this.records.push({ id: rec.id, seq: Number(rec.seq), cursor: rec.cursor });
+        }
+        this.ended = true;
+      } catch (err) {
+        this.error = ConnectError.from(err);
+      }
+    })();
+  }
+
+  cancel(): void {
+    this.abort.abort();
+  }
+}
+
