@@ -6,11 +6,17 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import * as http from 'node:http';
+import * as https from 'node:https';
+import * as tls from 'node:tls';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { toJson, type Message } from '@bufbuild/protobuf';
-import { Code, ConnectError } from '@connectrpc/connect';
+import { Code, ConnectError, createClient } from '@connectrpc/connect';
+import { createConnectTransport, createGrpcWebTransport } from '@connectrpc/connect-node';
 import {
   GetRegistryResponse,
   QueryLogsResponse,
@@ -459,6 +465,48 @@ describe('api: Connect stream cancellation and shutdown', () => {
       );
     } finally {
       await api.closeAll();
+    }
+  });
+
+  it('TLS: one port negotiates h2 and http/1.1 by ALPN; Connect and gRPC-Web work over both', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'connect-tls-'));
+    try {
+      const cert = join(dir, 'cert.pem');
+      const key = join(dir, 'key.pem');
+      await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-subj', '/CN=localhost', '-days', '1', '-addext', 'subjectAltName=IP:127.0.0.1']);
+      const api = await startHttpApi(env, { TLS_CERT_FILE: cert, TLS_KEY_FILE: key });
+      try {
+        const ca = readFileSync(cert);
+        for (const proto of ['h2', 'http/1.1']) {
+          const sock = tls.connect({ host: '127.0.0.1', port: api.http.port, ca, ALPNProtocols: [proto] });
+          await new Promise<void>((resolve, reject) => sock.once('secureConnect', resolve).once('error', reject));
+          assert.equal(sock.alpnProtocol, proto);
+          sock.destroy();
+        }
+        await env.writer.write({ rows: [makeRow({ source: 'tls-agent' })], rejects: [], registry: [] });
+        const baseUrl = `https://127.0.0.1:${api.http.port}`;
+        const req = { filter: { agentIds: ['tls-agent'] } };
+        for (const t of [
+          createConnectTransport({ baseUrl, httpVersion: '2', nodeOptions: { ca } }),
+          createConnectTransport({ baseUrl, httpVersion: '1.1', nodeOptions: { ca } }),
+          createGrpcWebTransport({ baseUrl, httpVersion: '1.1', nodeOptions: { ca } }),
+        ]) {
+          const c = createClient(service, t) as unknown as MemoryClient;
+          const q = fromEs(method('QueryLogs').output, QueryLogsResponse, (await c['queryLogs']!(req)) as Message);
+          assert.deepEqual(q.records.map((r) => r.entry?.agentId), ['tls-agent']);
+        }
+        const health = await new Promise<number>((resolve, reject) => {
+          https.get(`${baseUrl}/healthz`, { ca }, (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          }).on('error', reject);
+        });
+        assert.equal(health, 200);
+      } finally {
+        await api.closeAll();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
