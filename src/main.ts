@@ -87,6 +87,10 @@ export async function runService(config: Config, logger: Logger, opts: { handleS
       push('ingest', () => ingest.stop());
     }
 
+    // Registered last so it runs first: load balancers and probes see NOT_SERVING before anything
+    // else stops.
+    push('health', async () => grpc.health.setShuttingDown());
+
     if (opts.handleSignals !== false) {
       const onSignal = (signal: NodeJS.Signals): void => {
         void stop(signal).then(() => process.exit(0));
