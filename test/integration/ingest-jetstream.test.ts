@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { connect, StorageType, type NatsConnection } from 'nats';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
 import { startPrivateNats, type PrivateNats } from '../helpers/nats.js';
@@ -14,7 +15,7 @@ import { ensureStream, StreamConfigMismatchError } from '../../src/ingest/stream
 import { startIngest } from '../../src/ingest/ingest.js';
 import { count, ingestMetrics, metricValue, prng, silentLogger, startHarness, textEnvelope, type Harness } from './ingest-harness.js';
 
-const FIXTURES = '/work/shared/fixtures/swarm-v1';
+const FIXTURES = fileURLToPath(new URL('../fixtures/swarm-v1', import.meta.url));
 interface Fixture {
   type: string;
   subject: string;

@@ -10,7 +10,7 @@ import type { IncomingMessage } from '../../src/domain/normalize.js';
 import { compileSubjectMatcher } from '../../src/domain/subjects.js';
 import { MsgEnvelope } from '../../src/gen/mycelis/swarm/v1/swarm.js';
 
-const FIXTURES = new URL('../../../shared/fixtures/swarm-v1/', import.meta.url);
+const FIXTURES = new URL('../fixtures/swarm-v1/', import.meta.url);
 const opts = { isLogEntrySubject: compileSubjectMatcher(['swarm.log.>']), maxEventBytes: 1 << 20 };
 const UUID7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 

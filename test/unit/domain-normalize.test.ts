@@ -11,7 +11,7 @@ import { compileSubjectMatcher } from '../../src/domain/subjects.js';
 import type { LogRow, RegistryEvent, RejectRow } from '../../src/domain/types.js';
 import { LogEntry, MsgEnvelope } from '../../src/gen/mycelis/swarm/v1/swarm.js';
 
-const FIXTURES = new URL('../../../shared/fixtures/swarm-v1/', import.meta.url);
+const FIXTURES = new URL('../fixtures/swarm-v1/', import.meta.url);
 const index = JSON.parse(readFileSync(new URL('index.json', FIXTURES), 'utf8')) as Record<
   string,
   { type: string; subject: string; bytes: number; proto3_json: Record<string, unknown> }
