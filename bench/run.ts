@@ -454,7 +454,12 @@ function tailFilter(i: number, teams: string[], agents: string[]): ReturnType<ty
 async function livePhases(nats: PrivateNats, nc: NatsConnection): Promise<void> {
   const db = await freshDb('live');
   const stream = 'BENCH_LIVE';
-  const svc = await startBenchService(serviceEnv(nats, db, stream));
+  const liveProfDir = join(resultsDir, 'profile-live');
+  if (opts.profile) {
+    mkdirSync(liveProfDir, { recursive: true });
+    for (const f of readdirSync(liveProfDir)) if (f.endsWith('.cpuprofile')) (await import('node:fs')).rmSync(join(liveProfDir, f));
+  }
+  const svc = await startBenchService(serviceEnv(nats, db, stream), opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${liveProfDir}`] : []);
   cleanup.push(() => svc.stop());
   const mon = new RssMonitor(svc.pid);
   const address = `127.0.0.1:${svc.grpcPort}`;
@@ -544,6 +549,11 @@ async function livePhases(nats: PrivateNats, nc: NatsConnection): Promise<void> 
   mon.stop();
   await svc.stop();
   cleanup.pop();
+  if (opts.profile) {
+    // The whole live service: latency, bursts and fan-out (no per-event normalization).
+    const files = readdirSync(liveProfDir).filter((f) => f.endsWith('.cpuprofile'));
+    if (files.length > 0) results['profileLive'] = summarizeProfile(join(liveProfDir, files[0]!));
+  }
   await nc.jetstreamManager().then((j) => j.streams.delete(stream)).catch(() => undefined);
 }
 

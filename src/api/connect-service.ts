@@ -5,8 +5,8 @@
 // `buf build` FileDescriptorSet (src/gen/descriptors.binpb) and convert messages through the binary
 // wire format: protobuf-es message -> toBinary -> ts-proto decode, and ts-proto encode -> fromBinary.
 // The proto3 JSON form (field names, Timestamps, Structs, enums, int64 as strings) is therefore
-// exactly protobuf-es', i.e. the canonical one. StreamLogs responses already carry a batch of records,
-// so the conversion cost is paid per batch, not per record.
+// exactly protobuf-es', i.e. the canonical one. StreamLogs responses come from the core already
+// encoded (records encoded once in the stream hub) and are decoded once per response.
 //
 // Cancellation (STACK.md): when a client goes away while connect-node is blocked writing to it, the
 // library never resumes or returns the handler's generator, so a `finally` in it would never run. We
@@ -130,7 +130,7 @@ export function memoryServiceRoutes(deps: ConnectServiceDeps): (router: ConnectR
   const streamLogs: ServerStreaming = async function* (req, hctx) {
     const protocol = protocolOf(hctx);
     const timer = startCall('StreamLogs', protocol);
-    let inner: AsyncGenerator<StreamLogsResponse, void, undefined> | undefined;
+    let inner: AsyncGenerator<Buffer, void, undefined> | undefined;
     let closeGauge: (() => void) | undefined;
     const release = (code: number): void => {
       timer.end(code);
@@ -145,7 +145,7 @@ export function memoryServiceRoutes(deps: ConnectServiceDeps): (router: ConnectR
     };
     try {
       authenticate(hctx.requestHeader.get('authorization') ?? undefined);
-      inner = core.streamLogs(fromEs(mStreamLogs.input, StreamLogsRequest, req), callContext(hctx));
+      inner = core.streamLogsEncoded(fromEs(mStreamLogs.input, StreamLogsRequest, req), callContext(hctx));
       closeGauge = openStream(protocol);
       if (hctx.signal.aborted) {
         onAbort();
@@ -156,7 +156,8 @@ export function memoryServiceRoutes(deps: ConnectServiceDeps): (router: ConnectR
         const next = await inner.next();
         if (next.done) break;
         if (hctx.signal.aborted) break;
-        yield toEs(mStreamLogs.output, StreamLogsResponse, next.value);
+        // The core's responses are already encoded (records encoded once, shared by all streams).
+        yield fromBinary(mStreamLogs.output, next.value);
       }
       release(hctx.signal.aborted ? Code.Canceled : 0);
     } catch (err) {

@@ -7,20 +7,21 @@ import type { Logger } from '../logger.js';
 import { ResourceExhaustedError, ShuttingDownError } from '../errors.js';
 import { gauge } from '../metrics.js';
 import { usToTimestamp } from '../domain/time.js';
-import { LogReader, type PoolHolder, type StoredLogRow } from '../store/log-reader.js';
+import { LogReader, type PoolHolder } from '../store/log-reader.js';
 import { RegistryReader } from '../store/registry-reader.js';
 import {
   AgentStatus,
   type Agent,
   type GetRegistryRequest,
   type GetRegistryResponse,
-  type LogRecord,
+  StreamLogsResponse as StreamLogsResponseFns,
   type QueryLogsRequest,
   type QueryLogsResponse,
   type StreamLogsRequest,
   type StreamLogsResponse,
 } from '../gen/mycelis/memory/v1/memory.js';
 import { encodeCursor, encodePageToken } from './cursor.js';
+import { encodeStreamResponse, toLogRecord } from './log-record.js';
 import { StreamHub, type CommitSource } from './stream-hub.js';
 import { validateGetRegistry, validateQueryLogs, validateStreamLogs } from './validate.js';
 
@@ -48,37 +49,7 @@ const STATUS_TO_PROTO: Readonly<Record<string, AgentStatus>> = {
   ERROR: AgentStatus.AGENT_STATUS_ERROR,
 };
 
-// Records are shared by every stream that receives the same hub row: convert once.
-const recordCache = new WeakMap<StoredLogRow, LogRecord>();
-
-export function toLogRecord(r: StoredLogRow): LogRecord {
-  const cached = recordCache.get(r);
-  if (cached) return cached;
-  const rec: LogRecord = {
-    id: r.id,
-    cursor: encodeCursor(r.seq),
-    entry: {
-      timestamp: usToTimestamp(r.timestampUs),
-      traceId: r.traceId,
-      agentId: r.source,
-      teamId: r.teamId,
-      sourceUri: '',
-      intent: r.intent,
-      contextSnapshot: r.context ?? undefined,
-      status: '',
-      errorMessage: '',
-      rawPayload: undefined,
-      level: r.level,
-      source: r.source,
-      message: r.message,
-    },
-    subject: r.subject,
-    ingestedAt: usToTimestamp(r.receivedAtUs),
-    seq: String(r.seq),
-  };
-  recordCache.set(r, rec);
-  return rec;
-}
+export { toLogRecord };
 
 /** ctx.signal, also aborted at ctx.deadline. */
 function callSignal(ctx: CallContext): AbortSignal {
@@ -173,6 +144,14 @@ export class MemoryCore {
    * while a write is blocked, so the `finally` releases the stream's slot and subscription.
    */
   async *streamLogs(req: StreamLogsRequest, ctx: CallContext): AsyncGenerator<StreamLogsResponse, void, undefined> {
+    for await (const bytes of this.streamLogsEncoded(req, ctx)) yield StreamLogsResponseFns.decode(bytes);
+  }
+
+  /**
+   * streamLogs with every response already encoded (StreamLogsResponse wire bytes): the live records'
+   * bytes are encoded once in the stream hub and shared by every stream that receives them.
+   */
+  async *streamLogsEncoded(req: StreamLogsRequest, ctx: CallContext): AsyncGenerator<Buffer, void, undefined> {
     const v = validateStreamLogs(req);
     if (this.closing.signal.aborted) throw new ShuttingDownError();
     if (this.openStreams >= this.config.api.maxStreams) {
@@ -183,7 +162,7 @@ export class MemoryCore {
     const signal = callSignal(ctx);
     try {
       for await (const batch of this.hub.follow(v, signal, this.closing.signal)) {
-        yield { records: batch.rows.map(toLogRecord), cursor: encodeCursor(batch.position) };
+        yield encodeStreamResponse(batch.records, encodeCursor(batch.position));
       }
     } finally {
       this.openStreams--;

@@ -118,9 +118,10 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
       closeGauge = openStream('grpc');
       // `for await` + break calls return() on the generator, so its finally releases the stream
       // even when the client vanished while a write was blocked.
-      for await (const res of core.streamLogs(decoded(call.request), ctx)) {
+      for await (const bytes of core.streamLogsEncoded(decoded(call.request), ctx)) {
         if (cancelled.aborted) break;
-        if (!call.write(res)) await drainOrCancel();
+        // Pre-encoded StreamLogsResponse bytes: the definition's responseSerialize passes Buffers through.
+        if (!call.write(bytes as unknown as StreamLogsResponse)) await drainOrCancel();
         if (cancelled.aborted) break;
       }
     })().then(
@@ -193,6 +194,8 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
   return { port, health, shutdown };
 }
 
+// Responses: a Buffer is taken as the already-encoded message (see streamLogs); anything else is
+// serialized by the generated function.
 // grpc-js answers INTERNAL when a request deserializer throws. Undecodable request bytes are the
 // client's mistake, not ours (DESIGN 6: our decoding never produces INTERNAL): the deserializer
 // keeps the failure instead, and the handler, after authentication, answers INVALID_ARGUMENT.
@@ -207,6 +210,8 @@ function tolerantDefinition<D extends grpc.ServiceDefinition>(def: D): D {
     const type = m.path.slice(m.path.lastIndexOf('/') + 1) + 'Request';
     out[name] = {
       ...m,
+      // Streams write responses the core already encoded (shared record bytes): pass Buffers through.
+      responseSerialize: (value: unknown): Buffer => (Buffer.isBuffer(value) ? value : m.responseSerialize(value)),
       requestDeserialize: (bytes: Buffer): unknown => {
         try {
           return m.requestDeserialize(bytes);

@@ -18,6 +18,7 @@ import type { Logger } from '../logger.js';
 import { CancelledError, OutOfRangeError, UnavailableError } from '../errors.js';
 import { counter, gauge } from '../metrics.js';
 import { NO_FILTER, type LogReader, type LogRowFilter, type StoredLogRow } from '../store/log-reader.js';
+import { toWireRecord, type WireRecord } from './log-record.js';
 
 /** What the hub needs from src/store/commit-notifier.ts. */
 export interface CommitSource {
@@ -36,9 +37,9 @@ export interface StreamHubOptions {
   readonly maxBytesPerBatch?: number;
 }
 
-/** One step of a stream: rows (possibly none = keepalive) and the position after them. */
+/** One step of a stream: records (possibly none = keepalive) and the position after them. */
 export interface StreamBatch {
-  readonly rows: StoredLogRow[];
+  readonly records: WireRecord[];
   /** Every matching record with seq <= position has been delivered. */
   readonly position: number;
   /** True for the last batch of a stream ended by the server (shutdown). */
@@ -58,13 +59,24 @@ const fallbacksCounter = counter('mycelis_memory_api_stream_fallbacks_total', 'L
 const hubHeadGauge = gauge('mycelis_memory_api_stream_hub_head_seq', 'The newest seq the stream hub has fanned out.');
 
 let bufferHighWater = 0;
+// Records queued over all subscribers (the gauge is set once per fan-out/take, not per record).
+let bufferedTotal = 0;
 
 /** The largest queue any stream of this process has held. */
 export function streamBufferHighWater(): number {
   return bufferHighWater;
 }
 
-export function rowMatches(f: LogRowFilter, r: StoredLogRow): boolean {
+/** Filter fields of a row (StoredLogRow and WireRecord both have them). */
+interface Filterable {
+  readonly source: string;
+  readonly teamId: string;
+  readonly level: string;
+  readonly intent: string;
+  readonly traceId: string;
+}
+
+export function rowMatches(f: LogRowFilter, r: Filterable): boolean {
   return (
     (f.agentIds.length === 0 || f.agentIds.includes(r.source)) &&
     (f.teamIds.length === 0 || f.teamIds.includes(r.teamId)) &&
@@ -75,8 +87,12 @@ export function rowMatches(f: LogRowFilter, r: StoredLogRow): boolean {
 }
 
 class Subscriber {
-  queue: StoredLogRow[] = [];
+  /** Shared WireRecords (never copies), ascending by seq; `qHead` is the first not yet taken. */
+  queue: WireRecord[] = [];
+  private qHead = 0;
   overflowed = false;
+  /** Records pushed during the current fan-out (to wake once and count once). */
+  added = 0;
   /** Hub head at the last fan-out this subscriber took part in. */
   position: number;
   private waker: (() => void) | null = null;
@@ -89,51 +105,62 @@ class Subscriber {
     this.position = attachedAt;
   }
 
-  /** Called by the hub, synchronously with its head move. Returns false when the subscriber overflowed. */
-  offer(rows: readonly StoredLogRow[], head: number): boolean {
-    let added = 0;
-    for (const r of rows) {
-      if (!rowMatches(this.filter, r)) continue;
-      if (this.queue.length >= this.limit) {
-        // Rows pushed by this call were not counted yet.
-        bufferedGauge.dec(this.queue.length - added);
-        this.queue = [];
-        this.overflowed = true;
-        this.wake();
-        return false;
-      }
-      this.queue.push(r);
-      added++;
+  get length(): number {
+    return this.queue.length - this.qHead;
+  }
+
+  /** Called by the hub during a fan-out. Returns false when this push overflowed the queue (queue dropped). */
+  push(r: WireRecord): boolean {
+    if (this.queue.length - this.qHead >= this.limit) {
+      // Everything queued goes, including this fan-out's pushes (which the hub counts in at its end).
+      bufferedTotal -= this.queue.length - this.qHead;
+      this.queue = [];
+      this.qHead = 0;
+      this.added = 0;
+      this.overflowed = true;
+      return false;
     }
-    this.position = head;
-    if (added > 0) {
-      bufferedGauge.inc(added);
-      if (this.queue.length > bufferHighWater) {
-        bufferHighWater = this.queue.length;
-        highWaterGauge.set(bufferHighWater);
-      }
-      this.wake();
-    }
+    this.queue.push(r);
+    this.added++;
     return true;
   }
 
-  take(maxRecords: number, maxBytes: number): StoredLogRow[] {
-    let n = 0;
+  take(maxRecords: number, maxBytes: number): WireRecord[] {
+    const q = this.queue;
+    const start = this.qHead;
+    let i = start;
     let bytes = 0;
-    while (n < this.queue.length && n < maxRecords) {
-      const b = this.queue[n]!.approxBytes;
-      if (n > 0 && bytes + b > maxBytes) break;
+    while (i < q.length && i - start < maxRecords) {
+      const b = q[i]!.chunk.length;
+      if (i > start && bytes + b > maxBytes) break;
       bytes += b;
-      n++;
+      i++;
     }
-    const out = this.queue.splice(0, n);
-    bufferedGauge.dec(out.length);
+    const out = q.slice(start, i);
+    if (i === q.length) {
+      this.queue = [];
+      this.qHead = 0;
+    } else if (i > 1024 && i * 2 > q.length) {
+      this.queue = q.slice(i);
+      this.qHead = 0;
+    } else {
+      this.qHead = i;
+    }
+    if (out.length > 0) {
+      bufferedTotal -= out.length;
+      bufferedGauge.set(bufferedTotal);
+    }
     return out;
   }
 
   release(): void {
-    if (this.queue.length > 0) bufferedGauge.dec(this.queue.length);
+    const n = this.queue.length - this.qHead;
+    if (n > 0) {
+      bufferedTotal -= n;
+      bufferedGauge.set(bufferedTotal);
+    }
     this.queue = [];
+    this.qHead = 0;
     this.wake();
   }
 
@@ -145,7 +172,7 @@ class Subscriber {
 
   /** Resolves on new data/overflow, after `ms`, or when a signal aborts. Cleans up after itself. */
   wait(ms: number, signals: readonly AbortSignal[]): Promise<void> {
-    if (this.queue.length > 0 || this.overflowed || signals.some((s) => s.aborted)) return Promise.resolve();
+    if (this.length > 0 || this.overflowed || signals.some((s) => s.aborted)) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
@@ -160,12 +187,62 @@ class Subscriber {
   }
 }
 
+/**
+ * Subscribers indexed by their most selective constraint, so a row is checked only against the
+ * subscribers that could match it: trace id, else agent ids (one entry per id; a row has one source,
+ * so a subscriber is visited at most once per row), else team ids, else the rest (level/intent-only
+ * and unfiltered streams).
+ */
+class SubscriberIndex {
+  readonly byTrace = new Map<string, Set<Subscriber>>();
+  readonly byAgent = new Map<string, Set<Subscriber>>();
+  readonly byTeam = new Map<string, Set<Subscriber>>();
+  readonly rest = new Set<Subscriber>();
+
+  add(s: Subscriber): void {
+    for (const [map, key] of this.slots(s)) {
+      if (!map) {
+        this.rest.add(s);
+        continue;
+      }
+      let set = map.get(key);
+      if (!set) map.set(key, (set = new Set()));
+      set.add(s);
+    }
+  }
+
+  delete(s: Subscriber): void {
+    for (const [map, key] of this.slots(s)) {
+      if (!map) {
+        this.rest.delete(s);
+        continue;
+      }
+      const set = map.get(key);
+      if (!set) continue;
+      set.delete(s);
+      if (set.size === 0) map.delete(key);
+    }
+  }
+
+  private slots(s: Subscriber): [Map<string, Set<Subscriber>> | null, string][] {
+    const f = s.filter;
+    if (f.traceId !== '') return [[this.byTrace, f.traceId]];
+    if (f.agentIds.length > 0) return [...new Set(f.agentIds)].map((a) => [this.byAgent, a] as [Map<string, Set<Subscriber>>, string]);
+    if (f.teamIds.length > 0) return [...new Set(f.teamIds)].map((t) => [this.byTeam, t] as [Map<string, Set<Subscriber>>, string]);
+    return [[null, '']];
+  }
+}
+
 export class StreamHub {
   private head = -1;
   private target = 0;
   private pumping = false;
   private stopped = false;
   private readonly subs = new Set<Subscriber>();
+  private readonly index = new SubscriberIndex();
+  /** Subscribers that received records in the current fan-out. */
+  private readonly touched: Subscriber[] = [];
+  private pushed = 0;
   private unsubscribe: (() => void) | null = null;
   private pollTimer: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
@@ -210,7 +287,10 @@ export class StreamHub {
     this.unsubscribe = null;
     if (this.pollTimer) clearInterval(this.pollTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
-    for (const s of this.subs) s.release();
+    for (const s of this.subs) {
+      s.release();
+      this.index.delete(s);
+    }
     this.subs.clear();
     subscribersGauge.set(0);
   }
@@ -277,17 +357,61 @@ export class StreamHub {
     }
   }
 
-  /** Synchronous: offers rows to every subscriber and moves head, with no await in between. */
+  /**
+   * Synchronous: offers rows to every matching subscriber and moves head, with no await in between.
+   * Each row is checked only against the subscribers its index slots name, and converted and encoded
+   * once (on its first match); every matching subscriber queues the same WireRecord.
+   */
   private fanOut(rows: readonly StoredLogRow[], newHead: number): void {
-    for (const s of this.subs) {
-      if (!s.offer(rows, newHead)) {
-        this.subs.delete(s);
-        fallbacksCounter.inc();
+    if (this.subs.size > 0) {
+      const touched = this.touched;
+      const idx = this.index;
+      this.pushed = 0;
+      for (const row of rows) {
+        let wire: WireRecord | null = null;
+        if (row.traceId !== '') wire = this.offer(idx.byTrace.get(row.traceId), row, wire);
+        wire = this.offer(idx.byAgent.get(row.source), row, wire);
+        wire = this.offer(idx.byTeam.get(row.teamId), row, wire);
+        this.offer(idx.rest, row, wire);
       }
+      bufferedTotal += this.pushed;
+      for (const s of touched) {
+        if (s.overflowed) continue;
+        s.added = 0;
+        if (s.length > bufferHighWater) {
+          bufferHighWater = s.length;
+          highWaterGauge.set(bufferHighWater);
+        }
+      }
+      for (const s of this.subs) {
+        if (s.overflowed) {
+          this.subs.delete(s);
+          this.index.delete(s);
+          fallbacksCounter.inc();
+          s.wake();
+        } else {
+          s.position = newHead;
+        }
+      }
+      for (const s of touched) s.wake();
+      touched.length = 0;
+      bufferedGauge.set(bufferedTotal);
     }
     subscribersGauge.set(this.subs.size);
     this.head = newHead;
     hubHeadGauge.set(newHead);
+  }
+
+  /** Queues `row` on the matching subscribers of `set`; encodes it on the first match. Returns its wire form, if made. */
+  private offer(set: Set<Subscriber> | undefined, row: StoredLogRow, wire: WireRecord | null): WireRecord | null {
+    if (set === undefined) return wire;
+    for (const s of set) {
+      if (s.overflowed || !rowMatches(s.filter, row)) continue;
+      wire ??= toWireRecord(row);
+      if (s.added === 0) this.touched.push(s);
+      if (s.push(wire)) this.pushed++;
+    }
+    return wire;
   }
 
   private async waitReady(signal: AbortSignal): Promise<void> {
@@ -319,31 +443,35 @@ export class StreamHub {
   private attach(filter: LogRowFilter): Subscriber {
     const s = new Subscriber(filter, this.head, this.opts.bufferLimit);
     this.subs.add(s);
+    this.index.add(s);
     subscribersGauge.set(this.subs.size);
     return s;
   }
 
   private detach(s: Subscriber): void {
     this.subs.delete(s);
+    this.index.delete(s);
     s.release();
     subscribersGauge.set(this.subs.size);
   }
 
+  /** A stream's own database rows (history, catch-up), encoded and cut into responses. */
   private chunks(rows: StoredLogRow[], endPosition: number): StreamBatch[] {
+    const records = rows.map(toWireRecord);
     const out: StreamBatch[] = [];
     let i = 0;
-    while (i < rows.length) {
+    while (i < records.length) {
       let n = 0;
       let bytes = 0;
-      while (i + n < rows.length && n < this.maxRecords) {
-        const b = rows[i + n]!.approxBytes;
+      while (i + n < records.length && n < this.maxRecords) {
+        const b = records[i + n]!.chunk.length;
         if (n > 0 && bytes + b > this.maxBytes) break;
         bytes += b;
         n++;
       }
-      const part = rows.slice(i, i + n);
+      const part = records.slice(i, i + n);
       i += n;
-      out.push({ rows: part, position: i === rows.length ? endPosition : part[part.length - 1]!.seq });
+      out.push({ records: part, position: i === records.length ? endPosition : part[part.length - 1]!.seq });
     }
     return out;
   }
@@ -385,7 +513,7 @@ export class StreamHub {
         while (cursor < sub.attachedAt) {
           if (signal.aborted) return;
           if (closing.aborted) {
-            yield { rows: [], position: cursor, final: true };
+            yield { records: [], position: cursor, final: true };
             return;
           }
           const rows = await this.reader.readRange(req.filter, { afterSeq: cursor, upToSeq: sub.attachedAt }, this.pageSize, signal);
@@ -398,7 +526,7 @@ export class StreamHub {
         }
         if (!sentAny) {
           // Tell the client where it stands right away (and flush response headers).
-          yield { rows: [], position: Math.max(cursor, sub.position) };
+          yield { records: [], position: Math.max(cursor, sub.position) };
           sentAny = true;
         }
 
@@ -406,23 +534,23 @@ export class StreamHub {
         for (;;) {
           if (signal.aborted) return;
           if (closing.aborted) {
-            yield { rows: [], position: Math.max(cursor, sub.position), final: true };
+            yield { records: [], position: Math.max(cursor, sub.position), final: true };
             return;
           }
           if (sub.overflowed) break;
-          let rows = sub.take(this.maxRecords, this.maxBytes);
-          if (rows.length > 0 && rows[0]!.seq <= cursor) rows = rows.filter((r) => r.seq > cursor);
-          if (rows.length > 0) {
-            const pos = sub.queue.length === 0 ? Math.max(rows[rows.length - 1]!.seq, sub.position) : rows[rows.length - 1]!.seq;
+          let records = sub.take(this.maxRecords, this.maxBytes);
+          if (records.length > 0 && records[0]!.seq <= cursor) records = records.filter((r) => r.seq > cursor);
+          if (records.length > 0) {
+            const pos = sub.length === 0 ? Math.max(records[records.length - 1]!.seq, sub.position) : records[records.length - 1]!.seq;
             cursor = pos;
-            yield { rows, position: pos };
+            yield { records, position: pos };
             continue;
           }
           await sub.wait(this.opts.keepaliveMs, signals);
-          if (sub.queue.length === 0 && !sub.overflowed && !signal.aborted && !closing.aborted) {
+          if (sub.length === 0 && !sub.overflowed && !signal.aborted && !closing.aborted) {
             // Keepalive. With the queue empty, every match up to the subscriber's position was sent.
             cursor = Math.max(cursor, sub.position);
-            yield { rows: [], position: cursor };
+            yield { records: [], position: cursor };
           }
         }
 
@@ -433,7 +561,7 @@ export class StreamHub {
         for (;;) {
           if (signal.aborted) return;
           if (closing.aborted) {
-            yield { rows: [], position: cursor, final: true };
+            yield { records: [], position: cursor, final: true };
             return;
           }
           const upTo = this.head;
