@@ -2,13 +2,24 @@
 // Pure; the batch writer reads the stored rows of the batch's agents, calls foldRegistry, and upserts
 // what it returns.
 //
-// Invariants kept here:
-// - Order is by event time, ties by stream sequence. An event that is not strictly newer than the newest
-//   applied one (status_at, status_seq) never changes status, meta or the error summary. That makes a
-//   replay of an old heartbeat after a newer status a no-op, and the same event applied twice idempotent.
-// - last_seen is the greatest NATS server time ever seen: it never moves back, whatever the event order.
-// - Events arrive in any order within a batch: each agent's events are sorted before folding, so the
-//   result does not depend on arrival order.
+// Invariants kept here — the result is the same whatever the order and batching of the events (a
+// restart redelivers a killed process's unacked messages after newer ones; issue 7 asks for a registry
+// identical to a clean run). Each field is the value of the newest event, by (event time, stream seq),
+// that carries that field, tracked with its own (time, seq):
+// - status: the newest status-implying event (status_set_at/seq); an OFFLINE it set reads IDLE once any
+//   newer event exists (the agent spoke again). status_at/seq = the newest event of any kind.
+// - team: the newest event with its own team (team_at/seq); without one, the subject team, else
+//   "default", from the first event applied (exact only when an agent's subject team does not change).
+// - last_error_summary: the newest event with a non-blank error message (last_error_at/seq). This
+//   departs from DESIGN 3.3's literal "an event that is not newer never changes the error summary".
+// - meta: merged only from events newer than every applied one (status_at/seq), as DESIGN 3.3 says. This
+//   is NOT order-independent: an older heartbeat redelivered late is dropped, while in order its keys
+//   would have survived where no newer event set them. Making it exact needs a time per meta key (stored
+//   {a:0} from t0, then {b:2} at t2, then {a:1} from t1 arrives: in order a = 1; no rule over the merged
+//   object alone can tell "a came from t0" from "a came from t3").
+// - last_seen is the greatest NATS server time ever seen: a max, so order-independent.
+// - The same event applied twice is idempotent (every comparison is strict).
+// Times of 0 µs or less order as "never" (0/0 is how the stored row says none).
 
 import type { AgentState, RegistryEvent, ReportedStatus } from './types.js';
 
@@ -51,60 +62,110 @@ export function compareEvents(a: RegistryEvent, b: RegistryEvent): number {
 
 /** True when an event at (timeUs, streamSeq) is strictly newer than the newest applied one. */
 export function isNewer(state: AgentState, timeUs: number, streamSeq: number): boolean {
-  return timeUs > state.statusAtUs || (timeUs === state.statusAtUs && streamSeq > state.statusSeq);
+  return after(timeUs, streamSeq, state.statusAtUs, state.statusSeq);
 }
 
-/** Applies one event to one agent's state (null = not registered yet). */
+function after(timeUs: number, seq: number, thanUs: number, thanSeq: number): boolean {
+  return timeUs > thanUs || (timeUs === thanUs && seq > thanSeq);
+}
+
+/** Applies one event to one agent's state (null = not registered yet). Returns `state` itself when nothing changes. */
 export function applyEvent(state: AgentState | null, ev: RegistryEvent): AgentState {
-  if (state === null) return newAgent(ev);
-  const lastSeenUs = Math.max(state.lastSeenUs, ev.serverTimeUs);
-  if (!isNewer(state, ev.timeUs, ev.streamSeq)) {
-    // Older or the same event again: only liveness may advance (server time, monotonic).
-    return lastSeenUs === state.lastSeenUs ? state : { ...state, lastSeenUs };
+  const s = state ?? newAgent(ev);
+  const newest = after(ev.timeUs, ev.streamSeq, s.statusAtUs, s.statusSeq);
+  const lastSeenUs = Math.max(s.lastSeenUs, ev.serverTimeUs);
+
+  let { status, statusSetAtUs, statusSetSeq } = s;
+  if (ev.status !== null) {
+    if (after(ev.timeUs, ev.streamSeq, statusSetAtUs, statusSetSeq)) {
+      // A newer event of any kind was already applied: it spoke after this OFFLINE.
+      status = ev.status === 'OFFLINE' && !newest ? 'IDLE' : ev.status;
+      statusSetAtUs = ev.timeUs;
+      statusSetSeq = ev.streamSeq;
+    }
+  } else if (status === 'OFFLINE' && after(ev.timeUs, ev.streamSeq, statusSetAtUs, statusSetSeq)) {
+    status = 'IDLE';
+  }
+
+  let { teamId, teamAtUs, teamSeq } = s;
+  if (ev.eventTeam !== '') {
+    if (after(ev.timeUs, ev.streamSeq, teamAtUs, teamSeq)) {
+      teamId = ev.eventTeam;
+      teamAtUs = ev.timeUs;
+      teamSeq = ev.streamSeq;
+    }
+  } else if (teamId === '') {
+    // The subject team and "default" only ever fill in a team that is missing.
+    teamId = fallbackTeam(ev);
+  }
+
+  let { lastErrorSummary, lastErrorAtUs, lastErrorSeq } = s;
+  const summary = ev.errorMessage === null ? '' : summarizeError(ev.errorMessage);
+  if (summary !== '' && after(ev.timeUs, ev.streamSeq, lastErrorAtUs, lastErrorSeq)) {
+    lastErrorSummary = summary;
+    lastErrorAtUs = ev.timeUs;
+    lastErrorSeq = ev.streamSeq;
+  }
+
+  const meta = newest && ev.meta !== null ? { ...s.meta, ...ev.meta } : s.meta;
+  const statusAtUs = newest ? ev.timeUs : s.statusAtUs;
+  const statusSeq = newest ? ev.streamSeq : s.statusSeq;
+
+  if (
+    state !== null &&
+    !newest &&
+    lastSeenUs === s.lastSeenUs &&
+    status === s.status &&
+    statusSetAtUs === s.statusSetAtUs &&
+    statusSetSeq === s.statusSetSeq &&
+    teamId === s.teamId &&
+    teamAtUs === s.teamAtUs &&
+    teamSeq === s.teamSeq &&
+    lastErrorAtUs === s.lastErrorAtUs &&
+    lastErrorSeq === s.lastErrorSeq
+  ) {
+    return state; // an old event that moves nothing: the writer skips the row
   }
   return {
-    agentId: state.agentId,
-    // The event's team wins; otherwise keep the stored one (the subject team and "default" only
-    // ever fill in a team that is missing).
-    teamId: ev.eventTeam !== '' ? ev.eventTeam : state.teamId !== '' ? state.teamId : fallbackTeam(ev),
-    status: nextStatus(state.status, ev.status),
+    agentId: s.agentId,
+    teamId,
+    status,
     lastSeenUs,
-    statusAtUs: ev.timeUs,
-    statusSeq: ev.streamSeq,
-    meta: ev.meta === null ? state.meta : { ...state.meta, ...ev.meta },
-    lastErrorSummary: nextErrorSummary(state.lastErrorSummary, ev.errorMessage),
+    statusAtUs,
+    statusSeq,
+    meta,
+    lastErrorSummary,
+    statusSetAtUs,
+    statusSetSeq,
+    teamAtUs,
+    teamSeq,
+    lastErrorAtUs,
+    lastErrorSeq,
   };
 }
 
+/** Before its first event: IDLE, no team, nothing applied (every event is newer). */
 function newAgent(ev: RegistryEvent): AgentState {
   return {
     agentId: ev.agentId,
-    teamId: ev.eventTeam !== '' ? ev.eventTeam : fallbackTeam(ev),
-    // A new agent starts IDLE; its first event may already say otherwise.
-    status: nextStatus('IDLE', ev.status),
+    teamId: '',
+    status: 'IDLE',
     lastSeenUs: ev.serverTimeUs,
-    statusAtUs: ev.timeUs,
-    statusSeq: ev.streamSeq,
-    meta: ev.meta === null ? {} : { ...ev.meta },
-    lastErrorSummary: nextErrorSummary(null, ev.errorMessage),
+    statusAtUs: Number.NEGATIVE_INFINITY,
+    statusSeq: 0,
+    meta: {},
+    lastErrorSummary: null,
+    statusSetAtUs: 0,
+    statusSetSeq: 0,
+    teamAtUs: 0,
+    teamSeq: 0,
+    lastErrorAtUs: 0,
+    lastErrorSeq: 0,
   };
 }
 
 function fallbackTeam(ev: RegistryEvent): string {
   return ev.subjectTeam !== '' ? ev.subjectTeam : DEFAULT_TEAM;
-}
-
-/** An event that implies no status leaves it unchanged, except that an OFFLINE agent that speaks is IDLE again. */
-function nextStatus(current: ReportedStatus, implied: ReportedStatus | null): ReportedStatus {
-  if (implied !== null) return implied;
-  return current === 'OFFLINE' ? 'IDLE' : current;
-}
-
-/** The latest non-blank error message wins; a blank one is no error. */
-function nextErrorSummary(current: string | null, message: string | null): string | null {
-  if (message === null) return current;
-  const summary = summarizeError(message);
-  return summary === '' ? current : summary;
 }
 
 /** Trims whitespace and cuts to 500 UTF-16 units without splitting a surrogate pair. */

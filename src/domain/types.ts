@@ -93,4 +93,13 @@ export interface AgentState {
   readonly statusSeq: number;
   readonly meta: Readonly<Record<string, unknown>>;
   readonly lastErrorSummary: string | null;
+  /** Event time and stream sequence of the newest event that implied a status; 0/0 = none (003). */
+  readonly statusSetAtUs: number;
+  readonly statusSetSeq: number;
+  /** Of the newest event that carried its own team; 0/0 = none, the team is a fallback (003). */
+  readonly teamAtUs: number;
+  readonly teamSeq: number;
+  /** Of the newest event whose error message is lastErrorSummary; 0/0 = none (003). */
+  readonly lastErrorAtUs: number;
+  readonly lastErrorSeq: number;
 }

@@ -100,22 +100,30 @@ const REJECTS_SQL = `
 INSERT INTO ingest_rejects (received_at, subject, headers, payload, reason, detail, sqlstate, stream_seq)
 SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::jsonb[], $4::bytea[], $5::text[], $6::text[], $7::text[], $8::bigint[])`;
 
+const usExpr = (col: string): string => `COALESCE((extract(epoch FROM ${col}) * 1000000)::bigint, 0)::text`;
+
 const REGISTRY_SELECT_SQL = `
 SELECT agent_id, team_id, status,
        (extract(epoch FROM last_seen) * 1000000)::bigint::text AS last_seen_us,
-       COALESCE((extract(epoch FROM status_at) * 1000000)::bigint, 0)::text AS status_at_us,
-       status_seq::text, meta, last_error_summary
+       ${usExpr('status_at')} AS status_at_us, status_seq::text, meta, last_error_summary,
+       ${usExpr('status_set_at')} AS status_set_at_us, status_set_seq::text,
+       ${usExpr('team_at')} AS team_at_us, team_seq::text,
+       ${usExpr('last_error_at')} AS last_error_at_us, last_error_seq::text
 FROM agent_registry WHERE agent_id = ANY($1::text[])`;
 
 const REGISTRY_UPSERT_SQL = `
-INSERT INTO agent_registry (agent_id, team_id, status, last_seen, meta, last_error_summary, status_at, status_seq, updated_at)
-SELECT a, t, s, ls, m, e, sa, sq, now()
-FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[], $6::text[], $7::timestamptz[], $8::bigint[])
-  AS u(a, t, s, ls, m, e, sa, sq)
+INSERT INTO agent_registry (agent_id, team_id, status, last_seen, meta, last_error_summary, status_at, status_seq,
+                            status_set_at, status_set_seq, team_at, team_seq, last_error_at, last_error_seq, updated_at)
+SELECT a, t, s, ls, m, e, sa, sq, ssa, ssq, ta, tq, ea, eq, now()
+FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[], $6::text[], $7::timestamptz[], $8::bigint[],
+            $9::timestamptz[], $10::bigint[], $11::timestamptz[], $12::bigint[], $13::timestamptz[], $14::bigint[])
+  AS u(a, t, s, ls, m, e, sa, sq, ssa, ssq, ta, tq, ea, eq)
 ON CONFLICT (agent_id) DO UPDATE SET
   team_id = EXCLUDED.team_id, status = EXCLUDED.status, last_seen = EXCLUDED.last_seen, meta = EXCLUDED.meta,
   last_error_summary = EXCLUDED.last_error_summary, status_at = EXCLUDED.status_at,
-  status_seq = EXCLUDED.status_seq, updated_at = now()`;
+  status_seq = EXCLUDED.status_seq, status_set_at = EXCLUDED.status_set_at, status_set_seq = EXCLUDED.status_set_seq,
+  team_at = EXCLUDED.team_at, team_seq = EXCLUDED.team_seq, last_error_at = EXCLUDED.last_error_at,
+  last_error_seq = EXCLUDED.last_error_seq, updated_at = now()`;
 
 const STATUSES = new Set<string>(['IDLE', 'BUSY', 'OFFLINE', 'ERROR']);
 
@@ -437,6 +445,12 @@ export class BatchWriter {
       status_seq: string;
       meta: Record<string, unknown> | null;
       last_error_summary: string | null;
+      status_set_at_us: string;
+      status_set_seq: string;
+      team_at_us: string;
+      team_seq: string;
+      last_error_at_us: string;
+      last_error_seq: string;
     }>(REGISTRY_SELECT_SQL, [agentIds]);
     const stored = new Map<string, AgentState>();
     for (const r of res.rows) {
@@ -449,6 +463,12 @@ export class BatchWriter {
         statusSeq: Number(r.status_seq),
         meta: r.meta !== null && typeof r.meta === 'object' && !Array.isArray(r.meta) ? r.meta : {},
         lastErrorSummary: r.last_error_summary,
+        statusSetAtUs: Number(r.status_set_at_us),
+        statusSetSeq: Number(r.status_set_seq),
+        teamAtUs: Number(r.team_at_us),
+        teamSeq: Number(r.team_seq),
+        lastErrorAtUs: Number(r.last_error_at_us),
+        lastErrorSeq: Number(r.last_error_seq),
       });
     }
     const next = foldRegistry(stored, events);
@@ -464,6 +484,12 @@ export class BatchWriter {
     const errors = new Array<string | null>(k);
     const statusAt = new Array<string | null>(k);
     const statusSeq = new Array<string>(k);
+    const statusSetAt = new Array<string | null>(k);
+    const statusSetSeq = new Array<string>(k);
+    const teamAt = new Array<string | null>(k);
+    const teamSeq = new Array<string>(k);
+    const errorAt = new Array<string | null>(k);
+    const errorSeq = new Array<string>(k);
     for (let i = 0; i < k; i++) {
       const s = changed[i]!;
       ids[i] = s.agentId;
@@ -472,10 +498,20 @@ export class BatchWriter {
       lastSeen[i] = tsText(s.lastSeenUs);
       metas[i] = JSON.stringify(s.meta);
       errors[i] = s.lastErrorSummary;
+      // 0 µs (or less) is "none": stored as NULL, read back as 0 (usExpr).
       statusAt[i] = s.statusAtUs > 0 ? tsText(s.statusAtUs) : null;
       statusSeq[i] = String(s.statusSeq);
+      statusSetAt[i] = s.statusSetAtUs > 0 ? tsText(s.statusSetAtUs) : null;
+      statusSetSeq[i] = String(s.statusSetSeq);
+      teamAt[i] = s.teamAtUs > 0 ? tsText(s.teamAtUs) : null;
+      teamSeq[i] = String(s.teamSeq);
+      errorAt[i] = s.lastErrorAtUs > 0 ? tsText(s.lastErrorAtUs) : null;
+      errorSeq[i] = String(s.lastErrorSeq);
     }
-    await client.query(REGISTRY_UPSERT_SQL, [ids, teams, statuses, lastSeen, metas, errors, statusAt, statusSeq]);
+    await client.query(REGISTRY_UPSERT_SQL, [
+      ids, teams, statuses, lastSeen, metas, errors, statusAt, statusSeq,
+      statusSetAt, statusSetSeq, teamAt, teamSeq, errorAt, errorSeq,
+    ]);
     return k;
   }
 }

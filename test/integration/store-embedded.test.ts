@@ -25,7 +25,7 @@ describe('store: embedded PGlite', () => {
     let lastSeq: number;
     try {
       assert.equal(db.kind, 'embedded');
-      assert.deepEqual((await migrate(db.pool, logger)).applied, ['001_init_memory', '002_service_columns']);
+      assert.deepEqual((await migrate(db.pool, logger)).applied, ['001_init_memory', '002_service_columns', '003_registry_field_order']);
       const writer = new BatchWriter(db, logger);
       const notifier = new CommitNotifier(db, writer, logger);
       const heard: number[] = [];

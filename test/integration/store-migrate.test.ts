@@ -43,14 +43,14 @@ describe('store: migrations', () => {
   it('apply once, then find nothing pending; two concurrent runs apply each file once', async () => {
     const { pool } = await fresh('mig_twice');
     const [a, b] = await Promise.all([migrate(pool, logger), migrate(pool, logger)]);
-    assert.deepEqual([...a.applied, ...b.applied].sort(), ['001_init_memory', '002_service_columns']);
+    assert.deepEqual([...a.applied, ...b.applied].sort(), ['001_init_memory', '002_service_columns', '003_registry_field_order']);
     const again = await migrate(pool, logger);
     assert.deepEqual(again.applied, []);
     const tracked = await pool.query('SELECT version, checksum FROM schema_migrations ORDER BY version');
-    assert.equal(tracked.rowCount, 2);
+    assert.equal(tracked.rowCount, 3);
     assert.ok(tracked.rows.every((r: { checksum: string }) => /^[0-9a-f]{64}$/.test(r.checksum)));
     // The files themselves are idempotent too (a database migrated by hand, or a replayed file).
-    for (const f of ['001_init_memory.sql', '002_service_columns.sql']) {
+    for (const f of ['001_init_memory.sql', '002_service_columns.sql', '003_registry_field_order.sql']) {
       await pool.query(readFileSync(join(migrationsDir(), f), 'utf8'));
     }
   });
@@ -77,7 +77,7 @@ describe('store: migrations', () => {
       );
     }
     const res = await migrate(pool, logger);
-    assert.deepEqual(res.applied, ['001_init_memory', '002_service_columns']);
+    assert.deepEqual(res.applied, ['001_init_memory', '002_service_columns', '003_registry_field_order']);
     assert.deepEqual(await schemaOf(pool), await schemaOf(ref));
 
     const rows = await pool.query(

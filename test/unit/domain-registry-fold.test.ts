@@ -21,16 +21,26 @@ function ev(over: Partial<RegistryEvent> & { timeUs: number }): RegistryEvent {
   };
 }
 
+/** A stored row whose status, team and error summary all came from its newest applied event (as 003 backfills). */
 function stored(over: Partial<AgentState> = {}): AgentState {
+  const at = over.statusAtUs ?? T0 + 10_000_000;
+  const seq = over.statusSeq ?? 10;
+  const hasError = (over.lastErrorSummary ?? null) !== null;
   return {
     agentId: 'a1',
     teamId: 'ops',
     status: 'BUSY',
     lastSeenUs: T0 + 10_000_000,
-    statusAtUs: T0 + 10_000_000,
-    statusSeq: 10,
+    statusAtUs: at,
+    statusSeq: seq,
     meta: { location: 'rack-1' },
     lastErrorSummary: null,
+    statusSetAtUs: at,
+    statusSetSeq: seq,
+    teamAtUs: at,
+    teamSeq: seq,
+    lastErrorAtUs: hasError ? at : 0,
+    lastErrorSeq: hasError ? seq : 0,
     ...over,
   };
 }
@@ -55,6 +65,12 @@ describe('foldRegistry: new agents', () => {
       statusSeq: 5,
       meta: {},
       lastErrorSummary: null,
+      statusSetAtUs: 0,
+      statusSetSeq: 0,
+      teamAtUs: 0,
+      teamSeq: 0,
+      lastErrorAtUs: 0,
+      lastErrorSeq: 0,
     });
   });
   it('a new agent whose first event implies a status takes it', () => {
@@ -227,5 +243,116 @@ describe('foldRegistry: meta and error summary', () => {
     const out = summarizeError(msg);
     assert.equal(out, 'x'.repeat(499));
     assert.equal(summarizeError('  padded  '), 'padded');
+  });
+});
+
+// Issue 7 scenario 1: after a crash, JetStream redelivers the killed process's unacked messages only
+// after ACK_WAIT, so newer events of an agent are often applied before older ones, and in other
+// batches. The registry must still equal a clean, in-order run of the same events (meta excepted:
+// see registry-fold.ts for why a shallow merge cannot be exact without per-key times).
+describe('foldRegistry: order independence (same events, any order, any batches)', () => {
+  /** The clean run: every event in (time, seq) order, one batch per event, stored state in between. */
+  function clean(events: readonly RegistryEvent[]): AgentState[] {
+    const sorted = [...events].sort((a, b) => a.timeUs - b.timeUs || a.streamSeq - b.streamSeq);
+    let st = new Map<string, AgentState>();
+    for (const e of sorted) st = upsert(st, foldRegistry(st, [e]));
+    return [...st.values()].sort((a, b) => (a.agentId < b.agentId ? -1 : 1));
+  }
+  /** Events delivered in `order`, cut into batches at `cuts`, each batch folded over the stored rows. */
+  function delivered(events: readonly RegistryEvent[], cuts: readonly number[]): AgentState[] {
+    let st = new Map<string, AgentState>();
+    let from = 0;
+    for (const to of [...cuts, events.length]) {
+      st = upsert(st, foldRegistry(st, events.slice(from, to)));
+      from = to;
+    }
+    return [...st.values()].sort((a, b) => (a.agentId < b.agentId ? -1 : 1));
+  }
+  function upsert(st: Map<string, AgentState>, out: AgentState[]): Map<string, AgentState> {
+    const next = new Map(st);
+    for (const s of out) next.set(s.agentId, s);
+    return next;
+  }
+  const withoutMeta = (states: AgentState[]): Omit<AgentState, 'meta'>[] => states.map(({ meta: _meta, ...rest }) => rest);
+
+  it('an older error redelivered after a newer event in a later batch is still the latest error', () => {
+    const older = ev({ timeUs: T0 + 1, streamSeq: 1, status: 'ERROR', errorMessage: 'disk full' });
+    const newer = ev({ timeUs: T0 + 2, streamSeq: 2, status: 'IDLE' });
+    const expected = clean([older, newer]);
+    assert.equal(expected[0]!.lastErrorSummary, 'disk full');
+    assert.deepEqual(delivered([newer, older], [1]), expected);
+    assert.deepEqual(delivered([newer, older], []), expected);
+  });
+  it('an older error redelivered after a newer error does not replace it', () => {
+    const older = ev({ timeUs: T0 + 1, streamSeq: 1, errorMessage: 'first' });
+    const newer = ev({ timeUs: T0 + 2, streamSeq: 2, errorMessage: 'second' });
+    assert.equal(delivered([newer, older], [1])[0]!.lastErrorSummary, 'second');
+    assert.deepEqual(delivered([newer, older], [1]), clean([older, newer]));
+  });
+  it('an older status redelivered after a newer event that implies none still sets the status', () => {
+    const older = ev({ timeUs: T0 + 1, streamSeq: 1, status: 'BUSY' });
+    const newer = ev({ timeUs: T0 + 2, streamSeq: 2 });
+    const expected = clean([older, newer]);
+    assert.equal(expected[0]!.status, 'BUSY');
+    assert.deepEqual(delivered([newer, older], [1]), expected);
+  });
+  it('an older OFFLINE redelivered after a newer event that implies none leaves the agent IDLE', () => {
+    const first = ev({ timeUs: T0 + 1, streamSeq: 1, status: 'BUSY' });
+    const offline = ev({ timeUs: T0 + 2, streamSeq: 2, status: 'OFFLINE' });
+    const speaks = ev({ timeUs: T0 + 3, streamSeq: 3 });
+    const expected = clean([first, offline, speaks]);
+    assert.equal(expected[0]!.status, 'IDLE');
+    assert.deepEqual(delivered([first, speaks, offline], [2]), expected);
+    assert.deepEqual(delivered([speaks, first, offline], [1, 2]), expected);
+  });
+  it("an older event's own team redelivered after a newer event without one is still the team", () => {
+    const older = ev({ timeUs: T0 + 1, streamSeq: 1, eventTeam: 'ops' });
+    const newer = ev({ timeUs: T0 + 2, streamSeq: 2 });
+    const later = ev({ timeUs: T0 + 3, streamSeq: 3, eventTeam: 'dev' });
+    assert.equal(clean([older, newer])[0]!.teamId, 'ops');
+    assert.deepEqual(delivered([newer, older], [1]), clean([older, newer]));
+    assert.equal(clean([older, newer, later])[0]!.teamId, 'dev');
+    assert.deepEqual(delivered([later, newer, older], [1, 2]), clean([older, newer, later]));
+  });
+
+  it('random events in random orders and batch cuts fold to the clean run (meta aside)', () => {
+    let seed = 0x2f6b3a1d;
+    const rnd = (n: number): number => {
+      seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0;
+      return seed % n;
+    };
+    const statuses = [null, null, null, 'IDLE', 'BUSY', 'OFFLINE', 'ERROR'] as const;
+    for (let round = 0; round < 400; round++) {
+      const events: RegistryEvent[] = [];
+      const count = 1 + rnd(12);
+      for (let i = 0; i < count; i++) {
+        const agentId = ['a1', 'a2', 'a3'][rnd(3)]!;
+        events.push(
+          ev({
+            agentId,
+            // Few distinct times, so ties broken by stream sequence are common.
+            timeUs: T0 + rnd(5) * 1_000_000,
+            streamSeq: i + 1,
+            serverTimeUs: T0 + rnd(1000),
+            status: statuses[rnd(statuses.length)]!,
+            eventTeam: ['', '', 'ops', 'dev'][rnd(4)]!,
+            // One subject team per agent: the fallback team is then the same whichever event comes first.
+            subjectTeam: agentId === 'a3' ? '' : `subj-${agentId}`,
+            errorMessage: [null, null, '  ', `err-${i}`][rnd(4)]!,
+          }),
+        );
+      }
+      const expected = clean(events);
+      for (let trial = 0; trial < 5; trial++) {
+        const shuffled = [...events];
+        for (let i = shuffled.length - 1; i > 0; i--) {
+          const j = rnd(i + 1);
+          [shuffled[i], shuffled[j]] = [shuffled[j]!, shuffled[i]!];
+        }
+        const cuts = [...new Set(Array.from({ length: rnd(4) }, () => rnd(shuffled.length + 1)))].sort((a, b) => a - b);
+        const got = delivered(shuffled, cuts);
+        assert.deepEqual(withoutMeta(got), withoutMeta(expected), `round ${round}: order ${shuffled.map((e) => e.streamSeq).join(',')} cuts ${cuts.join(',')}`);
+      }
+    }
   });
 });
