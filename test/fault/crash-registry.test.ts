@@ -2,7 +2,8 @@
 // events are ingested twice from one stream by two durable consumers into two databases — once
 // cleanly, once with the service SIGKILLed three times at different row counts. Afterwards both hold
 // exactly 50,000 rows with identical content, and the registry of the crashed run is identical to the
-// clean run's (status, team, last_seen, status_at, status_seq, meta, last error).
+// clean run's (status, team, last_seen, status_at, status_seq, meta, last error, and the time and
+// sequence each of them came from).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
@@ -19,7 +20,8 @@ const cleanNames = { ...names, consumer: `${names.consumer}_clean` };
 
 const LOG_DIGEST = `SELECT count(*)::int AS n, md5(string_agg(concat_ws('|', id, trace_id, (extract(epoch FROM timestamp) * 1e6)::bigint, level, source, intent,
   message, context::text, team_id, subject), E'\\n' ORDER BY id)) AS digest FROM log_entries`;
-const REGISTRY = `SELECT agent_id, team_id, status, last_seen, meta, last_error_summary, status_at, status_seq::text FROM agent_registry ORDER BY agent_id`;
+const REGISTRY = `SELECT agent_id, team_id, status, last_seen, meta, last_error_summary, status_at, status_seq::text,
+  status_set_at, status_set_seq::text, team_at, team_seq::text, last_error_at, last_error_seq::text FROM agent_registry ORDER BY agent_id`;
 
 describe('fault: SIGKILL x3 during 50,000 events', { timeout: 240_000 }, () => {
   let crashDb: TestDatabase;
@@ -89,14 +91,12 @@ describe('fault: SIGKILL x3 during 50,000 events', { timeout: 240_000 }, () => {
     crashDone = true;
   });
 
-  // KNOWN BUG (found by this test, not yet fixed): after the crashes, an agent's last_error_summary
-  // can differ from the clean run while status, status_at and status_seq agree. Cause: after a restart
-  // the consumer fetches newer pending messages before the killed process's unacked ones come back
-  // (ACK_WAIT), so an older error event arrives after a newer non-error event; the fold ignores every
-  // not-newer event, including its error message, although in order it would have been the latest
-  // error. Fix: track the newest error event's (time, seq) separately (a last_error_at column) and
-  // update the summary when an error event is newer than that. Kept as todo so it stays visible.
-  it('the registry after the crashes equals the clean run', { todo: 'last_error_summary differs after SIGKILL redelivery (see comment)' }, async () => {
+  // Found by this test: after a restart the consumer fetches newer pending messages before the killed
+  // process's unacked ones come back (ACK_WAIT), so an older error event arrived after a newer event and
+  // was dropped from last_error_summary. Fixed by tracking each field's newest event (migration 003,
+  // registry-fold.ts); regression tests in test/unit/domain-registry-fold.test.ts and
+  // test/integration/store-registry-order.test.ts.
+  it('the registry after the crashes equals the clean run', async () => {
     assert.ok(crashDone, 'the crash run completed');
     const [crashReg, cleanReg] = await Promise.all([crashPool.query(REGISTRY), cleanPool.query(REGISTRY)]);
     assert.equal(cleanReg.rows.length, 201, '200 agents and the smoke test sender');
