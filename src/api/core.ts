@@ -51,6 +51,17 @@ const STATUS_TO_PROTO: Readonly<Record<string, AgentStatus>> = {
 
 export { toLogRecord };
 
+// Streams woken by the same fan-out answer with the same position: encode its cursor once.
+let lastCursorSeq = -1;
+let lastCursor = '';
+function cursorOf(seq: number): string {
+  if (seq !== lastCursorSeq) {
+    lastCursor = encodeCursor(seq);
+    lastCursorSeq = seq;
+  }
+  return lastCursor;
+}
+
 /** ctx.signal, also aborted at ctx.deadline. */
 function callSignal(ctx: CallContext): AbortSignal {
   if (ctx.deadline === undefined || !Number.isFinite(ctx.deadline)) return ctx.signal;
@@ -162,7 +173,7 @@ export class MemoryCore {
     const signal = callSignal(ctx);
     try {
       for await (const batch of this.hub.follow(v, signal, this.closing.signal)) {
-        yield encodeStreamResponse(batch.records, encodeCursor(batch.position));
+        yield encodeStreamResponse(batch.records, cursorOf(batch.position));
       }
     } finally {
       this.openStreams--;

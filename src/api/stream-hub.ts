@@ -170,20 +170,26 @@ class Subscriber {
     w?.();
   }
 
-  /** Resolves on new data/overflow, after `ms`, or when a signal aborts. Cleans up after itself. */
+  private timer: NodeJS.Timeout | null = null;
+
+  /**
+   * Resolves on new data/overflow, after `ms`, or on wake() (the stream wakes it when one of its
+   * signals aborts). One timer per subscriber, restarted by each wait: it fires only when `ms` passed
+   * since the latest wait began, and then wakes whatever wait is pending (none: no-op).
+   */
   wait(ms: number, signals: readonly AbortSignal[]): Promise<void> {
     if (this.length > 0 || this.overflowed || signals.some((s) => s.aborted)) return Promise.resolve();
     return new Promise<void>((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        for (const s of signals) s.removeEventListener('abort', done);
-        if (this.waker === done) this.waker = null;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      for (const s of signals) s.addEventListener('abort', done, { once: true });
-      this.waker = done;
+      this.waker = resolve;
+      if (this.timer === null) this.timer = setTimeout(() => this.wake(), ms);
+      else this.timer.refresh();
     });
+  }
+
+  /** Stops the keepalive timer (the stream is done with this subscriber). */
+  dispose(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
   }
 }
 
@@ -289,6 +295,7 @@ export class StreamHub {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     for (const s of this.subs) {
       s.release();
+      s.dispose();
       this.index.delete(s);
     }
     this.subs.clear();
@@ -451,6 +458,7 @@ export class StreamHub {
   private detach(s: Subscriber): void {
     this.subs.delete(s);
     this.index.delete(s);
+    s.dispose();
     s.release();
     subscribersGauge.set(this.subs.size);
   }
@@ -485,6 +493,10 @@ export class StreamHub {
     await this.waitReady(signal);
     let sub: Subscriber | null = this.attach(req.filter);
     const signals = [signal, closing];
+    // Registered once per stream (not per wait): an abort wakes whichever subscriber is current.
+    const onAbort = (): void => sub?.wake();
+    signal.addEventListener('abort', onAbort);
+    closing.addEventListener('abort', onAbort);
     try {
       let cursor: number;
       let sentAny = false;
@@ -575,6 +587,8 @@ export class StreamHub {
         sub = this.attach(req.filter);
       }
     } finally {
+      signal.removeEventListener('abort', onAbort);
+      closing.removeEventListener('abort', onAbort);
       if (sub) this.detach(sub);
     }
   }
