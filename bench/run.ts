@@ -425,15 +425,33 @@ async function readPhases(svc: BenchService, db: TestDatabase, mon: RssMonitor):
 // ---------------------------------------------------------------------------------------------
 // Phases 3, 4: a live service; paced publishing; tails.
 
-async function burstRate(nc: NatsConnection, db: TestDatabase, label: string): Promise<{ events: number; seconds: number; eventsPerSec: number }> {
+/** CPU of the service, its database backends, nats-server and this bench process (the tails' clients). */
+function liveCpuTracker(svcPid: number, db: TestDatabase, nats: PrivateNats): CpuTracker {
+  return new CpuTracker({
+    node: (_cmd, pid) => pid === String(svcPid),
+    postgres: (cmd) => cmd.startsWith('postgres: ') && cmd.includes(` ${db.name} `),
+    nats: (cmd) => cmd.includes('nats-server') && cmd.includes(nats.storeDir),
+    benchClients: (_cmd, pid) => pid === String(process.pid),
+  });
+}
+
+interface BurstResult {
+  events: number;
+  seconds: number;
+  eventsPerSec: number;
+  cpuSeconds: Record<string, number>;
+}
+
+async function burstRate(nc: NatsConnection, db: TestDatabase, label: string, cpu: () => CpuTracker): Promise<BurstResult> {
   const msgs = buildMessages(opts.burst, { ...DATA, seed: DATA.seed + label.length });
   return withClient(db.url, async (c) => {
     const before = await committedSeq(c);
+    const tracker = cpu();
     const t0 = nowMs();
     await publishAll(nc, msgs);
     await until(async () => (await committedSeq(c)) >= before + opts.burst, 600_000, 25, `burst ${label} to commit`);
     const seconds = (nowMs() - t0) / 1000;
-    return { events: opts.burst, seconds, eventsPerSec: opts.burst / seconds };
+    return { events: opts.burst, seconds, eventsPerSec: opts.burst / seconds, cpuSeconds: tracker.stop() };
   });
 }
 
@@ -494,9 +512,9 @@ async function livePhases(nats: PrivateNats, nc: NatsConnection): Promise<void> 
 
   // 4a. Burst ingest rate without tails.
   mon.reset();
-  const without = await burstRate(nc, db, 'without');
+  const without = await burstRate(nc, db, 'without', () => liveCpuTracker(svc.pid, db, nats));
   rss['burstWithoutTails'] = mon.peakMb();
-  log(`burst without tails: ${fmt(without.eventsPerSec)} events/s`);
+  log(`burst without tails: ${fmt(without.eventsPerSec)} events/s; CPU s ${JSON.stringify(without.cpuSeconds)}`);
 
   // 4b. C tails, mixed filters, paced publishing.
   mon.reset();
@@ -515,6 +533,7 @@ async function livePhases(nats: PrivateNats, nc: NatsConnection): Promise<void> 
   const receivedBefore = tails.reduce((s, t) => s + t.received, 0);
   fanRecording = true;
   log(`fan-out: ${opts.clients} tails, ${opts.rate}/s for ${opts.duration} s`);
+  const fanCpu = liveCpuTracker(svc.pid, db, nats);
   const fanPublished = await publishPaced(nc, opts.rate, opts.duration, { ...DATA, seed: 13 });
   await withClient(db.url, async (c) => {
     const target = await committedSeq(c);
@@ -522,15 +541,16 @@ async function livePhases(nats: PrivateNats, nc: NatsConnection): Promise<void> 
   });
   await sleep(1000); // let the last deliveries land before stopping the recording (bounded, not asserted)
   fanRecording = false;
+  const fanCpuSeconds = fanCpu.stop();
   const fan = summarize(fanSamples.view());
   rss['fanout'] = mon.peakMb();
   log(`fan-out: delivery p50 ${fmt(fan.p50)} p99 ${fmt(fan.p99)} ms over ${fan.n} deliveries`);
 
   // 4c. Burst ingest rate with the tails attached.
   mon.reset();
-  const withTails = await burstRate(nc, db, 'with');
+  const withTails = await burstRate(nc, db, 'with', () => liveCpuTracker(svc.pid, db, nats));
   rss['burstWithTails'] = mon.peakMb();
-  log(`burst with tails: ${fmt(withTails.eventsPerSec)} events/s`);
+  log(`burst with tails: ${fmt(withTails.eventsPerSec)} events/s; CPU s ${JSON.stringify(withTails.cpuSeconds)}`);
   const tailErrors = tails.filter((t) => t.error !== null).length;
   for (const t of tails) t.cancel();
   for (const c of clients) c.close();
@@ -541,6 +561,8 @@ async function livePhases(nats: PrivateNats, nc: NatsConnection): Promise<void> 
     published: fanPublished,
     deliveries: tails.reduce((s, t) => s + t.received, 0) - receivedBefore,
     deliveryMs: fan,
+    // Over the paced publishing (+1 s): the service, its database, nats-server and the bench's own tails.
+    cpuSeconds: fanCpuSeconds,
     tailErrors,
     burstWithoutTails: without,
     burstWithTails: withTails,

@@ -101,6 +101,10 @@ export class IngestPipeline {
   private queue: PendingMessage[] = [];
   private queueHeadSinceMs = 0;
   private wake: (() => void) | null = null;
+  /** A commit is running (batches wait behind it, up to batchWaitMs). */
+  private committing = false;
+  /** Size of the last batch cut (a full one means load: keep filling batches). */
+  private lastCut = 0;
   private stopping = false;
   private readonly abort = new AbortController();
   /** Batches decoded or committing, for working(). */
@@ -165,10 +169,18 @@ export class IngestPipeline {
     w?.();
   }
 
+  /**
+   * A batch is cut when it is full, or at the latest `batchWaitMs` after its first message, or - on a
+   * lightly loaded stream (the previous batch was not full) - as soon as no commit is running: there
+   * is nothing to batch behind, so waiting would only add latency. Messages that arrive while a
+   * commit runs accumulate behind it (group commit), so batches grow with the load; once they are
+   * full, batching is exactly as before (full or batchWaitMs).
+   */
   private async waitForBatch(): Promise<void> {
     for (;;) {
       if (this.queue.length >= this.opts.batchSize) return;
       if (this.stopping) return;
+      if (this.queue.length > 0 && !this.committing && this.lastCut < this.opts.batchSize) return;
       let timer: NodeJS.Timeout | undefined;
       const woken = new Promise<void>((resolve) => {
         this.wake = resolve;
@@ -196,12 +208,18 @@ export class IngestPipeline {
       }
       if (this.abort.signal.aborted) break;
       const msgs = this.queue.splice(0, this.opts.batchSize);
+      this.lastCut = msgs.length;
       if (this.queue.length > 0) this.queueHeadSinceMs = Date.now();
       this.held.add(msgs);
       const prepared = this.prepare(msgs);
       // Commits stay serialized and in order: wait for the previous batch before writing this one.
       await inflight;
-      inflight = this.commit(prepared);
+      this.committing = true;
+      inflight = this.commit(prepared).finally(() => {
+        this.committing = false;
+        // A batch waiting behind this commit may go now.
+        this.wakeUp();
+      });
     }
     await inflight;
   }
