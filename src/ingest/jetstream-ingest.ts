@@ -12,7 +12,7 @@ import type { IngestConfig } from '../config/config.js';
 import type { Logger } from '../logger.js';
 import type { IncomingMessage } from '../domain/normalize.js';
 import { nowUs } from '../domain/time.js';
-import { IngestPipeline, ingestMetrics, RateLimitedLog, type PipelineOptions } from './pipeline.js';
+import { IngestPipeline, ingestMetrics, RateLimitedLog, type PendingMessage, type PipelineOptions } from './pipeline.js';
 import { ConsumerConfigMismatchError, ensureConsumer, ensureStream, StreamConfigMismatchError } from './stream-setup.js';
 
 /** NATS headers -> a plain map; multi-valued headers joined by ", ". */
@@ -121,7 +121,7 @@ export class JetStreamIngest {
       serverTimeUs: Math.floor(info.timestampNanos / 1000),
       receivedAtUs: nowUs(),
     };
-    this.pipeline.push({ incoming, ack: () => m.ack(), working: () => m.working() });
+    this.pipeline.push(new JsPending(incoming, m));
   }
 
   private async consumeLoop(): Promise<void> {
@@ -207,5 +207,21 @@ export class JetStreamIngest {
   async lagNow(): Promise<number | null> {
     await this.refreshLag();
     return this.lag;
+  }
+}
+
+/** A delivered JetStream message held until its batch commits (one object per message, no closures). */
+class JsPending implements PendingMessage {
+  constructor(
+    readonly incoming: IncomingMessage,
+    private readonly m: JsMsg,
+  ) {}
+
+  ack(): void {
+    this.m.ack();
+  }
+
+  working(): void {
+    this.m.working();
   }
 }

@@ -358,7 +358,8 @@ export class BatchWriter {
     for (let i = 0; i < rows.length; i++) {
       const r = rows[i]!;
       parts[i] =
-        `${r.id}\t${firstSeq + i}\t${copyEscape(r.traceId)}\t${tsText(r.timestampUs)}\t${copyEscape(r.level)}\t` +
+        // id (a UUID) and level (one of the Level names) never contain COPY specials.
+        `${r.id}\t${firstSeq + i}\t${copyEscape(r.traceId)}\t${tsText(r.timestampUs)}\t${r.level}\t` +
         `${copyEscape(r.source)}\t${copyEscape(r.intent)}\t${copyEscape(r.message)}\t${copyEscape(r.context)}\t` +
         `${copyEscape(r.teamId)}\t${copyEscape(r.subject)}\t${tsText(r.receivedAtUs)}\n`;
     }
