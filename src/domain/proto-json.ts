@@ -72,8 +72,11 @@ class ObjectWriter {
   }
 }
 
+// Strings with nothing JSON must escape and nothing clean() strips (nearly all) are quoted as they are.
+const NEEDS_WORK = /[\u0000-\u001f"\\\ud800-\udfff]/;
+
 function quote(s: string, c: StripCounter): string {
-  return JSON.stringify(clean(s, c));
+  return NEEDS_WORK.test(s) ? JSON.stringify(clean(s, c)) : '"' + s + '"';
 }
 
 export function envelopeToJson(m: MsgEnvelope, c: StripCounter): string {
@@ -210,12 +213,26 @@ function renderNumber(n: number): string {
 const MIN_SECONDS = -62_135_596_800; // 0001-01-01T00:00:00Z
 const MAX_SECONDS = 253_402_300_799; // 9999-12-31T23:59:59Z
 
+// "YYYY-MM-DDTHH:MM:SS" of the last two distinct seconds (envelope timestamps cluster).
+const prefixSec = [Number.NaN, Number.NaN];
+const prefixText = ['', ''];
+let prefixNext = 0;
+function secondPrefix(s: number): string {
+  if (prefixSec[0] === s) return prefixText[0]!;
+  if (prefixSec[1] === s) return prefixText[1]!;
+  const text = new Date(s * 1000).toISOString().slice(0, 19);
+  prefixSec[prefixNext] = s;
+  prefixText[prefixNext] = text;
+  prefixNext ^= 1;
+  return text;
+}
+
 /** RFC 3339 (UTC) with 0, 3, 6 or 9 fractional digits; null when outside proto3's valid range. */
 export function timestampToRfc3339(seconds: string, nanos: number): string | null {
   const s = Number(seconds);
   if (!Number.isInteger(s) || s < MIN_SECONDS || s > MAX_SECONDS) return null;
   if (!Number.isInteger(nanos) || nanos < 0 || nanos > 999_999_999) return null;
-  const base = new Date(s * 1000).toISOString().slice(0, 19);
+  const base = secondPrefix(s);
   if (nanos === 0) return base + 'Z';
   if (nanos % 1_000_000 === 0) return `${base}.${String(nanos / 1_000_000).padStart(3, '0')}Z`;
   if (nanos % 1000 === 0) return `${base}.${String(nanos / 1000).padStart(6, '0')}Z`;
