@@ -40,6 +40,12 @@ async function openPostgres(cfg: DatabaseConfig, log: Logger): Promise<Database>
   });
   // An idle client losing its connection (server restart) must not crash the process; the pool drops it.
   pool.on('error', (err) => log.warn({ err: err.message }, 'idle database connection failed'));
+  // pg-pool removes its idle listener while a client is checked out: a connection that dies between two
+  // queries of its holder (PostgreSQL shutting down sends FATAL 57P01 to every backend) would emit an
+  // unhandled 'error' and crash the process. The holder sees the failure on its next query instead.
+  pool.on('connect', (client) => {
+    client.on('error', (err) => log.debug({ err: err.message }, 'database connection failed while checked out'));
+  });
   log.info({ url: cfg.redactedUrl, poolMax: cfg.poolMax }, 'PostgreSQL store');
   let closed = false;
   return {
