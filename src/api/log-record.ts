@@ -48,9 +48,20 @@ export interface WireRecord {
   readonly chunk: Uint8Array;
 }
 
+// One writer for every record: finish() copies out the exact bytes and keeps the grown buffer, so
+// encoding does not regrow a fresh buffer per record. Encoding is synchronous, so it is never shared
+// by two encodes at once.
+let writer = new BinaryWriter();
+
 export function toWireRecord(r: StoredLogRow): WireRecord {
-  const w = new BinaryWriter();
-  LogRecord.encode(toLogRecord(r), w.uint32(10).fork()).join();
+  const w = writer;
+  try {
+    LogRecord.encode(toLogRecord(r), w.uint32(10).fork()).join();
+  } catch (err) {
+    // A half-written record must not leak into the next one.
+    writer = new BinaryWriter();
+    throw err;
+  }
   return { seq: r.seq, source: r.source, teamId: r.teamId, level: r.level, intent: r.intent, traceId: r.traceId, chunk: w.finish() };
 }
 
