@@ -93,6 +93,8 @@ class Subscriber {
   queue: WireRecord[] = [];
   private qHead = 0;
   overflowed = false;
+  /** Set when the database became unreachable: the stream ends with this error (UNAVAILABLE). */
+  failure: Error | null = null;
   /** Records pushed during the current fan-out (to wake once and count once). */
   added = 0;
   /** Hub head at the last fan-out this subscriber took part in. */
@@ -180,7 +182,7 @@ class Subscriber {
    * since the latest wait began, and then wakes whatever wait is pending (none: no-op).
    */
   wait(ms: number, signals: readonly AbortSignal[]): Promise<void> {
-    if (this.length > 0 || this.overflowed || signals.some((s) => s.aborted)) return Promise.resolve();
+    if (this.length > 0 || this.overflowed || this.failure || signals.some((s) => s.aborted)) return Promise.resolve();
     return new Promise<void>((resolve) => {
       this.waker = resolve;
       if (this.timer === null) this.timer = setTimeout(() => this.wake(), ms);
@@ -256,6 +258,13 @@ export class StreamHub {
   private unsubscribe: (() => void) | null = null;
   private pollTimer: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
+  private polling = false;
+  /**
+   * Set while the database is unreachable (a read of the hub failed UNAVAILABLE): open streams end
+   * UNAVAILABLE, so their clients learn of the outage and resume by cursor (here or on another
+   * replica), and new streams are refused until a read succeeds again.
+   */
+  private unavailable: UnavailableError | null = null;
   private readyWaiters: (() => void)[] = [];
   private readonly log: Logger;
   private readonly pageSize: number;
@@ -281,11 +290,24 @@ export class StreamHub {
     // Safety net for notifications lost while a LISTEN connection reconnects: poll the head.
     const pollMs = Math.max(500, Math.min(this.opts.keepaliveMs, 5000));
     this.pollTimer = setInterval(() => {
-      if (this.head < 0 || this.pumping) return;
-      this.reader.maxSeq().then(
-        (m) => this.advance(m),
-        (err: unknown) => this.log.debug({ err }, 'head poll failed'),
-      );
+      // One poll at a time: a slow database (a lock on log_entries) must not pile up pool connections.
+      if (this.head < 0 || this.pumping || this.polling) return;
+      this.polling = true;
+      this.reader
+        .maxSeq()
+        .then(
+          (m) => {
+            this.setAvailable();
+            this.advance(m);
+          },
+          (err: unknown) => {
+            this.log.debug({ err }, 'head poll failed');
+            if (err instanceof UnavailableError) this.setUnavailable(err);
+          },
+        )
+        .finally(() => {
+          this.polling = false;
+        });
     }, pollMs);
     this.pollTimer.unref();
     void this.init();
@@ -334,6 +356,22 @@ export class StreamHub {
     }
   }
 
+  private setUnavailable(cause: UnavailableError): void {
+    if (this.unavailable || this.stopped) return;
+    this.unavailable = new UnavailableError('database unavailable: resume with the last cursor', { cause });
+    this.log.warn({ streams: this.subs.size }, 'database unavailable: ending live streams (clients resume by cursor)');
+    for (const s of this.subs) {
+      s.failure = this.unavailable;
+      s.wake();
+    }
+  }
+
+  private setAvailable(): void {
+    if (!this.unavailable) return;
+    this.unavailable = null;
+    this.log.info('database available again: accepting streams');
+  }
+
   private advance(seq: number): void {
     if (seq > this.target) this.target = seq;
     if (this.head >= 0 && this.target > this.head) void this.pump();
@@ -366,11 +404,13 @@ export class StreamHub {
         this.lastFanOutAt = performance.now();
         // Rows up to `upTo` are committed (notifications and max(seq) only report commits), so a
         // short page means the whole range has been read.
+        this.setAvailable();
         const newHead = rows.length === this.pageSize ? rows[rows.length - 1]!.seq : upTo;
         this.fanOut(rows, newHead);
       }
     } catch (err) {
       this.log.warn({ err }, 'stream hub read failed; retrying');
+      if (err instanceof UnavailableError) this.setUnavailable(err);
       this.retryTimer = setTimeout(() => void this.pump(), 1000);
       this.retryTimer.unref();
     } finally {
@@ -505,6 +545,11 @@ export class StreamHub {
    */
   async *follow(req: FollowRequest, signal: AbortSignal, closing: AbortSignal): AsyncGenerator<StreamBatch, void, undefined> {
     await this.waitReady(signal);
+    if (this.unavailable) {
+      // The database decides: still down -> UNAVAILABLE (typed by the reader); back -> serve.
+      await this.reader.maxSeq(signal);
+      this.setAvailable();
+    }
     let sub: Subscriber | null = this.attach(req.filter);
     const signals = [signal, closing];
     // Registered once per stream (not per wait): an abort wakes whichever subscriber is current.
@@ -563,6 +608,7 @@ export class StreamHub {
             yield { records: [], position: Math.max(cursor, sub.position), final: true };
             return;
           }
+          if (sub.failure) throw sub.failure;
           if (sub.overflowed) break;
           let records = sub.take(this.maxRecords, this.maxBytes);
           if (records.length > 0 && records[0]!.seq <= cursor) records = records.filter((r) => r.seq > cursor);
