@@ -81,3 +81,16 @@ export function assertionPool(url: string): pg.Pool {
   pool.on('error', () => undefined);
   return pool;
 }
+
+/** Sum of a metric's samples on the service's /metrics, over the samples whose labels include `labels`. */
+export async function scrapeMetric(httpBase: string, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const text = await (await fetch(`${httpBase}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? ([^ ]+)/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const l = m[2] ?? '';
+    if (Object.entries(labels).every(([k, v]) => l.includes(`${k}="${v}"`))) sum += Number(m[3]);
+  }
+  return sum;
+}
