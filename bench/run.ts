@@ -27,7 +27,7 @@ import { createTestDatabase, type TestDatabase } from '../test/helpers/pg.js';
 import { ROOT } from '../test/helpers/service.js';
 import { startBenchService, type BenchService } from './service.js';
 import { runBarePipeline, runDirective } from './baselines.js';
-import { emptyFilter, getRegistry, makeClients, openTail, queryLogs, type Tail } from './clients.js';
+import { emptyFilter, getRegistry, makeClients, openLightTail, openTail, queryLogs, type LightTail } from './clients.js';
 import { buildMessages, CpuTracker, fmt, nowMs, publishAll, publishPaced, RssMonitor, Samples, sleep, summarize, until, type DataOptions, type Summary } from './lib.js';
 import { summarizeProfile, type ProfileSummary } from './profile.js';
 
@@ -522,9 +522,9 @@ async function livePhases(nats: PrivateNats, nc: NatsConnection): Promise<void> 
   const clients = makeClients(address, channels);
   const fanSamples = new Samples();
   let fanRecording = false;
-  const tails: Tail[] = [];
+  const tails: LightTail[] = [];
   for (let i = 0; i < opts.clients; i++) {
-    tails.push(openTail(clients[i % channels]!, tailFilter(i, names.teams, names.agents), fanSamples, () => fanRecording));
+    tails.push(openLightTail(clients[i % channels]!, tailFilter(i, names.teams, names.agents), fanSamples, () => fanRecording));
   }
   await Promise.all(tails.map((t) => t.ready.catch(() => undefined)));
   // Every tail has been answered (attached); trace-id tails only get keepalives, so wait on the rest.
@@ -561,6 +561,8 @@ async function livePhases(nats: PrivateNats, nc: NatsConnection): Promise<void> 
     published: fanPublished,
     deliveries: tails.reduce((s, t) => s + t.received, 0) - receivedBefore,
     deliveryMs: fan,
+    // The tails read only each record's event time from the wire (bench/clients.ts decodeLight).
+    clientDecode: 'timestamps-only',
     // Over the paced publishing (+1 s): the service, its database, nats-server and the bench's own tails.
     cpuSeconds: fanCpuSeconds,
     tailErrors,
