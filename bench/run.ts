@@ -542,6 +542,7 @@ async function livePhases(nats: PrivateNats, nc: NatsConnection): Promise<void> 
   await sleep(1000); // let the last deliveries land before stopping the recording (bounded, not asserted)
   fanRecording = false;
   const fanCpuSeconds = fanCpu.stop();
+  const fanDelivered = tails.reduce((s, t) => s + t.received, 0) - receivedBefore;
   const fan = summarize(fanSamples.view());
   rss['fanout'] = mon.peakMb();
   log(`fan-out: delivery p50 ${fmt(fan.p50)} p99 ${fmt(fan.p99)} ms over ${fan.n} deliveries`);
@@ -559,7 +560,9 @@ async function livePhases(nats: PrivateNats, nc: NatsConnection): Promise<void> 
     rate: opts.rate,
     durationS: opts.duration,
     published: fanPublished,
-    deliveries: tails.reduce((s, t) => s + t.received, 0) - receivedBefore,
+    // Records received by all tails during the paced phase (+1 s), and from then until the burst with tails had committed.
+    deliveries: fanDelivered,
+    burstDeliveries: tails.reduce((s, t) => s + t.received, 0) - receivedBefore - fanDelivered,
     deliveryMs: fan,
     // The tails read only each record's event time from the wire (bench/clients.ts decodeLight).
     clientDecode: 'timestamps-only',
