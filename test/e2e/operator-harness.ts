@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import pg from 'pg';
 import { connect } from 'nats';
-import { CLI, ROOT, freePort, startService, type ServiceProcess } from '../helpers/service.js';
+import { CLI, ROOT, freePort, serviceEnv, startService, type ServiceProcess } from '../helpers/service.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
 import { SHARED_NATS_URL, deleteStreamQuietly, uniqueNatsNames, type NatsNames } from '../helpers/nats.js';
 import { waitFor } from '../helpers/wait.js';
@@ -34,19 +34,11 @@ export async function startStack(label: string, extraEnv: Record<string, string>
   const names = uniqueNatsNames(label);
   const grpcPort = await freePort();
   const httpPort = await freePort();
-  const env: Record<string, string> = {
-    ...db.env,
-    NATS_URL: SHARED_NATS_URL,
-    STREAM_NAME: names.stream,
-    CONSUMER_NAME: names.consumer,
-    NATS_SUBJECTS: `${names.prefix}.>`,
-    LOG_ENTRY_SUBJECTS: `${names.prefix}.log.>`,
-    NATS_EXCLUDE_SUBJECTS: `${names.prefix}.council.*.request`,
+  const env = serviceEnv(db.env, SHARED_NATS_URL, names, {
     GRPC_PORT: String(grpcPort),
     HTTP_PORT: String(httpPort),
-    INGEST_BATCH_WAIT: '20ms',
     ...extraEnv,
-  };
+  });
   const pool = new pg.Pool({ connectionString: db.url, max: 2 });
   let svc = await startService({ env });
   const stack: Stack = {

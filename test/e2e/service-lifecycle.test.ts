@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { connect } from 'nats';
-import { CLI, ROOT, startService, type ServiceProcess } from '../helpers/service.js';
+import { CLI, ROOT, serviceEnv, startService, type ServiceProcess } from '../helpers/service.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
 import { SHARED_NATS_URL, deleteStreamQuietly, startPrivateNats, uniqueNatsNames, type PrivateNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/wait.js';
@@ -128,16 +128,7 @@ describe('crash safety', () => {
   });
 
   it('SIGKILL three times during 50,000 events: exactly 50,000 rows, none duplicated', { timeout: 300_000 }, async () => {
-    const env = {
-      ...db.env,
-      NATS_URL: SHARED_NATS_URL,
-      STREAM_NAME: names.stream,
-      CONSUMER_NAME: names.consumer,
-      NATS_SUBJECTS: `${names.prefix}.>`,
-      LOG_ENTRY_SUBJECTS: `${names.prefix}.log.>`,
-      NATS_EXCLUDE_SUBJECTS: `${names.prefix}.council.*.request`,
-      ACK_WAIT: '5s',
-    };
+    const env = serviceEnv(db.env, SHARED_NATS_URL, names);
     let svc = await startService({ env, waitReady: true });
     // Stop consuming while the stream fills, so the kills land mid-drain at chosen row counts.
     await svc.kill();

@@ -4,25 +4,9 @@ import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { connect, headers as natsHeaders, type MsgHdrs, type NatsConnection } from 'nats';
 import { generateTraffic, type TrafficOptions } from '../../src/cli/traffic.js';
-import type { NatsNames } from '../helpers/nats.js';
 import type { ServiceProcess } from '../helpers/service.js';
 
-/** Service environment: one database, a unique stream/consumer/prefix, short waits for tests. */
-export function serviceEnv(dbEnv: Record<string, string>, natsUrl: string, names: NatsNames, extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    ...dbEnv,
-    LOG_LEVEL: 'info',
-    NATS_URL: natsUrl,
-    STREAM_NAME: names.stream,
-    CONSUMER_NAME: names.consumer,
-    NATS_SUBJECTS: `${names.prefix}.>`,
-    LOG_ENTRY_SUBJECTS: `${names.prefix}.log.>`,
-    NATS_EXCLUDE_SUBJECTS: `${names.prefix}.council.*.request`,
-    ACK_WAIT: '5s',
-    INGEST_BATCH_WAIT: '20ms',
-    ...extra,
-  };
-}
+export { serviceEnv } from '../helpers/service.js';
 
 export async function countOf(pool: pg.Pool | pg.Client, text: string, params: unknown[] = []): Promise<number> {
   const r = await pool.query<{ n: string }>(`SELECT count(*)::text AS n FROM (${text}) q`, params);

@@ -1,8 +1,7 @@
 // The built service as a child process (test/e2e, test/fault): `node dist/src/cli.js serve` with an
 // explicit environment, free ports, and its pino JSON output captured for assertions.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
-import { once } from 'node:events';
+import { freePort, type NatsNames } from './nats.js';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { existsSync } from 'node:fs';
@@ -10,15 +9,23 @@ import { existsSync } from 'node:fs';
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(ROOT, 'dist', 'src', 'cli.js');
 
-export async function freePort(): Promise<number> {
-  const srv = createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const addr = srv.address();
-  const port = typeof addr === 'object' && addr ? addr.port : 0;
-  srv.close();
-  await once(srv, 'close');
-  return port;
+export { freePort };
+
+/** Service environment isolated on shared servers: one database, a unique stream/consumer/subject prefix, short waits. */
+export function serviceEnv(dbEnv: Record<string, string>, natsUrl: string, names: NatsNames, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    ...dbEnv,
+    LOG_LEVEL: 'info',
+    NATS_URL: natsUrl,
+    STREAM_NAME: names.stream,
+    CONSUMER_NAME: names.consumer,
+    NATS_SUBJECTS: `${names.prefix}.>`,
+    LOG_ENTRY_SUBJECTS: `${names.prefix}.log.>`,
+    NATS_EXCLUDE_SUBJECTS: `${names.prefix}.council.*.request`,
+    ACK_WAIT: '5s',
+    INGEST_BATCH_WAIT: '20ms',
+    ...extra,
+  };
 }
 
 export interface ServiceProcess {
