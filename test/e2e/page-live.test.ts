@@ -238,4 +238,42 @@ describe('live page in headless Chromium', { skip }, () => {
       await small.close();
     }
   });
+
+  it('an answer to a request sent before the token was entered does not ask for the token again', async () => {
+    // The race CI once lost: the page's first GetRegistry (no token) is still in flight when the user
+    // submits the token; its UNAUTHENTICATED answer arrives afterwards and must not bring the form back.
+    const ctx = await browser.newContext();
+    const p = await ctx.newPage();
+    let releaseStale!: () => void;
+    const staleHeld = new Promise<void>((r) => (releaseStale = r));
+    let staleAnswered!: () => void;
+    const staleDone = new Promise<void>((r) => (staleAnswered = r));
+    let held = false;
+    try {
+      await p.route('**/mycelis.memory.v1.MemoryService/GetRegistry**', async (route) => {
+        if (!held && !route.request().headers()['authorization']) {
+          held = true;
+          await staleHeld;
+          await route.continue();
+          staleAnswered();
+          return;
+        }
+        await route.continue();
+      });
+      await p.goto(`${stack.httpBase}/?refresh=60000`);
+      await p.waitForSelector('#token-form:not([hidden])'); // asked for by the refused stream
+      await waitFor('the first GetRegistry held', () => held);
+      await p.fill('#token-input', TOKEN);
+      await p.click('#token-form button[type=submit]');
+      await p.waitForSelector('#conn[data-state=live]');
+      releaseStale();
+      await staleDone;
+      // The stale answer has been handled by the page once the registry shows the agents with the token.
+      await p.waitForSelector('#registry-rows tr');
+      assert.equal(await p.isVisible('#token-form'), false, 'the form stays hidden after the stale UNAUTHENTICATED');
+      assert.equal(await p.isVisible('#registry-error'), false);
+    } finally {
+      await ctx.close();
+    }
+  });
 });

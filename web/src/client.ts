@@ -9,9 +9,9 @@ const TOKEN_KEY = 'mycelis-memory.token';
 
 export function getToken(): string | null {
   try {
-    return sessionStorage.getItem(TOKEN_KEY);
+    return sessionStorage.getItem(TOKEN_KEY) ?? memoryToken;
   } catch {
-    return null;
+    return memoryToken;
   }
 }
 
@@ -28,7 +28,7 @@ export function setToken(token: string | null): void {
 let memoryToken: string | null = null;
 
 const auth: Interceptor = (next) => (req) => {
-  const t = getToken() ?? memoryToken;
+  const t = getToken();
   if (t) req.header.set('authorization', `Bearer ${t}`);
   return next(req);
 };

@@ -303,9 +303,18 @@ registryRows.addEventListener('click', (ev) => {
 });
 
 let registryBusy = false;
+let registryAgain = false;
 async function refreshRegistry(): Promise<void> {
-  if (registryBusy) return;
+  if (registryBusy) {
+    // A refresh asked for while one runs (a new token, say) runs right after it, with what is current then.
+    registryAgain = true;
+    return;
+  }
   registryBusy = true;
+  registryAgain = false;
+  // The token this request goes out with: an answer to a request made with an older token says nothing
+  // about the current one (the user may have entered it while this request was in flight).
+  const usedToken = getToken();
   try {
     const agents: Agent[] = [];
     let pageToken = '';
@@ -320,11 +329,13 @@ async function refreshRegistry(): Promise<void> {
     registryError.hidden = true;
   } catch (err) {
     const ce = ConnectError.from(err);
-    if (ce.code === Code.Unauthenticated) askForToken(getToken() ? 'the service refused this token' : 'this service requires an API token');
+    if (usedToken !== getToken()) return; // stale: the finally block runs the refresh again with the new token
+    if (ce.code === Code.Unauthenticated) askForToken(usedToken ? 'the service refused this token' : 'this service requires an API token');
     registryError.textContent = `registry unavailable: ${ce.rawMessage || Code[ce.code]}`;
     registryError.hidden = false;
   } finally {
     registryBusy = false;
+    if (registryAgain || usedToken !== getToken()) void refreshRegistry();
   }
 }
 
