@@ -191,8 +191,12 @@ async function runDeadLetters(args: string[], io: CliIo): Promise<ExitCode> {
     const byReason = new Map<string, number>();
     let done = 0;
     let afterId: string | undefined;
+    // The dead letters that exist now, and only those: a still-invalid message replayed from an early
+    // page comes back as a NEW dead letter (a higher id) while later pages are read, and must not be
+    // replayed again by this run (it would loop for as long as ingest keeps up).
+    const throughId = await store.newestDeadLetterId(db.pool);
     while (done < limit) {
-      const page = await store.listDeadLetters(db.pool, { ...base, limit: Math.min(PAGE, limit - done), afterId });
+      const page = await store.listDeadLetters(db.pool, { ...base, limit: Math.min(PAGE, limit - done), afterId, throughId });
       if (page.length === 0) break;
       for (const d of page) {
         if (dryRun) {

@@ -20,6 +20,8 @@ export interface DeadLetterFilter {
   readonly limit: number;
   /** Only ids greater than this (paging). */
   readonly afterId?: string | undefined;
+  /** Only ids up to and including this one (a snapshot: rows added later are not listed). */
+  readonly throughId?: string | undefined;
 }
 
 export interface DeadLetter {
@@ -47,6 +49,8 @@ export function subjectPatternToRegex(pattern: string): string {
   return `^${parts.join('\\.')}$`;
 }
 
+// ORDER BY names the table's column: the text output `id` would sort "1000" before "999", and paging by
+// `id > last` would then skip rows.
 const LIST_SQL = `
 SELECT id::text, received_at, subject, headers, payload, reason, detail, sqlstate, stream_seq::text, replayed_at
 FROM ingest_rejects
@@ -57,7 +61,8 @@ WHERE (cardinality($1::text[]) = 0 OR reason = ANY($1::text[]))
   AND ($5::timestamptz IS NULL OR received_at < $5::timestamptz)
   AND ($6::boolean IS NULL OR (replayed_at IS NOT NULL) = $6::boolean)
   AND ($7::bigint IS NULL OR id > $7::bigint)
-ORDER BY id
+  AND ($9::bigint IS NULL OR id <= $9::bigint)
+ORDER BY ingest_rejects.id
 LIMIT $8`;
 
 interface DeadLetterRow {
@@ -83,6 +88,7 @@ export async function listDeadLetters(pool: pg.Pool, f: DeadLetterFilter): Promi
     f.replayed ?? null,
     f.afterId ?? null,
     f.limit,
+    f.throughId ?? null,
   ]);
   return res.rows.map((r) => ({
     id: r.id,
@@ -96,6 +102,12 @@ export async function listDeadLetters(pool: pg.Pool, f: DeadLetterFilter): Promi
     streamSeq: r.stream_seq,
     replayedAt: r.replayed_at,
   }));
+}
+
+/** The newest dead letter's id ('0' when there is none): the upper end of a replay's snapshot. */
+export async function newestDeadLetterId(pool: pg.Pool): Promise<string> {
+  const res = await pool.query<{ id: string }>('SELECT coalesce(max(id), 0)::text AS id FROM ingest_rejects');
+  return res.rows[0]!.id;
 }
 
 /** Sets replayed_at = now() on these ids; returns how many rows were marked. */
