@@ -1,8 +1,11 @@
 // The live side of StreamLogs: ONE shared reader per process.
 //
-// On every commit notification (in process, or LISTEN/NOTIFY from another replica) the hub reads the
-// newly committed rows (seq > head, ascending, in pages) once, and fans them out in memory to every
-// attached subscriber whose filter matches. `head` only moves forward, and the fan-out of a page and
+// On every commit notification the hub takes the newly committed rows (seq > head, ascending) once,
+// and fans them out in memory to every attached subscriber whose filter matches. Rows committed by
+// this process's own writer are handed over with the notification (CommittedRows: the rows, their
+// seqs, and the newest seq committed before them), so they are not read back; rows of another
+// replica (LISTEN/NOTIFY), or any range the hand-over does not cover, are read from the database in
+// pages. `head` only moves forward, and the fan-out of a page and
 // the move of `head` happen in one synchronous step, so a subscriber attaching at head H receives
 // exactly the rows with seq > H and nothing at or below it.
 //
@@ -17,12 +20,14 @@
 import type { Logger } from '../logger.js';
 import { CancelledError, OutOfRangeError, UnavailableError } from '../errors.js';
 import { counter, gauge } from '../metrics.js';
+import type { LogRow } from '../domain/types.js';
+import type { CommittedRows } from '../store/batch-writer.js';
 import { NO_FILTER, type LogReader, type LogRowFilter, type StoredLogRow } from '../store/log-reader.js';
 import { toWireRecord, type WireRecord } from './log-record.js';
 
 /** What the hub needs from src/store/commit-notifier.ts. */
 export interface CommitSource {
-  onCommit(cb: (c: { firstSeq: number; lastSeq: number }) => void): () => void;
+  onCommit(cb: (c: { firstSeq: number; lastSeq: number; committed?: CommittedRows }) => void): () => void;
 }
 
 export interface StreamHubOptions {
@@ -56,9 +61,58 @@ const subscribersGauge = gauge('mycelis_memory_api_stream_subscribers', 'Streams
 const bufferedGauge = gauge('mycelis_memory_api_stream_buffered_records', 'Records queued in memory for live streams.');
 const highWaterGauge = gauge('mycelis_memory_api_stream_buffer_high_water', 'Largest queue any live stream has held (bounded by STREAM_BUFFER).');
 const fallbacksCounter = counter('mycelis_memory_api_stream_fallbacks_total', 'Live streams whose queue overflowed and fell back to reading the database.');
+const hubRowsCounter = counter(
+  'mycelis_memory_api_stream_hub_rows_total',
+  'Committed rows the stream hub fanned out, by where it got them: handed over by this process\'s writer, or read from the database.',
+  ['source'],
+);
+const hubRowsHanded = hubRowsCounter.labels({ source: 'handed' });
+const hubRowsRead = hubRowsCounter.labels({ source: 'database' });
 const hubHeadGauge = gauge('mycelis_memory_api_stream_hub_head_seq', 'The newest seq the stream hub has fanned out.');
 
 const MAX_COALESCE_MS = 50;
+/** Handed-over rows the hub holds while it is busy; past this it reads the range from the database. */
+const MAX_PENDING_ROWS = 50_000;
+
+/** A row handed over by this process's writer (its context still JSON text, parsed only if a stream takes it). */
+interface HandedRow {
+  readonly seq: number;
+  readonly row: LogRow;
+  readonly source: string;
+  readonly teamId: string;
+  readonly level: string;
+  readonly intent: string;
+  readonly traceId: string;
+}
+type HubRow = StoredLogRow | HandedRow;
+
+/** A handed-over commit waiting for the hub: its rows are exactly the committed rows in (prevSeq, lastSeq]. */
+interface PendingCommit {
+  readonly prevSeq: number;
+  readonly lastSeq: number;
+  readonly rows: CommittedRows;
+}
+
+function wireOf(r: HubRow): WireRecord {
+  if (!('row' in r)) return toWireRecord(r);
+  const x = r.row;
+  // The same values the database gives back: µs precision, the context as parsed JSON.
+  return toWireRecord({
+    id: x.id,
+    seq: r.seq,
+    traceId: x.traceId,
+    timestampUs: Math.trunc(x.timestampUs),
+    level: x.level,
+    source: x.source,
+    intent: x.intent,
+    message: x.message,
+    context: JSON.parse(x.context) as Record<string, unknown> | null,
+    approxBytes: 200 + x.context.length + x.message.length,
+    teamId: x.teamId,
+    subject: x.subject,
+    receivedAtUs: Math.trunc(x.receivedAtUs),
+  });
+}
 
 let bufferHighWater = 0;
 // Records queued over all subscribers (the gauge is set once per fan-out/take, not per record).
@@ -252,6 +306,9 @@ export class StreamHub {
   private readonly index = new SubscriberIndex();
   /** Subscribers that received records in the current fan-out. */
   private readonly touched: Subscriber[] = [];
+  /** Handed-over commits not yet fanned out, in commit order. */
+  private pending: PendingCommit[] = [];
+  private pendingRows = 0;
   /** When the hub last read rows to fan out (performance.now()). */
   private lastFanOutAt = Number.NEGATIVE_INFINITY;
   private pushed = 0;
@@ -286,7 +343,10 @@ export class StreamHub {
   /** Subscribes to commits and learns the current head (retrying in the background while the database is down). */
   start(): void {
     if (this.unsubscribe || this.stopped) return;
-    this.unsubscribe = this.commits.onCommit((c) => this.advance(c.lastSeq));
+    this.unsubscribe = this.commits.onCommit((c) => {
+      if (c.committed) this.hold(c.committed, c.lastSeq);
+      this.advance(c.lastSeq);
+    });
     // Safety net for notifications lost while a LISTEN connection reconnects: poll the head.
     const pollMs = Math.max(500, Math.min(this.opts.keepaliveMs, 5000));
     this.pollTimer = setInterval(() => {
@@ -372,6 +432,53 @@ export class StreamHub {
     this.log.info('database available again: accepting streams');
   }
 
+  /** Keeps a handed-over commit for the next fan-out (only while someone is listening, and bounded). */
+  private hold(rows: CommittedRows, lastSeq: number): void {
+    if (this.subs.size === 0 || lastSeq <= this.head || rows.rows.length === 0) return;
+    if (this.pendingRows + rows.rows.length > MAX_PENDING_ROWS) {
+      // Far behind: the database has it all; the hand-over resumes once the hub has caught up.
+      this.pending = [];
+      this.pendingRows = 0;
+      return;
+    }
+    this.pending.push({ prevSeq: rows.prevSeq, lastSeq, rows });
+    this.pendingRows += rows.rows.length;
+  }
+
+  /**
+   * The rows after head that handed-over commits cover, and the head after them: contiguous commits
+   * whose prevSeq <= head (nothing committed between head and their rows). null when the next range
+   * must come from the database.
+   */
+  private takeHanded(): { rows: HandedRow[]; newHead: number } | null {
+    let head = this.head;
+    const out: HandedRow[] = [];
+    while (this.pending.length > 0) {
+      const p = this.pending[0]!;
+      if (p.lastSeq <= head) {
+        this.dropPending();
+        continue;
+      }
+      if (p.prevSeq > head) break; // a commit we were not handed lies between: read it
+      const { rows, seqs } = p.rows;
+      for (let i = 0; i < rows.length; i++) {
+        const seq = seqs[i]!;
+        if (seq <= head) continue;
+        const row = rows[i]!;
+        out.push({ seq, row, source: row.source, teamId: row.teamId, level: row.level, intent: row.intent, traceId: row.traceId });
+      }
+      head = p.lastSeq;
+      this.dropPending();
+      if (out.length >= this.pageSize * 5) break;
+    }
+    return head > this.head ? { rows: out, newHead: head } : null;
+  }
+
+  private dropPending(): void {
+    const p = this.pending.shift();
+    if (p) this.pendingRows -= p.rows.rows.length;
+  }
+
   private advance(seq: number): void {
     if (seq > this.target) this.target = seq;
     if (this.head >= 0 && this.target > this.head) void this.pump();
@@ -387,6 +494,8 @@ export class StreamHub {
           // Nobody to fan out to: move head without reading the rows back (ingest would otherwise pay
           // a full read and JSON parse of every committed row). A stream attaching later starts at
           // the new head and reads everything up to it from the database itself.
+          this.pending = [];
+          this.pendingRows = 0;
           this.fanOut([], upTo);
           continue;
         }
@@ -399,14 +508,24 @@ export class StreamHub {
           if (this.stopped) return;
           continue; // re-read target: more commits may have arrived meanwhile
         }
-        const rows = await this.reader.readRange(NO_FILTER, { afterSeq: this.head, upToSeq: upTo }, this.pageSize);
+        const handed = this.takeHanded();
+        if (handed) {
+          this.lastFanOutAt = performance.now();
+          hubRowsHanded.inc(handed.rows.length);
+          this.fanOut(handed.rows, handed.newHead);
+          continue;
+        }
+        // Read up to the next handed-over commit (or everything notified so far).
+        const readTo = this.pending.length > 0 ? Math.min(upTo, this.pending[0]!.prevSeq) : upTo;
+        const rows = await this.reader.readRange(NO_FILTER, { afterSeq: this.head, upToSeq: readTo }, this.pageSize);
         if (this.stopped) return;
         this.lastFanOutAt = performance.now();
-        // Rows up to `upTo` are committed (notifications and max(seq) only report commits), so a
+        // Rows up to `readTo` are committed (notifications and max(seq) only report commits), so a
         // short page means the whole range has been read.
         this.setAvailable();
-        const newHead = rows.length === this.pageSize ? rows[rows.length - 1]!.seq : upTo;
-        this.fanOut(rows, newHead);
+        const newHead = rows.length === this.pageSize ? rows[rows.length - 1]!.seq : readTo;
+        hubRowsRead.inc(rows.length);
+        if (newHead > this.head) this.fanOut(rows, newHead);
       }
     } catch (err) {
       this.log.warn({ err }, 'stream hub read failed; retrying');
@@ -423,7 +542,7 @@ export class StreamHub {
    * Each row is checked only against the subscribers its index slots name, and converted and encoded
    * once (on its first match); every matching subscriber queues the same WireRecord.
    */
-  private fanOut(rows: readonly StoredLogRow[], newHead: number): void {
+  private fanOut(rows: readonly HubRow[], newHead: number): void {
     if (this.subs.size > 0) {
       const touched = this.touched;
       const idx = this.index;
@@ -464,11 +583,11 @@ export class StreamHub {
   }
 
   /** Queues `row` on the matching subscribers of `set`; encodes it on the first match. Returns its wire form, if made. */
-  private offer(set: Set<Subscriber> | undefined, row: StoredLogRow, wire: WireRecord | null): WireRecord | null {
+  private offer(set: Set<Subscriber> | undefined, row: HubRow, wire: WireRecord | null): WireRecord | null {
     if (set === undefined) return wire;
     for (const s of set) {
       if (s.overflowed || !rowMatches(s.filter, row)) continue;
-      wire ??= toWireRecord(row);
+      wire ??= wireOf(row);
       if (s.added === 0) this.touched.push(s);
       if (s.push(wire)) this.pushed++;
     }

@@ -69,6 +69,23 @@ export interface CommitResult {
 export interface CommitRange {
   firstSeq: number;
   lastSeq: number;
+  /**
+   * In process only: the rows this commit inserted, so the live fan-out need not read them back.
+   * Absent when not known cheaply (rows bisected after a PostgreSQL rejection) and on LISTEN/NOTIFY.
+   */
+  committed?: CommittedRows;
+}
+
+/** What one transaction inserted, as its commit made them visible. */
+export interface CommittedRows {
+  /**
+   * The greatest seq committed before this transaction (read under the commit lock). Every row with
+   * a seq in (prevSeq, lastSeq] belongs to this transaction: later commits allocate above lastSeq.
+   */
+  readonly prevSeq: number;
+  /** The inserted rows, ascending by seq, and their seqs (same length). */
+  readonly rows: readonly LogRow[];
+  readonly seqs: readonly number[];
 }
 
 export interface WriteOptions {
@@ -94,7 +111,9 @@ WITH ins AS (
   ON CONFLICT (id) DO NOTHING
   RETURNING seq
 )
-SELECT count(*)::int AS n, COALESCE(min(seq), 0)::text AS first, COALESCE(max(seq), 0)::text AS last FROM ins`;
+SELECT count(*)::int AS n, COALESCE(min(seq), 0)::text AS first, COALESCE(max(seq), 0)::text AS last,
+       COALESCE(array_agg(seq ORDER BY seq), '{}')::text AS seqs
+FROM ins`;
 
 const REJECTS_SQL = `
 INSERT INTO ingest_rejects (received_at, subject, headers, payload, reason, detail, sqlstate, stream_seq)
@@ -147,6 +166,12 @@ interface RowsOutcome {
   lastSeq: number;
   dbRejected: RejectRow[];
   path: RowsPath;
+  committed?: CommittedRows;
+}
+
+/** '{1,2,3}' (PostgreSQL's text form of a bigint[]) -> numbers. */
+function parseSeqArray(text: string): number[] {
+  return text.length <= 2 ? [] : text.slice(1, -1).split(',').map(Number);
 }
 
 export class BatchWriter {
@@ -174,8 +199,9 @@ export class BatchWriter {
     for (let attempt = 1; ; attempt++) {
       if (opts.signal?.aborted) throw new CancelledError('batch write cancelled', { cause: opts.signal.reason });
       try {
-        const result = await this.attempt(batch, attempt);
-        if (result.lastSeq > 0) this.emit({ firstSeq: result.firstSeq, lastSeq: result.lastSeq });
+        const committed: { rows?: CommittedRows } = {};
+        const result = await this.attempt(batch, attempt, committed);
+        if (result.lastSeq > 0) this.emit({ firstSeq: result.firstSeq, lastSeq: result.lastSeq, ...(committed.rows ? { committed: committed.rows } : {}) });
         return result;
       } catch (err) {
         if (!isRetryable(err)) {
@@ -204,7 +230,7 @@ export class BatchWriter {
     }
   }
 
-  private async attempt(batch: WriteBatch, attempt: number): Promise<CommitResult> {
+  private async attempt(batch: WriteBatch, attempt: number, committed: { rows?: CommittedRows }): Promise<CommitResult> {
     const client = await this.db.pool.connect();
     const endTimer = commitSeconds.startTimer();
     let destroy: Error | undefined;
@@ -223,6 +249,7 @@ export class BatchWriter {
       }
       await client.query('COMMIT');
       endTimer();
+      if (rows.committed) committed.rows = rows.committed;
       rowsInserted.inc(rows.inserted);
       if (rows.duplicates > 0) rowsDuplicate.inc(rows.duplicates);
       for (const r of rejects) rejectsWritten.inc({ reason: r.reason });
@@ -257,19 +284,29 @@ export class BatchWriter {
     const rows = batch.rows;
     const n = rows.length;
     // Allocated inside the commit lock, so ranges are handed out in commit order.
-    const alloc = await client.query<{ last: string }>(
-      "SELECT setval('log_entries_seq', nextval('log_entries_seq') + $1 - 1)::text AS last",
+    // prev: the newest committed seq before this transaction (what the live fan-out needs to hand
+    // this batch's rows over without reading them back; see CommittedRows).
+    const alloc = await client.query<{ last: string; prev: string }>(
+      "SELECT setval('log_entries_seq', nextval('log_entries_seq') + $1 - 1)::text AS last, (SELECT COALESCE(max(seq), 0) FROM log_entries)::text AS prev",
       [n],
     );
     const lastSeq = Number(alloc.rows[0]!.last);
     const firstSeq = lastSeq - n + 1;
+    const prevSeq = Number(alloc.rows[0]!.prev);
+    const inserted = (seqs: readonly number[]): CommittedRows => ({
+      prevSeq,
+      rows: seqs.length === n ? rows : seqs.map((q) => rows[q - firstSeq]!),
+      seqs,
+    });
 
     await client.query('SAVEPOINT rows');
     if (this.useCopy) {
       try {
         await this.copyRows(client, rows, firstSeq);
         await client.query('RELEASE SAVEPOINT rows');
-        return { inserted: n, duplicates: 0, firstSeq, lastSeq, dbRejected: [], path: 'copy' };
+        const seqs = new Array<number>(n);
+        for (let i = 0; i < n; i++) seqs[i] = firstSeq + i;
+        return { inserted: n, duplicates: 0, firstSeq, lastSeq, dbRejected: [], path: 'copy', committed: inserted(seqs) };
       } catch (err) {
         const state = sqlstateOf(err);
         if (state !== '23505' && !isDataError(err)) throw err;
@@ -277,9 +314,9 @@ export class BatchWriter {
         if (state === '23505') {
           // The duplicate fast path: only a batch that met a copy of a stored row pays for ON CONFLICT.
           try {
-            const r = await this.insertRows(client, rows, firstSeq, 0, n);
+            const { seqs, ...r } = await this.insertRows(client, rows, firstSeq, 0, n);
             await client.query('RELEASE SAVEPOINT rows');
-            return { ...r, dbRejected: [], path: 'duplicate_fallback' };
+            return { ...r, dbRejected: [], path: 'duplicate_fallback', committed: inserted(seqs) };
           } catch (err2) {
             if (!isDataError(err2)) throw err2;
             await client.query('ROLLBACK TO SAVEPOINT rows');
@@ -288,9 +325,9 @@ export class BatchWriter {
       }
     } else {
       try {
-        const r = await this.insertRows(client, rows, firstSeq, 0, n);
+        const { seqs, ...r } = await this.insertRows(client, rows, firstSeq, 0, n);
         await client.query('RELEASE SAVEPOINT rows');
-        return { ...r, dbRejected: [], path: 'insert' };
+        return { ...r, dbRejected: [], path: 'insert', committed: inserted(seqs) };
       } catch (err) {
         if (!isDataError(err)) throw err;
         await client.query('ROLLBACK TO SAVEPOINT rows');
@@ -374,7 +411,7 @@ export class BatchWriter {
     firstSeq: number,
     from: number,
     to: number,
-  ): Promise<{ inserted: number; duplicates: number; firstSeq: number; lastSeq: number }> {
+  ): Promise<{ inserted: number; duplicates: number; firstSeq: number; lastSeq: number; seqs: number[] }> {
     const k = to - from;
     const ids = new Array<string>(k);
     const seqs = new Array<string>(k);
@@ -403,11 +440,11 @@ export class BatchWriter {
       subjects[i] = r.subject;
       received[i] = tsText(r.receivedAtUs);
     }
-    const res = await client.query<{ n: number; first: string; last: string }>(INSERT_SQL, [
+    const res = await client.query<{ n: number; first: string; last: string; seqs: string }>(INSERT_SQL, [
       ids, seqs, traces, times, levels, sources, intents, messages, contexts, teams, subjects, received,
     ]);
     const row = res.rows[0]!;
-    return { inserted: row.n, duplicates: k - row.n, firstSeq: Number(row.first), lastSeq: Number(row.last) };
+    return { inserted: row.n, duplicates: k - row.n, firstSeq: Number(row.first), lastSeq: Number(row.last), seqs: parseSeqArray(row.seqs) };
   }
 
   private async writeRejects(client: pg.PoolClient, rejects: readonly RejectRow[]): Promise<void> {

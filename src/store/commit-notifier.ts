@@ -33,7 +33,11 @@ export class CommitNotifier {
     this.log = logger.child({ component: 'commit-notifier' });
   }
 
-  /** cb hears {firstSeq, lastSeq} whenever the committed head advances. Returns an unsubscribe. */
+  /**
+   * cb hears {firstSeq, lastSeq} whenever the committed head advances, and every commit of this
+   * process's writer with its rows (`committed`), even when NOTIFY announced the range first.
+   * Returns an unsubscribe.
+   */
   onCommit(cb: (c: CommitRange) => void): () => void {
     this.listeners.add(cb);
     return () => this.listeners.delete(cb);
@@ -69,8 +73,10 @@ export class CommitNotifier {
   }
 
   private emit(c: CommitRange): void {
-    if (c.lastSeq <= this.highWater) return;
-    this.highWater = c.lastSeq;
+    // A range already announced is dropped, except this process's own commit with its rows: its
+    // NOTIFY (or a poll) may have announced the range first, and the rows still spare a read.
+    if (c.lastSeq <= this.highWater && !c.committed) return;
+    this.highWater = Math.max(this.highWater, c.lastSeq);
     for (const l of this.listeners) {
       try {
         l(c);
