@@ -552,6 +552,11 @@ async function livePhases(nats: PrivateNats, nc: NatsConnection): Promise<void> 
   const withTails = await burstRate(nc, db, 'with', () => liveCpuTracker(svc.pid, db, nats));
   rss['burstWithTails'] = mon.peakMb();
   log(`burst with tails: ${fmt(withTails.eventsPerSec)} events/s; CPU s ${JSON.stringify(withTails.cpuSeconds)}`);
+  // How the hub got its rows (handed over by the writer vs read back), its coalescing window, fallbacks.
+  const hubMetrics = await svc
+    .metrics(['mycelis_memory_api_stream_hub_rows_total', 'mycelis_memory_api_stream_coalesce_seconds', 'mycelis_memory_api_stream_fallbacks_total', 'mycelis_memory_api_stream_buffer_high_water'])
+    .catch((err: Error) => ({ error: err.message }));
+  log(`hub: ${JSON.stringify(hubMetrics)}`);
   const tailErrors = tails.filter((t) => t.error !== null).length;
   for (const t of tails) t.cancel();
   for (const c of clients) c.close();
@@ -571,6 +576,7 @@ async function livePhases(nats: PrivateNats, nc: NatsConnection): Promise<void> 
     tailErrors,
     burstWithoutTails: without,
     burstWithTails: withTails,
+    hubMetrics,
     ingestRatioWithTails: withTails.eventsPerSec / without.eventsPerSec,
   };
   mon.stop();

@@ -9,7 +9,10 @@ export interface BenchService {
   readonly child: ChildProcess;
   readonly pid: number;
   readonly grpcPort: number;
+  readonly httpPort: number;
   readonly output: string[];
+  /** Selected samples from the service's /metrics (name{labels} -> value), for the results JSON. */
+  metrics(names: readonly string[]): Promise<Record<string, number>>;
   stop(): Promise<void>;
 }
 
@@ -63,7 +66,19 @@ export async function startBenchService(env: Record<string, string>, nodeFlags: 
     child,
     pid: child.pid!,
     grpcPort,
+    httpPort,
     output,
+    async metrics(names) {
+      const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+      const out: Record<string, number> = {};
+      for (const line of text.split('\n')) {
+        if (line.startsWith('#')) continue;
+        const sp = line.lastIndexOf(' ');
+        const key = line.slice(0, sp);
+        if (names.some((n) => key === n || key.startsWith(`${n}{`))) out[key] = Number(line.slice(sp + 1));
+      }
+      return out;
+    },
     async stop() {
       if (gone) return;
       child.kill('SIGTERM');

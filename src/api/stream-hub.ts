@@ -68,9 +68,12 @@ const hubRowsCounter = counter(
 );
 const hubRowsHanded = hubRowsCounter.labels({ source: 'handed' });
 const hubRowsRead = hubRowsCounter.labels({ source: 'database' });
+const coalesceGauge = gauge('mycelis_memory_api_stream_coalesce_seconds', 'How long the stream hub gathers commits into one fan-out (wider while the process is saturated).');
 const hubHeadGauge = gauge('mycelis_memory_api_stream_hub_head_seq', 'The newest seq the stream hub has fanned out.');
 
 const MAX_COALESCE_MS = 50;
+/** The longest a saturated process gathers commits into one fan-out (the delivery latency it trades). */
+const MAX_SATURATED_COALESCE_MS = 250;
 /** Handed-over rows the hub holds while it is busy; past this it reads the range from the database. */
 const MAX_PENDING_ROWS = 50_000;
 
@@ -310,7 +313,13 @@ export class StreamHub {
   private pending: PendingCommit[] = [];
   private pendingRows = 0;
   /** When the hub last read rows to fan out (performance.now()). */
-  private lastFanOutAt = Number.NEGATIVE_INFINITY;
+  private lastWakeAt = Number.NEGATIVE_INFINITY;
+  /** Streams with records queued since they were last woken. */
+  private readonly unwoken = new Set<Subscriber>();
+  private wakeTimer: NodeJS.Timeout | null = null;
+  /** Event-loop utilization since the previous fan-out, smoothed (0..1): how saturated this process is. */
+  private busy = 0;
+  private eluMark = performance.eventLoopUtilization();
   private pushed = 0;
   private unsubscribe: (() => void) | null = null;
   private pollTimer: NodeJS.Timeout | null = null;
@@ -379,6 +388,9 @@ export class StreamHub {
     this.unsubscribe = null;
     if (this.pollTimer) clearInterval(this.pollTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    this.wakeTimer = null;
+    this.unwoken.clear();
     for (const s of this.subs) {
       s.release();
       s.dispose();
@@ -430,6 +442,47 @@ export class StreamHub {
     if (!this.unavailable) return;
     this.unavailable = null;
     this.log.info('database available again: accepting streams');
+  }
+
+  /**
+   * How long commits are gathered into one fan-out. Each fan-out costs one response per woken stream
+   * (framing, a socket write) however few records it carries: with many streams, at most one fan-out
+   * per subscribers/20 ms (1,000 streams: 50 ms; one stream: none). When the process is saturated
+   * (event-loop utilization above 1/2, as under a burst with many tails), the window widens up to
+   * 250 ms, so fan-out work grows with the number of streams rather than with the commit rate and
+   * ingest keeps its share of the CPU; deliveries then come in fewer, larger responses.
+   */
+  private coalesceMs(): number {
+    const base = Math.min(MAX_COALESCE_MS, this.subs.size / 20);
+    if (base < 1) return base;
+    const load = Math.max(0, (this.busy - 0.5) * 2);
+    const ms = Math.min(MAX_SATURATED_COALESCE_MS, base + (MAX_SATURATED_COALESCE_MS - base) * load * load);
+    coalesceGauge.set(ms / 1000);
+    return ms;
+  }
+
+  private scheduleWake(): void {
+    if (this.unwoken.size === 0 || this.wakeTimer !== null) return;
+    const wait = this.coalesceMs() - (performance.now() - this.lastWakeAt);
+    if (wait < 1) this.wakeAll();
+    else this.wakeTimer = setTimeout(() => this.wakeAll(), wait);
+  }
+
+  private wakeAll(): void {
+    if (this.wakeTimer !== null) clearTimeout(this.wakeTimer);
+    this.wakeTimer = null;
+    this.lastWakeAt = performance.now();
+    this.sampleBusy();
+    for (const s of this.unwoken) s.wake();
+    this.unwoken.clear();
+  }
+
+  private sampleBusy(): void {
+    const now = performance.eventLoopUtilization();
+    const d = performance.eventLoopUtilization(now, this.eluMark);
+    this.eluMark = now;
+    // Smoothed over a few fan-outs (windows are 1-250 ms: one sample alone is noise).
+    if (d.idle + d.active >= 1) this.busy = this.busy * 0.7 + d.utilization * 0.3;
   }
 
   /** Keeps a handed-over commit for the next fan-out (only while someone is listening, and bounded). */
@@ -499,18 +552,8 @@ export class StreamHub {
           this.fanOut([], upTo);
           continue;
         }
-        // Each fan-out costs one response per woken stream (framing, a socket write) however few
-        // records it carries. With many streams, commits arriving in quick succession are gathered
-        // into one fan-out: at most one per subscribers/20 ms (1,000 streams: 50 ms; one: none).
-        const gapMs = Math.min(MAX_COALESCE_MS, this.subs.size / 20) - (performance.now() - this.lastFanOutAt);
-        if (gapMs >= 1) {
-          await new Promise<void>((resolve) => setTimeout(resolve, gapMs).unref());
-          if (this.stopped) return;
-          continue; // re-read target: more commits may have arrived meanwhile
-        }
         const handed = this.takeHanded();
         if (handed) {
-          this.lastFanOutAt = performance.now();
           hubRowsHanded.inc(handed.rows.length);
           this.fanOut(handed.rows, handed.newHead);
           continue;
@@ -519,7 +562,6 @@ export class StreamHub {
         const readTo = this.pending.length > 0 ? Math.min(upTo, this.pending[0]!.prevSeq) : upTo;
         const rows = await this.reader.readRange(NO_FILTER, { afterSeq: this.head, upToSeq: readTo }, this.pageSize);
         if (this.stopped) return;
-        this.lastFanOutAt = performance.now();
         // Rows up to `readTo` are committed (notifications and max(seq) only report commits), so a
         // short page means the whole range has been read.
         this.setAvailable();
@@ -567,14 +609,26 @@ export class StreamHub {
         if (s.overflowed) {
           this.subs.delete(s);
           this.index.delete(s);
+          this.unwoken.delete(s);
           fallbacksCounter.inc();
           s.wake();
         } else {
           s.position = newHead;
         }
       }
-      for (const s of touched) s.wake();
+      // Queue now, respond later: each wake costs one response (framing, a socket write) however few
+      // records it carries, so streams are woken together once per coalescing window - except a
+      // stream whose queue is half full, which is woken at once (the window never overflows a queue).
+      const early = this.opts.bufferLimit / 2;
+      for (const s of touched) {
+        if (s.overflowed) continue; // detached above, already woken
+        if (s.length >= early) {
+          this.unwoken.delete(s);
+          s.wake();
+        } else this.unwoken.add(s);
+      }
       touched.length = 0;
+      this.scheduleWake();
       bufferedGauge.set(bufferedTotal);
     }
     subscribersGauge.set(this.subs.size);
@@ -631,6 +685,7 @@ export class StreamHub {
   private detach(s: Subscriber): void {
     this.subs.delete(s);
     this.index.delete(s);
+    this.unwoken.delete(s);
     s.dispose();
     s.release();
     subscribersGauge.set(this.subs.size);

@@ -14,6 +14,7 @@
 // backoff until it commits or the caller aborts: nothing is lost, and a retry after an unknown COMMIT
 // outcome only meets its own rows as duplicates (ON CONFLICT DO NOTHING), never stores them twice.
 import { Buffer } from 'node:buffer';
+import { randomBytes } from 'node:crypto';
 import { finished } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
@@ -178,6 +179,11 @@ export class BatchWriter {
   private readonly log: Logger;
   private readonly useCopy: boolean;
   private readonly listeners = new Set<(c: CommitRange) => void>();
+  /**
+   * Tags this writer's NOTIFY payloads ('<first>:<last>:<id>'), so this process's LISTEN connection
+   * can tell its own commits (announced in process, with their rows) from other replicas'.
+   */
+  readonly instanceId = randomBytes(6).toString('hex');
 
   constructor(
     private readonly db: Database,
@@ -245,7 +251,7 @@ export class BatchWriter {
       if (rejects.length > 0) await this.writeRejects(client, rejects);
       const agentsUpdated = batch.registry.length > 0 ? await this.writeRegistry(client, batch.registry) : 0;
       if (rows.inserted > 0 && this.db.kind === 'postgres') {
-        await client.query('SELECT pg_notify($1, $2)', [COMMITS_CHANNEL, `${rows.firstSeq}:${rows.lastSeq}`]);
+        await client.query('SELECT pg_notify($1, $2)', [COMMITS_CHANNEL, `${rows.firstSeq}:${rows.lastSeq}:${this.instanceId}`]);
       }
       await client.query('COMMIT');
       endTimer();

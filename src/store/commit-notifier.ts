@@ -104,8 +104,12 @@ export class CommitNotifier {
     client.on('end', () => onLost());
     client.on('notification', (msg) => {
       if (msg.channel !== COMMITS_CHANNEL || !msg.payload) return;
-      const m = /^(\d+):(\d+)$/.exec(msg.payload);
-      if (m) this.emit({ firstSeq: Number(m[1]), lastSeq: Number(m[2]) });
+      const m = /^(\d+):(\d+)(?::([0-9a-f]+))?$/.exec(msg.payload);
+      if (!m) return;
+      // Our own writer's commit: announced in process with its rows (a commit whose outcome the
+      // writer never learned, its connection lost at COMMIT, is found by the hub's head poll).
+      if (m[3] !== undefined && m[3] === this.writer?.instanceId) return;
+      this.emit({ firstSeq: Number(m[1]), lastSeq: Number(m[2]) });
     });
     try {
       await client.connect();

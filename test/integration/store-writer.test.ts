@@ -201,7 +201,11 @@ describe('store: batch writer (PostgreSQL)', () => {
     const remote = new CommitNotifier(other, null, logger); // hears only NOTIFY
     const seenLocal: number[] = [];
     const seenRemote: number[] = [];
-    local.onCommit((c) => seenLocal.push(c.lastSeq));
+    const withRows = new Map<number, { prevSeq: number; seqs: readonly number[] }>();
+    local.onCommit((c) => {
+      seenLocal.push(c.lastSeq);
+      if (c.committed) withRows.set(c.lastSeq, { prevSeq: c.committed.prevSeq, seqs: c.committed.seqs });
+    });
     remote.onCommit((c) => seenRemote.push(c.lastSeq));
     await local.start();
     await remote.start();
@@ -214,6 +218,12 @@ describe('store: batch writer (PostgreSQL)', () => {
       const r2 = await writer.write({ rows: makeRows(3), rejects: [], registry: [] });
       await waitFor('remote notification 2', () => seenRemote.includes(r2.lastSeq));
       assert.equal(seenLocal.filter((s) => s === r.lastSeq).length, 1);
+      // In process, a commit carries its rows (and the newest seq before them), for the live fan-out.
+      assert.deepEqual(withRows.get(r2.lastSeq), { prevSeq: r.lastSeq, seqs: [r2.lastSeq - 2, r2.lastSeq - 1, r2.lastSeq] });
+      // A commit by another replica's writer reaches this process through NOTIFY, without rows.
+      const r3 = await new BatchWriter(other, logger).write({ rows: makeRows(2), rejects: [], registry: [] });
+      await waitFor('the other writer\'s commit heard locally', () => seenLocal.includes(r3.lastSeq));
+      assert.equal(withRows.has(r3.lastSeq), false);
     } finally {
       await local.stop();
       await remote.stop();
