@@ -5,11 +5,11 @@
 // record, so a response for ANY subset of records is those elements concatenated, followed by the
 // cursor field. Each record is therefore converted and encoded once (WireRecord.chunk) and every
 // stream that receives it copies the same bytes into its response.
-import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import { usToTimestamp } from '../domain/time.js';
 import { LogRecord } from '../gen/mycelis/memory/v1/memory.js';
 import type { StoredLogRow } from '../store/log-reader.js';
 import { encodeCursor } from './cursor.js';
+import { encodeRecordElement } from './wire-encode.js';
 
 export function toLogRecord(r: StoredLogRow): LogRecord {
   return {
@@ -48,21 +48,10 @@ export interface WireRecord {
   readonly chunk: Uint8Array;
 }
 
-// One writer for every record: finish() copies out the exact bytes and keeps the grown buffer, so
-// encoding does not regrow a fresh buffer per record. Encoding is synchronous, so it is never shared
-// by two encodes at once.
-let writer = new BinaryWriter();
-
+/** Converts and encodes a row once (src/api/wire-encode.ts); every stream that takes it shares the bytes. */
 export function toWireRecord(r: StoredLogRow): WireRecord {
-  const w = writer;
-  try {
-    LogRecord.encode(toLogRecord(r), w.uint32(10).fork()).join();
-  } catch (err) {
-    // A half-written record must not leak into the next one.
-    writer = new BinaryWriter();
-    throw err;
-  }
-  return { seq: r.seq, source: r.source, teamId: r.teamId, level: r.level, intent: r.intent, traceId: r.traceId, chunk: w.finish() };
+  const chunk = encodeRecordElement(r, encodeCursor(r.seq));
+  return { seq: r.seq, source: r.source, teamId: r.teamId, level: r.level, intent: r.intent, traceId: r.traceId, chunk };
 }
 
 function varintLength(n: number): number {
