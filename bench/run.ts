@@ -46,6 +46,7 @@ const { values: flags } = parseArgs({
     keep: { type: 'boolean', default: false },
     only: { type: 'string' },
     'batch-size': { type: 'string' },
+    'node-flags': { type: 'string' },
   },
 });
 
@@ -70,6 +71,8 @@ const opts = {
   registryAgents: Math.round(num('registry-agents', 10_000, 10_000)),
   queryRows: Math.round(num('query-rows', 1_000_000, 60_000)),
   profile: flags.profile === true,
+  /** Extra node flags for the service (e.g. V8 heap settings), split on spaces. */
+  nodeFlags: (flags['node-flags'] ?? '').split(' ').filter((f) => f !== ''),
 };
 const only = new Set((flags.only ?? 'ingest,live').split(','));
 const DATA: DataOptions = { agents: 1000, teams: 40, seed: 42 };
@@ -256,7 +259,7 @@ async function ingestPhases(nats: PrivateNats, nc: NatsConnection): Promise<void
     for (const f of readdirSync(profDir)) if (f.endsWith('.cpuprofile')) (await import('node:fs')).rmSync(join(profDir, f));
   }
   log('service: draining');
-  const svc = await startBenchService(serviceEnv(nats, db, stream), opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []);
+  const svc = await startBenchService(serviceEnv(nats, db, stream), [...opts.nodeFlags, ...(opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [])]);
   cleanup.push(() => svc.stop());
   const mon = new RssMonitor(svc.pid);
   const svcCpu = cpuTracker(String(svc.pid), db.name, nats.storeDir);
@@ -302,7 +305,7 @@ async function ingestPhases(nats: PrivateNats, nc: NatsConnection): Promise<void
   cleanup.pop();
 
   // Phase 5 on the same database, a service without ingest: 10,000 agents, 1,000,000 rows.
-  const reader = await startBenchService(serviceEnv(nats, db, stream, { INGEST_MODE: 'off' }));
+  const reader = await startBenchService(serviceEnv(nats, db, stream, { INGEST_MODE: 'off' }), opts.nodeFlags);
   cleanup.push(() => reader.stop());
   const readMon = new RssMonitor(reader.pid);
   await readPhases(reader, db, readMon);
@@ -477,7 +480,7 @@ async function livePhases(nats: PrivateNats, nc: NatsConnection): Promise<void> 
     mkdirSync(liveProfDir, { recursive: true });
     for (const f of readdirSync(liveProfDir)) if (f.endsWith('.cpuprofile')) (await import('node:fs')).rmSync(join(liveProfDir, f));
   }
-  const svc = await startBenchService(serviceEnv(nats, db, stream), opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${liveProfDir}`] : []);
+  const svc = await startBenchService(serviceEnv(nats, db, stream), [...opts.nodeFlags, ...(opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${liveProfDir}`] : [])]);
   cleanup.push(() => svc.stop());
   const mon = new RssMonitor(svc.pid);
   const address = `127.0.0.1:${svc.grpcPort}`;
@@ -507,7 +510,11 @@ async function livePhases(nats: PrivateNats, nc: NatsConnection): Promise<void> 
   c1!.close();
   const lat = summarize(latSamples.view());
   rss['latency'] = mon.peakMb();
-  results['latency'] = { rate: opts.rate, durationS: opts.duration, published, received: tail.received, ms: lat };
+  // Where latency goes on the service side: commit times and batch sizes during this phase (cumulative since start).
+  const latencyMetrics = await svc
+    .metrics(['mycelis_memory_store_batch_commit_seconds_bucket', 'mycelis_memory_store_batch_commit_seconds_count', 'mycelis_memory_ingest_batch_size_bucket'])
+    .catch((err: Error) => ({ error: err.message }));
+  results['latency'] = { rate: opts.rate, durationS: opts.duration, published, received: tail.received, ms: lat, serviceMetrics: latencyMetrics };
   log(`latency: p50 ${fmt(lat.p50)} p95 ${fmt(lat.p95)} p99 ${fmt(lat.p99)} ms`);
 
   // 4a. Burst ingest rate without tails.
