@@ -12,7 +12,8 @@
 // Everything runs on loopback: a PRIVATE nats-server (so the stream may capture plain `swarm.>`), the
 // shared PostgreSQL with fresh databases (dropped at the end). Every loop is bounded; the run stops by
 // itself. Prints a table and writes bench/results/latest.json.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { cpus, freemem, loadavg, totalmem } from 'node:os';
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -494,27 +495,46 @@ async function livePhases(nats: PrivateNats, nc: NatsConnection): Promise<void> 
   }));
   void teams;
 
-  // 3. Latency: one unfiltered tail.
+  // 3. Latency: one unfiltered tail, in its own process (bench/latency-tail.ts: the bench's own GC
+  // would otherwise delay the receive timestamps).
   mon.reset();
-  const [c1] = makeClients(address, 1);
-  const latSamples = new Samples();
-  let recording = false;
-  const tail = openTail(c1!, emptyFilter(), latSamples, () => recording);
-  await tail.ready;
-  recording = true;
-  log(`latency: ${opts.rate}/s for ${opts.duration} s, one tail`);
+  const latTail = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'latency-tail.ts'), address], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+  const latLines = createInterface({ input: latTail.stdout! });
+  const nextLine = (): Promise<string> => new Promise((resolve, reject) => {
+    latLines.once('line', resolve);
+    latTail.once('exit', (code) => reject(new Error(`latency tail exited (${code})`)));
+  });
+  const readyLine = await nextLine();
+  if (readyLine !== 'ready') throw new Error(`latency tail: ${readyLine}`);
+  const seqBeforeLatency = await withClient(db.url, (c) => committedSeq(c));
+  log(`latency: ${opts.rate}/s for ${opts.duration} s, one tail (own process)`);
   const published = await publishPaced(nc, opts.rate, opts.duration, { ...DATA, seed: 11 });
-  await until(() => tail.received >= published, 60_000, 25, 'the tail to receive every event').catch((e: Error) => log(e.message));
-  recording = false;
-  tail.cancel();
-  c1!.close();
-  const lat = summarize(latSamples.view());
+  const resultLine = nextLine();
+  latTail.stdin!.write(`expect ${published}\n`);
+  const timeout = setTimeout(() => latTail.stdin!.write('stop\n'), 60_000);
+  const latResult = JSON.parse(await resultLine) as { received: number; error: string | null; ms: Summary };
+  clearTimeout(timeout);
+  latTail.stdin!.end();
+  if (latResult.received < published) log(`latency tail received ${latResult.received} of ${published}`);
+  const lat = latResult.ms;
+  // The first leg, from the rows themselves: publish time (the event timestamp) -> received by the
+  // service (received_at). The rest is batching, the commit, the fan-out and the client.
+  const toService = await withClient(db.url, async (c) => {
+    const r = await c.query<{ p50: number; p95: number; p99: number; max: number }>(
+      `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY d) AS p50, percentile_cont(0.95) WITHIN GROUP (ORDER BY d) AS p95,
+              percentile_cont(0.99) WITHIN GROUP (ORDER BY d) AS p99, max(d) AS max
+       FROM (SELECT extract(epoch FROM received_at - timestamp)::float8 * 1000 AS d FROM log_entries WHERE seq > $1) x`,
+      [seqBeforeLatency],
+    );
+    return r.rows[0]!;
+  });
+  log(`latency, publish -> received by the service: p50 ${fmt(toService.p50)} p95 ${fmt(toService.p95)} p99 ${fmt(toService.p99)} ms`);
   rss['latency'] = mon.peakMb();
   // Where latency goes on the service side: commit times and batch sizes during this phase (cumulative since start).
   const latencyMetrics = await svc
-    .metrics(['mycelis_memory_store_batch_commit_seconds_bucket', 'mycelis_memory_store_batch_commit_seconds_count', 'mycelis_memory_ingest_batch_size_bucket'])
+    .metrics(['mycelis_memory_store_batch_commit_seconds_bucket', 'mycelis_memory_store_batch_commit_seconds_count', 'mycelis_memory_ingest_batch_size_bucket', 'nodejs_eventloop_lag_p99_seconds', 'nodejs_eventloop_lag_max_seconds', 'nodejs_gc_duration_seconds_sum', 'nodejs_gc_duration_seconds_count'])
     .catch((err: Error) => ({ error: err.message }));
-  results['latency'] = { rate: opts.rate, durationS: opts.duration, published, received: tail.received, ms: lat, serviceMetrics: latencyMetrics };
+  results['latency'] = { rate: opts.rate, durationS: opts.duration, published, received: latResult.received, client: 'own process', ms: lat, publishToServiceMs: toService, serviceMetrics: latencyMetrics };
   log(`latency: p50 ${fmt(lat.p50)} p95 ${fmt(lat.p95)} p99 ${fmt(lat.p99)} ms`);
 
   // 4a. Burst ingest rate without tails.

@@ -4,6 +4,7 @@
 // SHUTDOWN_TIMEOUT.
 import type { Config } from './config/config.js';
 import type { Logger } from './logger.js';
+import { collectProcessMetrics } from './metrics.js';
 import { openDatabase } from './store/database.js';
 import { migrate } from './store/migrate.js';
 import { BatchWriter } from './store/batch-writer.js';
@@ -22,6 +23,7 @@ export interface RunningService {
 
 export async function runService(config: Config, logger: Logger, opts: { handleSignals?: boolean } = {}): Promise<RunningService> {
   const log = logger.child({ component: 'main' });
+  collectProcessMetrics();
   const stack: { name: string; stop: () => Promise<void> }[] = [];
   const push = (name: string, stop: () => Promise<void>): void => {
     stack.push({ name, stop });

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /**
  * The process's Prometheus registry. Components declare their metrics at module level through the
@@ -7,6 +7,19 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
  * All names start with `mycelis_memory_`.
  */
 export const metricsRegistry = new Registry();
+
+let processMetrics = false;
+
+/**
+ * Node process metrics on the same registry (prom-client's defaults: CPU, memory, heap, GC, event-loop
+ * lag, handles): what an operator looks at first when latency or memory moves. Once per process
+ * (the service's entry point calls it; tests that build many services in one process share them).
+ */
+export function collectProcessMetrics(): void {
+  if (processMetrics) return;
+  processMetrics = true;
+  collectDefaultMetrics({ register: metricsRegistry });
+}
 
 function getOrCreate<T>(name: string, create: () => T): T {
   const existing = metricsRegistry.getSingleMetric(name);

@@ -63,6 +63,10 @@ describe('e2e: MemoryService on the HTTP port of the running service', () => {
     const committed = (await stack.rows()).length;
     await waitFor('ingest counter', async () => (await metric('mycelis_memory_ingest_rows_stored_total')) === storedBefore + committed);
     assert.ok((await metric('mycelis_memory_ingest_batches_total')) >= 1);
+    // Node process metrics are served too (CPU, heap, event-loop lag).
+    assert.ok((await metric('process_cpu_user_seconds_total')) > 0);
+    assert.ok((await metric('nodejs_heap_size_used_bytes')) > 0);
+    assert.ok((await metric('nodejs_eventloop_lag_p99_seconds')) > 0);
 
     const g = new StreamCollector(grpcClient, { tail: 40 }, md());
     const kinds: Kind[] = ['connect-json-h1', 'grpc-web-binary-h2c', 'connect-binary-h2c'];
