@@ -4,7 +4,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
  * The process's Prometheus registry. Components declare their metrics at module level through the
  * get-or-create helpers below (so importing a module twice, or building two instances in one test
  * process, never throws "already registered"). Served at /metrics on the HTTP port.
- * All names start with `mycelis_memory_`.
+ * Our names start with `mycelis_memory_`; collectProcessMetrics adds prom-client's `process_*`/`nodejs_*`.
  */
 export const metricsRegistry = new Registry();
 
