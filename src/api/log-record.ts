@@ -9,7 +9,7 @@ import { usToTimestamp } from '../domain/time.js';
 import { LogRecord } from '../gen/mycelis/memory/v1/memory.js';
 import type { StoredLogRow } from '../store/log-reader.js';
 import { encodeCursor } from './cursor.js';
-import { encodeRecordElement } from './wire-encode.js';
+import { capContextDepth, encodeRecordElement } from './wire-encode.js';
 
 export function toLogRecord(r: StoredLogRow): LogRecord {
   return {
@@ -22,7 +22,7 @@ export function toLogRecord(r: StoredLogRow): LogRecord {
       teamId: r.teamId,
       sourceUri: '',
       intent: r.intent,
-      contextSnapshot: r.context ?? undefined,
+      contextSnapshot: r.context === null ? undefined : capContextDepth(r.context),
       status: '',
       errorMessage: '',
       rawPayload: undefined,

@@ -16,6 +16,16 @@
 // Two passes: sizes (post-order, into a reused array: nested lengths and string byte lengths), then
 // one exact-size Buffer written pre-order, reading the sizes back in the same order.
 
+/**
+ * Struct/ListValue levels an API response carries in `context_snapshot` (the context itself is level
+ * 1). Each level is two or three nested protobuf messages, and common decoders stop at 100 nested
+ * messages (ts-proto and protobuf-es by default, C++): a record nested deeper than this could not be
+ * decoded by clients, and a stream would fail on it again after every reconnect. Deeper values are
+ * replaced by TRUNCATED_VALUE in responses; the stored row keeps the whole context.
+ */
+export const MAX_CONTEXT_LEVELS = 32;
+export const TRUNCATED_VALUE = `[truncated: nested deeper than ${MAX_CONTEXT_LEVELS} levels]`;
+
 /** The row fields a record is made of (StoredLogRow has them). */
 export interface EncodableRow {
   readonly id: string;
@@ -85,8 +95,8 @@ function sortedKeys(o: object): string[] {
   return keys;
 }
 
-/** google.protobuf.Value body. */
-function valueSize(v: unknown): number {
+/** google.protobuf.Value body; `level` is the level of the Struct/ListValue holding it. */
+function valueSize(v: unknown, level: number): number {
   if (v === null || v === undefined) return 2; // null_value = 1, varint 0
   switch (typeof v) {
     case 'number':
@@ -96,8 +106,9 @@ function valueSize(v: unknown): number {
     case 'string':
       return strSize(v); // string_value = 3
     case 'object': {
+      if (level >= MAX_CONTEXT_LEVELS) return strSize(TRUNCATED_VALUE);
       const slot = push(0);
-      const body = Array.isArray(v) ? listSize(v) : structSize(v);
+      const body = Array.isArray(v) ? listSize(v, level + 1) : structSize(v, level + 1);
       sizes[slot] = body;
       return lenField(body); // list_value = 6 / struct_value = 5
     }
@@ -108,11 +119,11 @@ function valueSize(v: unknown): number {
 }
 
 /** google.protobuf.ListValue body: repeated Value values = 1. */
-function listSize(a: readonly unknown[]): number {
+function listSize(a: readonly unknown[], level: number): number {
   let total = 0;
   for (const el of a) {
     const slot = push(0);
-    const v = valueSize(el);
+    const v = valueSize(el, level);
     sizes[slot] = v;
     total += lenField(v);
   }
@@ -120,13 +131,13 @@ function listSize(a: readonly unknown[]): number {
 }
 
 /** google.protobuf.Struct body: map<string, Value> fields = 1 (entries: key = 1, value = 2). */
-function structSize(o: object): number {
+function structSize(o: object, level: number): number {
   let total = 0;
   for (const k of sortedKeys(o)) {
     const entrySlot = push(0);
     const keySize = strSize(k);
     const valueSlot = push(0);
-    const v = valueSize((o as Record<string, unknown>)[k]);
+    const v = valueSize((o as Record<string, unknown>)[k], level);
     sizes[valueSlot] = v;
     const entry = keySize + lenField(v);
     sizes[entrySlot] = entry;
@@ -163,7 +174,7 @@ function entrySize(r: EncodableRow): number {
   n += optStrSize(r.intent); // intent = 6
   if (isStructLike(r.context)) {
     const slot = push(0);
-    const body = structSize(r.context);
+    const body = structSize(r.context, 1);
     sizes[slot] = body;
     n += lenField(body); // context_snapshot = 7
   }
@@ -220,7 +231,7 @@ function writeOptStr(tag: number | readonly number[], s: string): void {
   writeStrBody(s);
 }
 
-function writeValue(v: unknown): void {
+function writeValue(v: unknown, level: number): void {
   if (v === null || v === undefined) {
     out[pos++] = 0x08;
     out[pos++] = 0;
@@ -240,10 +251,15 @@ function writeValue(v: unknown): void {
       writeStrBody(v);
       return;
     case 'object':
+      if (level >= MAX_CONTEXT_LEVELS) {
+        out[pos++] = 0x1a;
+        writeStrBody(TRUNCATED_VALUE);
+        return;
+      }
       out[pos++] = Array.isArray(v) ? 0x32 : 0x2a;
       writeVarint(sizes[sp++]!);
-      if (Array.isArray(v)) writeList(v);
-      else writeStruct(v);
+      if (Array.isArray(v)) writeList(v, level + 1);
+      else writeStruct(v, level + 1);
       return;
     default:
       out[pos++] = 0x08;
@@ -251,15 +267,15 @@ function writeValue(v: unknown): void {
   }
 }
 
-function writeList(a: readonly unknown[]): void {
+function writeList(a: readonly unknown[], level: number): void {
   for (const el of a) {
     out[pos++] = 0x0a;
     writeVarint(sizes[sp++]!);
-    writeValue(el);
+    writeValue(el, level);
   }
 }
 
-function writeStruct(o: object): void {
+function writeStruct(o: object, level: number): void {
   for (const k of keyLists[kp++]!) {
     out[pos++] = 0x0a; // fields = 1
     writeVarint(sizes[sp++]!);
@@ -267,7 +283,7 @@ function writeStruct(o: object): void {
     writeStrBody(k);
     out[pos++] = 0x12; // value = 2
     writeVarint(sizes[sp++]!);
-    writeValue((o as Record<string, unknown>)[k]);
+    writeValue((o as Record<string, unknown>)[k], level);
   }
 }
 
@@ -325,7 +341,7 @@ export function encodeRecordElement(r: EncodableRow, cursor: string): Buffer {
     if (isStructLike(r.context)) {
       out[pos++] = 0x3a; // context_snapshot = 7
       writeVarint(sizes[sp++]!);
-      writeStruct(r.context);
+      writeStruct(r.context, 1);
     }
     writeOptStr(TAG_LEVEL, r.level);
     writeOptStr(TAG_SOURCE, r.source);
@@ -343,4 +359,29 @@ export function encodeRecordElement(r: EncodableRow, cursor: string): Buffer {
   } finally {
     out = EMPTY; // the buffer is the caller's now
   }
+}
+
+/**
+ * The context as API responses carry it: values nested deeper than MAX_CONTEXT_LEVELS replaced by
+ * TRUNCATED_VALUE (the same rule as the encoder above). Returns the input itself when nothing is that
+ * deep (the common case: no copy).
+ */
+export function capContextDepth<T>(context: T): T {
+  return tooDeep(context, 1) ? (capped(context, 1) as T) : context;
+}
+
+function tooDeep(v: unknown, level: number): boolean {
+  if (typeof v !== 'object' || v === null) return false;
+  if (level > MAX_CONTEXT_LEVELS) return true;
+  for (const x of Array.isArray(v) ? v : Object.values(v)) if (tooDeep(x, level + 1)) return true;
+  return false;
+}
+
+function capped(v: unknown, level: number): unknown {
+  if (typeof v !== 'object' || v === null) return v;
+  if (level > MAX_CONTEXT_LEVELS) return TRUNCATED_VALUE;
+  if (Array.isArray(v)) return v.map((x) => capped(x, level + 1));
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) out[k] = capped(x, level + 1);
+  return out;
 }

@@ -85,6 +85,30 @@ describe('api: StreamLogs live rows from the writer, and from the database', { t
     }
   });
 
+  it('a record whose context is nested 64 deep (the ingest limit) reaches a gRPC client, cut at 32 levels', async () => {
+    const api = await startApi(env, { KEEPALIVE_INTERVAL: '1s' });
+    try {
+      const start = await api.core.logReader.maxSeq();
+      const live = new StreamCollector(api.client, { afterCursor: encodeCursor(start) });
+      await waitFor('stream open', () => live.responses.length > 0);
+      let deep: unknown = 'bottom';
+      for (let i = 0; i < 63; i++) deep = { [`k${i}`]: deep };
+      const res = await env.writer.write({ rows: [makeRow({ context: JSON.stringify({ deep }) }), makeRow({ message: 'after the deep one' })], rejects: [], registry: [] });
+      await waitFor('both records', () => live.lastSeq === res.lastSeq || live.error !== null);
+      assert.equal(live.error, null, `the stream failed: ${live.error?.details}`);
+      const first = recordsOf(live)[0]!;
+      assert.match(JSON.stringify(first.entry?.contextSnapshot), /\[truncated: nested deeper than 32 levels\]/);
+      // History (read back from the database) is cut the same way.
+      const history = new StreamCollector(api.client, { afterCursor: encodeCursor(start) });
+      await waitFor('history', () => history.lastSeq === res.lastSeq || history.error !== null);
+      assert.deepEqual(recordsOf(history), recordsOf(live));
+      live.cancel();
+      history.cancel();
+    } finally {
+      await api.close();
+    }
+  });
+
   it('a second writer (another replica) committing in between: every stream gets every row once, in order', async () => {
     const api = await startApi(env, { KEEPALIVE_INTERVAL: '1s', STREAM_BUFFER: '50000' });
     let other: Database | undefined;

@@ -5,7 +5,10 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
+import { fromBinary } from '@bufbuild/protobuf';
 import { decodeCursor, encodeCursor } from '../../src/api/cursor.js';
+import { capContextDepth, MAX_CONTEXT_LEVELS, TRUNCATED_VALUE } from '../../src/api/wire-encode.js';
+import { StreamLogsResponseSchema } from '../../web/gen/mycelis/memory/v1/memory_pb.js';
 import { encodeStreamResponse, toLogRecord, toWireRecord } from '../../src/api/log-record.js';
 import { generateTraffic } from '../../src/cli/traffic.js';
 import { normalizeMessage } from '../../src/domain/normalize.js';
@@ -73,6 +76,7 @@ describe('wire encoder: the bytes ts-proto would decode to the same record', () 
       { context: { a: 0, b: -0, c: 0.1, d: 1e308, e: -1e-308, f: Number.MAX_SAFE_INTEGER, g: -12345.678, h: 5e-324 } },
       { context: { t: true, f: false, n: null, s: '', o: {}, l: [], ll: [[], [[]]] } },
       { context: nest(30) as Record<string, unknown> },
+      { context: nest(40) as Record<string, unknown> },
       { context: null },
       { timestampUs: 0, receivedAtUs: 0 },
       { timestampUs: -1, receivedAtUs: -1_500_000 },
@@ -86,14 +90,31 @@ describe('wire encoder: the bytes ts-proto would decode to the same record', () 
     for (const [i, c] of cases.entries()) assertSame(stored(c), `case ${i}: ${JSON.stringify(c).slice(0, 80)}`);
   });
 
-  it('Structs nested 64 deep (DESIGN 3.1\'s limit) encode to ts-proto\'s exact bytes', () => {
-    // Decoding needs a recursion limit above 100 nested messages at this depth, so compare bytes; the
-    // keys here are already in sorted order, so ts-proto writes them in the same order.
-    const row = stored({ context: { deep: nest(64) } });
-    const ref = LogRecord.encode(toLogRecord(row)).finish();
+  it('contexts nested deeper than 32 levels are cut there in responses, so every common decoder reads them', () => {
+    // 64 levels (DESIGN 3.1's ingest limit) is ~190 nested messages; ts-proto and protobuf-es stop at 100.
+    let deep: unknown = 'bottom';
+    for (let i = 0; i < 63; i++) deep = i % 3 === 2 ? [deep] : { ['k' + i]: deep };
+    const row = stored({ context: { top: deep } });
     const chunk = toWireRecord(row).chunk;
-    const lenBytes = chunk.length - 1 - ref.length;
-    assert.deepEqual(Buffer.from(chunk.subarray(1 + lenBytes)), Buffer.from(ref));
+    const viaTsProto = decodeElement(chunk);
+    const viaEs = fromBinary(StreamLogsResponseSchema, chunk);
+    assert.equal(viaEs.records.length, 1);
+    // Walk down: levels 1..32 are Structs/lists, the value inside level 32 is the marker.
+    let v: unknown = viaTsProto.entry!.contextSnapshot;
+    let levels = 0;
+    while (typeof v === 'object' && v !== null) {
+      levels++;
+      v = Array.isArray(v) ? v[0] : Object.values(v)[0];
+    }
+    assert.equal(levels, MAX_CONTEXT_LEVELS);
+    assert.equal(v, TRUNCATED_VALUE);
+    // The ts-proto path (QueryLogs) applies the same cut: same record, same bytes.
+    assert.deepEqual(viaTsProto, LogRecord.decode(LogRecord.encode(toLogRecord(row)).finish()));
+    const ref = LogRecord.encode(toLogRecord(row)).finish();
+    assert.deepEqual(Buffer.from(chunk.subarray(chunk.length - ref.length)), Buffer.from(ref));
+    // Shallow contexts are passed through untouched (no copy).
+    const shallow = { a: { b: [1, { c: 2 }] } };
+    assert.equal(capContextDepth(shallow), shallow);
   });
 
   it('a context gives the same bytes whatever its key order (jsonb reorders keys)', () => {
