@@ -26,15 +26,18 @@ function checksum(domain: string, body: Uint8Array, n: number): Buffer {
 
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
 
+// One buffer for every cursor made (the string is the result; nothing keeps the bytes).
+const cursorBytes = Buffer.alloc(CURSOR_BYTES);
+const cursorBody = cursorBytes.subarray(0, 9);
+
 export function encodeCursor(seq: number): string {
   if (!Number.isSafeInteger(seq) || seq < 0) throw new RangeError(`cursor seq out of range: ${seq}`);
-  const buf = Buffer.allocUnsafe(CURSOR_BYTES);
-  buf[0] = CURSOR_VERSION;
+  cursorBytes[0] = CURSOR_VERSION;
   // seq < 2^53: high and low 32-bit halves, big-endian (the same bytes as writeBigUInt64BE).
-  buf.writeUInt32BE(Math.floor(seq / 0x100000000), 1);
-  buf.writeUInt32BE(seq >>> 0, 5);
-  buf.writeUInt32BE(crc32(buf.subarray(0, 9), CURSOR_DOMAIN), 9);
-  return buf.toString('base64url');
+  cursorBytes.writeUInt32BE(Math.floor(seq / 0x100000000), 1);
+  cursorBytes.writeUInt32BE(seq >>> 0, 5);
+  cursorBytes.writeUInt32BE(crc32(cursorBody, CURSOR_DOMAIN), 9);
+  return cursorBytes.toString('base64url');
 }
 
 /** Decodes a stream cursor; `field` names the request field in the error. */

@@ -44,7 +44,10 @@ export interface WireRecord {
   readonly level: string;
   readonly intent: string;
   readonly traceId: string;
-  /** `tag(1, LEN) varint(len) LogRecord` : one element of StreamLogsResponse.records. */
+  /**
+   * `tag(1, LEN) varint(len) LogRecord` : one element of StreamLogsResponse.records. A view of a slab
+   * other records share (src/api/wire-encode.ts): copied into responses, never written to.
+   */
   readonly chunk: Uint8Array;
 }
 

@@ -7,14 +7,16 @@
 //
 // Field numbers and types follow proto/mycelis/memory/v1/memory.proto, proto/mycelis/swarm/v1/
 // swarm.proto and google/protobuf/{struct,timestamp}.proto; proto3 defaults are omitted exactly where
-// ts-proto omits them, so `LogRecord.decode` of these bytes equals `toLogRecord(row)`
-// (test/unit/api-wire-encode.test.ts checks that on realistic and edge-case rows). Struct map entries
-// are written in sorted key order (protobuf's deterministic serialization), so a context gives the
+// ts-proto omits them (empty strings, zero seq/seconds/nanos, an empty map key), so `LogRecord.decode`
+// of these bytes equals `toLogRecord(row)` (test/unit/api-log-record.test.ts). Struct map entries are
+// written in sorted key order (as protobuf's deterministic serialization does), so a context gives the
 // same bytes whatever its key order: a row handed over from memory and the same row read back from
 // jsonb (which reorders keys) encode identically.
 //
-// Two passes: sizes (post-order, into a reused array: nested lengths and string byte lengths), then
-// one exact-size Buffer written pre-order, reading the sizes back in the same order.
+// The record is written BACKWARDS, from its end towards its start (into a slab, below): a
+// nested message's length is then known (it has just been written) when its length prefix is
+// written in front of it, so one pass over the row suffices (no size pass, no size bookkeeping).
+// Fields therefore appear in this file in reverse field order.
 
 /**
  * Struct/ListValue levels an API response carries in `context_snapshot` (the context itself is level
@@ -42,16 +44,42 @@ export interface EncodableRow {
   readonly receivedAtUs: number;
 }
 
-let sizes: number[] = [];
-let sp = 0;
+// Records are written into slabs, each record backwards from where the previous one began, and handed
+// out as views of their slab: no copy. A slab lives as long as any record in it (like Buffer's own
+// 8 KiB pool); a record that outgrows what is left of one moves to the end of a new slab.
+const SLAB_BYTES = 32 * 1024;
 
-function push(n: number): number {
-  sizes.push(n);
-  return sizes.length - 1;
+let slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+/** slab[0, free) holds no record handed out: the next record may be written there. */
+let free = slab.length;
+/** The record being written is slab[p, recordEnd). */
+let p = 0;
+let recordEnd = 0;
+
+/**
+ * How many bytes of this record are written so far. Nested messages remember this (not p) where they
+ * end: moving to a new slab moves the written bytes, but not their distance from the record's end.
+ */
+const written = (): number => recordEnd - p;
+
+/** Makes room for `n` more bytes in front of p: a new slab, with what is written moved to its end. */
+function room(n: number): void {
+  if (p >= n) return;
+  const used = recordEnd - p;
+  let size = SLAB_BYTES;
+  while (size < 2 * (used + n)) size *= 2;
+  const next = Buffer.allocUnsafeSlow(size);
+  slab.copy(next, size - used, p, recordEnd);
+  slab = next;
+  recordEnd = size;
+  p = size - used;
+  free = p;
 }
 
+// Room for the longest tag + varint put in front of a body: a 2-byte tag and a 10-byte varint.
+const PREFIX_MAX = 12;
+
 function varintLen(n: number): number {
-  // n is a non-negative integer below 2^53.
   if (n < 0x80) return 1;
   if (n < 0x4000) return 2;
   if (n < 0x200000) return 3;
@@ -65,300 +93,269 @@ function varintLen(n: number): number {
   return len;
 }
 
-/** Size of a LEN field (1-byte tag) whose body is `body` bytes. */
-const lenField = (body: number): number => 1 + varintLen(body) + body;
-
-/** UTF-8 length; short ASCII strings (most keys and values) without a call into Buffer. */
-function utf8Len(s: string): number {
-  const n = s.length;
-  if (n > 64) return Buffer.byteLength(s, 'utf8');
-  for (let i = 0; i < n; i++) if (s.charCodeAt(i) >= 0x80) return Buffer.byteLength(s, 'utf8');
-  return n;
-}
-
-function strSize(s: string): number {
-  const b = utf8Len(s);
-  push(b);
-  return lenField(b);
-}
-
-// ---- sizes ----------------------------------------------------------------------------------------
-
-// The sorted keys of each Struct, from the size pass to the write pass (same order).
-let keyLists: string[][] = [];
-let kp = 0;
-
-function sortedKeys(o: object): string[] {
-  const keys = Object.keys(o);
-  if (keys.length > 1) keys.sort();
-  keyLists.push(keys);
-  return keys;
-}
-
-/** google.protobuf.Value body; `level` is the level of the Struct/ListValue holding it. */
-function valueSize(v: unknown, level: number): number {
-  if (v === null || v === undefined) return 2; // null_value = 1, varint 0
-  switch (typeof v) {
-    case 'number':
-      return 9; // number_value = 2, fixed64
-    case 'boolean':
-      return 2; // bool_value = 4
-    case 'string':
-      return strSize(v); // string_value = 3
-    case 'object': {
-      if (level >= MAX_CONTEXT_LEVELS) return strSize(TRUNCATED_VALUE);
-      const slot = push(0);
-      const body = Array.isArray(v) ? listSize(v, level + 1) : structSize(v, level + 1);
-      sizes[slot] = body;
-      return lenField(body); // list_value = 6 / struct_value = 5
-    }
-    default:
-      // Not JSON (bigint, function, symbol): what ts-proto's Value.wrap does not handle either; null.
-      return 2;
+/** varint(n) in front of p; n is a non-negative integer below 2^53. Needs PREFIX_MAX bytes of room. */
+function putVarint(n: number): void {
+  if (n < 0x80) {
+    slab[--p] = n;
+    return;
   }
-}
-
-/** google.protobuf.ListValue body: repeated Value values = 1. */
-function listSize(a: readonly unknown[], level: number): number {
-  let total = 0;
-  for (const el of a) {
-    const slot = push(0);
-    const v = valueSize(el, level);
-    sizes[slot] = v;
-    total += lenField(v);
-  }
-  return total;
-}
-
-/** google.protobuf.Struct body: map<string, Value> fields = 1 (entries: key = 1, value = 2). */
-function structSize(o: object, level: number): number {
-  let total = 0;
-  for (const k of sortedKeys(o)) {
-    const entrySlot = push(0);
-    const keySize = strSize(k);
-    const valueSlot = push(0);
-    const v = valueSize((o as Record<string, unknown>)[k], level);
-    sizes[valueSlot] = v;
-    const entry = keySize + lenField(v);
-    sizes[entrySlot] = entry;
-    total += lenField(entry);
-  }
-  return total;
-}
-
-function timestampSize(us: number): number {
-  const seconds = Math.floor(us / 1_000_000);
-  const nanos = (us - seconds * 1_000_000) * 1000;
-  return (seconds !== 0 ? 1 + int64Len(seconds) : 0) + (nanos !== 0 ? 1 + varintLen(nanos) : 0);
-}
-
-const int64Len = (n: number): number => (n < 0 ? 10 : varintLen(n));
-
-// Tags of LogEntry's fields 1001-1003 (LEN): varint((field << 3) | 2).
-const TAG_LEVEL = [0xca, 0x3e];
-const TAG_SOURCE = [0xd2, 0x3e];
-const TAG_MESSAGE = [0xda, 0x3e];
-
-function optStrSize(s: string, tagLen = 1): number {
-  if (s === '') return 0;
-  const b = utf8Len(s);
-  push(b);
-  return tagLen + varintLen(b) + b;
-}
-
-function entrySize(r: EncodableRow): number {
-  let n = lenField(timestampSize(r.timestampUs)); // timestamp = 1
-  n += optStrSize(r.traceId); // trace_id = 2
-  n += optStrSize(r.source); // agent_id = 3
-  n += optStrSize(r.teamId); // team_id = 4
-  n += optStrSize(r.intent); // intent = 6
-  if (isStructLike(r.context)) {
-    const slot = push(0);
-    const body = structSize(r.context, 1);
-    sizes[slot] = body;
-    n += lenField(body); // context_snapshot = 7
-  }
-  n += optStrSize(r.level, 2); // level = 1001
-  n += optStrSize(r.source, 2); // source = 1002
-  n += optStrSize(r.message, 2); // message = 1003
-  return n;
-}
-
-const isStructLike = (c: unknown): c is object => typeof c === 'object' && c !== null;
-
-// ---- writing --------------------------------------------------------------------------------------
-
-const EMPTY = Buffer.alloc(0);
-let out: Buffer = EMPTY;
-let pos = 0;
-
-function writeVarint(n: number): void {
-  while (n >= 0x80) {
-    out[pos++] = (n % 0x80) | 0x80;
+  const len = varintLen(n);
+  p -= len;
+  let q = p;
+  // Bit operations are 32-bit: above 2^31 divide instead.
+  while (n >= 0x80000000) {
+    slab[q++] = (n % 0x80) | 0x80;
     n = Math.floor(n / 0x80);
   }
-  out[pos++] = n;
+  while (n >= 0x80) {
+    slab[q++] = (n & 0x7f) | 0x80;
+    n >>>= 7;
+  }
+  slab[q] = n;
 }
 
-function writeInt64(n: number): void {
+/** An int64 varint: negative values are their 64-bit two's complement (ten bytes). */
+function putInt64(n: number): void {
   if (n >= 0) {
-    writeVarint(n);
+    putVarint(n);
     return;
   }
-  // Two's complement over 64 bits: ten bytes.
+  // Only timestamps before 1970 get here.
   let b = BigInt.asUintN(64, BigInt(n));
+  p -= 10;
   for (let i = 0; i < 9; i++) {
-    out[pos++] = Number(b & 0x7fn) | 0x80;
+    slab[p + i] = Number(b & 0x7fn) | 0x80;
     b >>= 7n;
   }
-  out[pos++] = Number(b);
+  slab[p + 9] = Number(b);
 }
 
-function writeStrBody(s: string): void {
-  const b = sizes[sp++]!;
-  writeVarint(b);
-  if (b === s.length && b <= 64) {
-    // ASCII (utf8Len found no code unit >= 0x80): bytes are the code units.
-    for (let i = 0; i < b; i++) out[pos + i] = s.charCodeAt(i);
-    pos += b;
-  } else pos += out.write(s, pos, b, 'utf8');
+// Strings up to this many code units are tried as ASCII in JS (most keys and values); longer ones,
+// and any with a code unit >= 0x80, go through Buffer (one native call each for length and copy).
+const ASCII_LOOP_MAX = 128;
+
+/** The UTF-8 bytes of s in front of p; returns their number. */
+function putString(s: string): number {
+  const n = s.length;
+  if (n <= ASCII_LOOP_MAX) {
+    room(n);
+    const start = p - n;
+    for (let i = n - 1; i >= 0; i--) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) return putUtf8(s); // overwrites what this loop wrote
+      slab[start + i] = c;
+    }
+    p = start;
+    return n;
+  }
+  return putUtf8(s);
 }
 
-function writeOptStr(tag: number | readonly number[], s: string): void {
+function putUtf8(s: string): number {
+  // byteLength and write agree on lone surrogates (3 bytes each, written as U+FFFD).
+  const b = Buffer.byteLength(s, 'utf8');
+  room(b);
+  p -= b;
+  const w = slab.write(s, p, b, 'utf8');
+  if (w !== b) throw new RangeError(`record encoding: wrote ${w} of ${b} UTF-8 bytes`);
+  return b;
+}
+
+/** A string field with a one-byte tag; the empty string (the proto3 default) is omitted. */
+function putStringField(tag: number, s: string): void {
   if (s === '') return;
-  if (typeof tag === 'number') out[pos++] = tag;
-  else for (const t of tag) out[pos++] = t;
-  writeStrBody(s);
+  const b = putString(s);
+  room(PREFIX_MAX);
+  putVarint(b);
+  slab[--p] = tag;
 }
 
-function writeValue(v: unknown, level: number): void {
-  if (v === null || v === undefined) {
-    out[pos++] = 0x08;
-    out[pos++] = 0;
+/** A string field with a two-byte tag (LogEntry's fields 1001-1003). */
+function putStringField2(tag0: number, tag1: number, s: string): void {
+  if (s === '') return;
+  const b = putString(s);
+  room(PREFIX_MAX);
+  putVarint(b);
+  slab[--p] = tag1;
+  slab[--p] = tag0;
+}
+
+/** Length prefix and one-byte tag in front of a message body begun when `mark` bytes were written. */
+function putMessageHeader(tag: number, mark: number): void {
+  room(PREFIX_MAX);
+  putVarint(written() - mark);
+  slab[--p] = tag;
+}
+
+/** google.protobuf.Timestamp {seconds = 1 (int64), nanos = 2 (int32)} as field `tag`, from µs. */
+function putTimestamp(tag: number, us: number): void {
+  const end = written();
+  const seconds = Math.floor(us / 1_000_000);
+  const nanos = (us - seconds * 1_000_000) * 1000; // 0 <= nanos < 1e9: floor keeps it non-negative
+  room(2 * PREFIX_MAX);
+  if (nanos !== 0) {
+    putVarint(nanos);
+    slab[--p] = 0x10;
+  }
+  if (seconds !== 0) {
+    putInt64(seconds);
+    slab[--p] = 0x08;
+  }
+  putMessageHeader(tag, end);
+}
+
+// ---- google.protobuf.Struct from parsed JSON ------------------------------------------------------
+
+/**
+ * Sorts map keys in place by UTF-16 code units (Array.prototype.sort's order); small maps by insertion.
+ * Protobuf's deterministic order is bytewise UTF-8, which differs only between U+E000-U+FFFF and astral
+ * characters; what matters here is that one context always gets one order.
+ */
+function sortKeys(keys: string[]): void {
+  const n = keys.length;
+  if (n > 12) {
+    keys.sort();
     return;
   }
-  switch (typeof v) {
-    case 'number':
-      out[pos++] = 0x11;
-      pos = out.writeDoubleLE(v, pos);
-      return;
-    case 'boolean':
-      out[pos++] = 0x20;
-      out[pos++] = v ? 1 : 0;
-      return;
-    case 'string':
-      out[pos++] = 0x1a;
-      writeStrBody(v);
-      return;
-    case 'object':
-      if (level >= MAX_CONTEXT_LEVELS) {
-        out[pos++] = 0x1a;
-        writeStrBody(TRUNCATED_VALUE);
-        return;
-      }
-      out[pos++] = Array.isArray(v) ? 0x32 : 0x2a;
-      writeVarint(sizes[sp++]!);
-      if (Array.isArray(v)) writeList(v, level + 1);
-      else writeStruct(v, level + 1);
-      return;
-    default:
-      out[pos++] = 0x08;
-      out[pos++] = 0;
-  }
-}
-
-function writeList(a: readonly unknown[], level: number): void {
-  for (const el of a) {
-    out[pos++] = 0x0a;
-    writeVarint(sizes[sp++]!);
-    writeValue(el, level);
-  }
-}
-
-function writeStruct(o: object, level: number): void {
-  for (const k of keyLists[kp++]!) {
-    out[pos++] = 0x0a; // fields = 1
-    writeVarint(sizes[sp++]!);
-    out[pos++] = 0x0a; // key = 1
-    writeStrBody(k);
-    out[pos++] = 0x12; // value = 2
-    writeVarint(sizes[sp++]!);
-    writeValue((o as Record<string, unknown>)[k], level);
-  }
-}
-
-function writeTimestamp(tag: number, us: number): void {
-  const seconds = Math.floor(us / 1_000_000);
-  const nanos = (us - seconds * 1_000_000) * 1000;
-  out[pos++] = tag;
-  writeVarint(timestampSize(us));
-  if (seconds !== 0) {
-    out[pos++] = 0x08;
-    writeInt64(seconds);
-  }
-  if (nanos !== 0) {
-    out[pos++] = 0x10;
-    writeVarint(nanos);
+  for (let i = 1; i < n; i++) {
+    const k = keys[i]!;
+    let j = i - 1;
+    while (j >= 0 && keys[j]! > k) {
+      keys[j + 1] = keys[j]!;
+      j--;
+    }
+    keys[j + 1] = k;
   }
 }
 
 /**
+ * The body of a google.protobuf.Value: null_value = 1 (enum), number_value = 2 (double),
+ * string_value = 3, bool_value = 4, struct_value = 5, list_value = 6. `level` is the level of the
+ * Struct/ListValue holding it.
+ */
+function putValue(v: unknown, level: number): void {
+  switch (typeof v) {
+    case 'string': {
+      const b = putString(v);
+      room(PREFIX_MAX);
+      putVarint(b);
+      slab[--p] = 0x1a;
+      return;
+    }
+    case 'number':
+      room(9);
+      p -= 8;
+      slab.writeDoubleLE(v, p);
+      slab[--p] = 0x11;
+      return;
+    case 'boolean':
+      room(2);
+      slab[--p] = v ? 1 : 0;
+      slab[--p] = 0x20;
+      return;
+    case 'object': {
+      if (v === null) {
+        room(2);
+        slab[--p] = 0; // NULL_VALUE
+        slab[--p] = 0x08;
+        return;
+      }
+      if (level >= MAX_CONTEXT_LEVELS) {
+        putValue(TRUNCATED_VALUE, level);
+        return;
+      }
+      const end = written();
+      if (Array.isArray(v)) {
+        putList(v, level + 1);
+        putMessageHeader(0x32, end);
+      } else {
+        putStruct(v, level + 1);
+        putMessageHeader(0x2a, end);
+      }
+      return;
+    }
+    case 'undefined':
+      // ts-proto's Value.wrap(undefined) is a Value with no kind: an empty body. Not JSON, so
+      // reachable only from a hand-built context (an undefined map value is skipped in putStruct).
+      return;
+    default:
+      // Not JSON either; ts-proto's Value.wrap throws on these too.
+      throw new TypeError(`record encoding: a context holds a ${typeof v}, which a Struct cannot`);
+  }
+}
+
+/** google.protobuf.ListValue body: repeated Value values = 1. */
+function putList(a: readonly unknown[], level: number): void {
+  for (let i = a.length - 1; i >= 0; i--) {
+    const end = written();
+    putValue(a[i], level);
+    putMessageHeader(0x0a, end);
+  }
+}
+
+/** google.protobuf.Struct body: map<string, Value> fields = 1, entries {key = 1, value = 2}. */
+function putStruct(o: object, level: number): void {
+  const keys = Object.keys(o);
+  sortKeys(keys);
+  for (let i = keys.length - 1; i >= 0; i--) {
+    const k = keys[i]!;
+    const v = (o as Record<string, unknown>)[k];
+    if (v === undefined) continue; // as ts-proto's Struct.encode
+    const entryEnd = written();
+    putValue(v, level);
+    putMessageHeader(0x12, entryEnd); // value = 2
+    if (k !== '') putStringField(0x0a, k); // key = 1
+    putMessageHeader(0x0a, entryEnd); // fields = 1
+  }
+}
+
+// ---- the record -----------------------------------------------------------------------------------
+
+/**
  * `tag(1, LEN) varint(len) LogRecord` for one row with its cursor: the element a StreamLogsResponse's
- * `records` field is made of. Throws (and leaves no state behind) on a row that cannot be encoded.
+ * `records` field is made of. The returned Buffer is a view of a shared slab: read it, copy it, never
+ * write to it. If a row cannot be encoded this throws, and nothing of it reaches another record.
  */
 export function encodeRecordElement(r: EncodableRow, cursor: string): Buffer {
-  sizes = sizes.length > 4096 ? [] : sizes; // do not keep a huge array alive after one big context
-  sizes.length = 0;
-  sp = 0;
-  keyLists = keyLists.length > 1024 ? [] : keyLists;
-  keyLists.length = 0;
-  kp = 0;
-  try {
-    // Sizes, in the order the writer reads them back.
-    const idSize = optStrSize(r.id);
-    const cursorSize = optStrSize(cursor);
-    const entrySlot = push(0);
-    const entry = entrySize(r);
-    sizes[entrySlot] = entry;
-    const subjectSize = optStrSize(r.subject);
-    const ingested = timestampSize(r.receivedAtUs);
-    const seqSize = r.seq !== 0 ? 1 + int64Len(r.seq) : 0;
-    const body = idSize + cursorSize + lenField(entry) + subjectSize + lenField(ingested) + seqSize;
+  // Below the last record handed out: what a record that threw half-way left there is overwritten.
+  recordEnd = free;
+  p = free;
 
-    out = Buffer.allocUnsafe(lenField(body));
-    pos = 0;
-    out[pos++] = 0x0a; // StreamLogsResponse.records = 1
-    writeVarint(body);
-    writeOptStr(0x0a, r.id); // id = 1
-    writeOptStr(0x12, cursor); // cursor = 2
-    out[pos++] = 0x1a; // entry = 3
-    writeVarint(sizes[sp++]!);
-    writeTimestamp(0x0a, r.timestampUs); // LogEntry.timestamp = 1
-    writeOptStr(0x12, r.traceId);
-    writeOptStr(0x1a, r.source); // agent_id = 3
-    writeOptStr(0x22, r.teamId);
-    writeOptStr(0x32, r.intent);
-    if (isStructLike(r.context)) {
-      out[pos++] = 0x3a; // context_snapshot = 7
-      writeVarint(sizes[sp++]!);
-      writeStruct(r.context, 1);
-    }
-    writeOptStr(TAG_LEVEL, r.level);
-    writeOptStr(TAG_SOURCE, r.source);
-    writeOptStr(TAG_MESSAGE, r.message);
-    writeOptStr(0x22, r.subject); // subject = 4
-    writeTimestamp(0x2a, r.receivedAtUs); // ingested_at = 5
-    if (r.seq !== 0) {
-      out[pos++] = 0x30; // seq = 6
-      writeInt64(r.seq);
-    }
-    if (pos !== out.length || sp !== sizes.length) {
-      throw new Error(`record encoding: wrote ${pos} of ${out.length} bytes, read ${sp} of ${sizes.length} sizes`);
-    }
-    return out;
-  } finally {
-    out = EMPTY; // the buffer is the caller's now
+  // LogRecord, fields 6 down to 1.
+  if (r.seq !== 0) {
+    room(PREFIX_MAX);
+    putInt64(r.seq);
+    slab[--p] = 0x30; // seq = 6 (int64)
   }
+  putTimestamp(0x2a, r.receivedAtUs); // ingested_at = 5
+  putStringField(0x22, r.subject); // subject = 4
+
+  // entry = 3: mycelis.swarm.v1.LogEntry, fields 1003 down to 1 (5, 8, 9, 10 are never set here).
+  const entryEnd = written();
+  putStringField2(0xda, 0x3e, r.message); // message = 1003
+  putStringField2(0xd2, 0x3e, r.source); // source = 1002
+  putStringField2(0xca, 0x3e, r.level); // level = 1001
+  const context = r.context;
+  if (typeof context === 'object' && context !== null) {
+    const contextEnd = written();
+    putStruct(context, 1);
+    putMessageHeader(0x3a, contextEnd); // context_snapshot = 7
+  }
+  putStringField(0x32, r.intent); // intent = 6
+  putStringField(0x22, r.teamId); // team_id = 4
+  putStringField(0x1a, r.source); // agent_id = 3
+  putStringField(0x12, r.traceId); // trace_id = 2
+  putTimestamp(0x0a, r.timestampUs); // timestamp = 1
+  putMessageHeader(0x1a, entryEnd);
+
+  putStringField(0x12, cursor); // cursor = 2
+  putStringField(0x0a, r.id); // id = 1
+
+  putMessageHeader(0x0a, 0); // StreamLogsResponse.records = 1
+  const out = slab.subarray(p, recordEnd);
+  // A slab grown for one huge record is left to that record; the next starts a normal one.
+  free = slab.length > SLAB_BYTES ? 0 : p;
+  return out;
 }
 
 /**
