@@ -445,8 +445,8 @@ export class StreamHub {
   }
 
   /**
-   * How long commits are gathered into one fan-out. Each fan-out costs one response per woken stream
-   * (framing, a socket write) however few records it carries: with many streams, at most one fan-out
+   * How long streams with queued records wait to be woken together. Each wake costs one response
+   * (framing, a socket write) however few records it carries: with many streams, at most one wake
    * per subscribers/20 ms (1,000 streams: 50 ms; one stream: none). When the process is saturated
    * (event-loop utilization above 1/2, as under a burst with many tails), the window widens up to
    * 250 ms, so fan-out work grows with the number of streams rather than with the commit rate and

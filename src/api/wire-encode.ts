@@ -18,6 +18,8 @@
 // written in front of it, so one pass over the row suffices (no size pass, no size bookkeeping).
 // Fields therefore appear in this file in reverse field order.
 
+import type { StoredLogRow } from '../store/log-reader.js';
+
 /**
  * Struct/ListValue levels an API response carries in `context_snapshot` (the context itself is level
  * 1). Each level is two or three nested protobuf messages, and common decoders stop at 100 nested
@@ -28,21 +30,8 @@
 export const MAX_CONTEXT_LEVELS = 32;
 export const TRUNCATED_VALUE = `[truncated: nested deeper than ${MAX_CONTEXT_LEVELS} levels]`;
 
-/** The row fields a record is made of (StoredLogRow has them). */
-export interface EncodableRow {
-  readonly id: string;
-  readonly seq: number;
-  readonly traceId: string;
-  readonly timestampUs: number;
-  readonly level: string;
-  readonly source: string;
-  readonly intent: string;
-  readonly message: string;
-  readonly context: unknown;
-  readonly teamId: string;
-  readonly subject: string;
-  readonly receivedAtUs: number;
-}
+/** The row fields a record is made of: a stored row, its context any parsed JSON value. */
+export type EncodableRow = Omit<StoredLogRow, 'context' | 'approxBytes'> & { readonly context: unknown };
 
 // Records are written into slabs, each record backwards from where the previous one began, and handed
 // out as views of their slab: no copy. A slab lives as long as any record in it (like Buffer's own
