@@ -10,10 +10,10 @@ import { encodeCursor } from '../../src/api/cursor.js';
 import { BatchWriter } from '../../src/store/batch-writer.js';
 import { openDatabase, type Database } from '../../src/store/database.js';
 import type { LogRow } from '../../src/domain/types.js';
-import type { LogRecord } from '../../src/gen/mycelis/memory/v1/memory.js';
+import type { LogFilter, LogRecord } from '../../src/gen/mycelis/memory/v1/memory.js';
 import { waitFor } from '../helpers/wait.js';
 import { makeRow } from './store-rows.js';
-import { logger, metricValue, openEnv, startApi, StreamCollector, type Env } from './api-harness.js';
+import { logger, openEnv, startApi, StreamCollector, type Api, type Env } from './api-harness.js';
 
 const HUB_ROWS = 'mycelis_memory_api_stream_hub_rows_total';
 
@@ -39,6 +39,16 @@ function variedRow(i: number, source: string): LogRow {
 const deliveredSeqs = (s: StreamCollector): number[] => s.records.map((r) => r.seq);
 const recordsOf = (s: StreamCollector): LogRecord[] => s.responses.flatMap((r) => r.records);
 
+/** Live streams from the current head (one per filter; none = one unfiltered), each answered once. */
+async function liveFromHead(api: Api): Promise<{ start: number; streams: [StreamCollector] }>;
+async function liveFromHead(api: Api, a: LogFilter, b: LogFilter): Promise<{ start: number; streams: [StreamCollector, StreamCollector] }>;
+async function liveFromHead(api: Api, ...filters: LogFilter[]): Promise<{ start: number; streams: StreamCollector[] }> {
+  const start = await api.core.logReader.maxSeq();
+  const streams = (filters.length > 0 ? filters : [undefined]).map((filter) => new StreamCollector(api.client, { afterCursor: encodeCursor(start), ...(filter ? { filter } : {}) }));
+  await waitFor('streams open', () => streams.every((s) => s.responses.length > 0));
+  return { start, streams };
+}
+
 describe('api: StreamLogs live rows from the writer, and from the database', { timeout: 300_000 }, () => {
   let env: Env;
   before(async () => {
@@ -51,9 +61,7 @@ describe('api: StreamLogs live rows from the writer, and from the database', { t
   it('records handed over from memory equal the same records read back from the database', async () => {
     const api = await startApi(env, { KEEPALIVE_INTERVAL: '1s' });
     try {
-      const start = await api.core.logReader.maxSeq();
-      const live = new StreamCollector(api.client, { afterCursor: encodeCursor(start) });
-      await waitFor('stream open', () => live.responses.length > 0);
+      const { start, streams: [live] } = await liveFromHead(api);
       const before = await hubRows();
       const written: LogRow[] = [];
       for (let b = 0; b < 8; b++) {
@@ -88,9 +96,7 @@ describe('api: StreamLogs live rows from the writer, and from the database', { t
   it('a record whose context is nested 64 deep (the ingest limit) reaches a gRPC client, cut at 32 levels', async () => {
     const api = await startApi(env, { KEEPALIVE_INTERVAL: '1s' });
     try {
-      const start = await api.core.logReader.maxSeq();
-      const live = new StreamCollector(api.client, { afterCursor: encodeCursor(start) });
-      await waitFor('stream open', () => live.responses.length > 0);
+      const { start, streams: [live] } = await liveFromHead(api);
       let deep: unknown = 'bottom';
       for (let i = 0; i < 63; i++) deep = { [`k${i}`]: deep };
       const res = await env.writer.write({ rows: [makeRow({ context: JSON.stringify({ deep }) }), makeRow({ message: 'after the deep one' })], rejects: [], registry: [] });
@@ -116,10 +122,8 @@ describe('api: StreamLogs live rows from the writer, and from the database', { t
       // A replica: its own pool and writer; its commits reach this hub only through LISTEN/NOTIFY.
       other = await openDatabase({ kind: 'postgres', url: env.tdb.url, redactedUrl: env.tdb.url, sslMode: undefined, poolMax: 4, embeddedDataDir: '' }, logger);
       const replica = new BatchWriter(other, logger);
-      const start = await api.core.logReader.maxSeq();
-      const all = new StreamCollector(api.client, { afterCursor: encodeCursor(start) });
-      const onlyA = new StreamCollector(api.client, { afterCursor: encodeCursor(start), filter: { agentIds: ['replica-a'], teamIds: [], levels: [], intents: [], traceId: '' } });
-      await waitFor('streams open', () => all.responses.length > 0 && onlyA.responses.length > 0);
+      const everything: LogFilter = { agentIds: [], teamIds: [], levels: [], intents: [], traceId: '' };
+      const { start, streams: [all, onlyA] } = await liveFromHead(api, everything, { ...everything, agentIds: ['replica-a'] });
       const before = await hubRows();
       const write = async (w: BatchWriter, source: string): Promise<void> => {
         for (let b = 0; b < 40; b++) {
