@@ -10,7 +10,7 @@ import pg from 'pg';
 import { connect, type NatsConnection } from 'nats';
 import { startService } from '../helpers/service.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
-import { SHARED_NATS_URL, deleteStreamQuietly, uniqueNatsNames } from '../helpers/nats.js';
+import { SHARED_NATS_URL, dropStreamAndClose, uniqueNatsNames } from '../helpers/nats.js';
 import { waitFor } from '../helpers/wait.js';
 import { assertionPool, consumerDrained, countOf, publishTraffic, serviceEnv } from './fault-helpers.js';
 
@@ -37,10 +37,7 @@ describe('fault: SIGKILL x3 during 50,000 events', { timeout: 240_000 }, () => {
     nc = await connect({ servers: SHARED_NATS_URL });
   });
   after(async () => {
-    if (nc) {
-      await deleteStreamQuietly(nc, names.stream);
-      await nc.close();
-    }
+    await dropStreamAndClose(nc, names.stream);
     await crashPool?.end();
     await cleanPool?.end();
     await crashDb?.drop();

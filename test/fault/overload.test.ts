@@ -25,7 +25,7 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import { MemoryServiceClient } from '../../src/gen/mycelis/memory/v1/memory.js';
 import { startService, type ServiceProcess } from '../helpers/service.js';
 import { startPrivatePostgres, type PrivatePostgres } from '../helpers/private-pg.js';
-import { SHARED_NATS_URL, deleteStreamQuietly, uniqueNatsNames } from '../helpers/nats.js';
+import { SHARED_NATS_URL, dropStreamAndClose, uniqueNatsNames } from '../helpers/nats.js';
 import { waitFor } from '../helpers/wait.js';
 import { StreamCollector } from '../integration/api-harness.js';
 import { ConnectStream, client as connectClient } from '../integration/connect-harness.js';
@@ -61,10 +61,7 @@ describe('fault: overload', { timeout: 150_000 }, () => {
     grpcClient?.close();
     if (svc && svc.child.exitCode !== null) console.error(`service exited ${svc.child.exitCode}:\n${svc.output.slice(-30).join('\n')}`);
     await svc?.stop();
-    if (nc) {
-      await deleteStreamQuietly(nc, names.stream);
-      await nc.close();
-    }
+    await dropStreamAndClose(nc, names.stream);
     await pool?.end();
     await pgp?.destroy();
   });

@@ -13,7 +13,7 @@ import { service as healthService } from 'grpc-health-check';
 import { MemoryServiceClient } from '../../src/gen/mycelis/memory/v1/memory.js';
 import { startService, type ServiceProcess } from '../helpers/service.js';
 import { startPrivatePostgres, type PrivatePostgres } from '../helpers/private-pg.js';
-import { SHARED_NATS_URL, deleteStreamQuietly, uniqueNatsNames } from '../helpers/nats.js';
+import { SHARED_NATS_URL, dropStreamAndClose, uniqueNatsNames } from '../helpers/nats.js';
 import { waitFor } from '../helpers/wait.js';
 import { StreamCollector } from '../integration/api-harness.js';
 import { textEnvelope } from '../integration/ingest-harness.js';
@@ -51,10 +51,7 @@ describe('fault: PostgreSQL outage of 30 s mid-ingest', { timeout: 150_000 }, ()
     client?.close();
     health?.close();
     await svc?.stop();
-    if (nc) {
-      await deleteStreamQuietly(nc, names.stream);
-      await nc.close();
-    }
+    await dropStreamAndClose(nc, names.stream);
     await pool?.end();
     await pgp?.destroy();
   });

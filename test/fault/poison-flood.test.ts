@@ -12,7 +12,7 @@ import { MessageType, MsgEnvelope } from '../../src/gen/mycelis/swarm/v1/swarm.j
 import { MemoryServiceClient } from '../../src/gen/mycelis/memory/v1/memory.js';
 import { startService, type ServiceProcess } from '../helpers/service.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
-import { SHARED_NATS_URL, deleteStreamQuietly, uniqueNatsNames } from '../helpers/nats.js';
+import { SHARED_NATS_URL, dropStreamAndClose, uniqueNatsNames } from '../helpers/nats.js';
 import { runCli } from '../helpers/cli.js';
 import { waitFor } from '../helpers/wait.js';
 import { prng } from '../integration/ingest-harness.js';
@@ -118,10 +118,7 @@ describe('fault: poison flood', { timeout: 240_000 }, () => {
   });
   after(async () => {
     await svc?.stop();
-    if (nc) {
-      await deleteStreamQuietly(nc, names.stream);
-      await nc.close();
-    }
+    await dropStreamAndClose(nc, names.stream);
     await pool?.end();
     await tdb?.drop();
   });

@@ -7,7 +7,7 @@ import type pg from 'pg';
 import { connect, type NatsConnection } from 'nats';
 import { Retention } from '../../src/store/retention.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
-import { SHARED_NATS_URL, deleteStreamQuietly, uniqueNatsNames } from '../helpers/nats.js';
+import { SHARED_NATS_URL, dropStreamAndClose, uniqueNatsNames } from '../helpers/nats.js';
 import { waitFor } from '../helpers/wait.js';
 import { silentLogger, startHarness, type Harness } from '../integration/ingest-harness.js';
 import { countOf, publishTraffic } from './fault-helpers.js';
@@ -40,10 +40,7 @@ describe('fault: retention under full-rate ingest', { timeout: 120_000 }, () => 
   });
   after(async () => {
     await h?.close();
-    if (nc) {
-      await deleteStreamQuietly(nc, names.stream);
-      await nc.close();
-    }
+    await dropStreamAndClose(nc, names.stream);
     await tdb?.drop();
   });
 

@@ -10,7 +10,7 @@ import * as grpc from '@grpc/grpc-js';
 import { MemoryServiceClient } from '../../src/gen/mycelis/memory/v1/memory.js';
 import { startService, type ServiceProcess } from '../helpers/service.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
-import { SHARED_NATS_URL, deleteStreamQuietly, uniqueNatsNames } from '../helpers/nats.js';
+import { SHARED_NATS_URL, dropStreamAndClose, uniqueNatsNames } from '../helpers/nats.js';
 import { waitFor } from '../helpers/wait.js';
 import { StreamCollector } from '../integration/api-harness.js';
 import { textEnvelope } from '../integration/ingest-harness.js';
@@ -39,10 +39,7 @@ describe('fault: two replicas, one SIGKILLed halfway', { timeout: 240_000 }, () 
   after(async () => {
     for (const c of clients) c.close();
     for (const s of services) await s.stop();
-    if (nc) {
-      await deleteStreamQuietly(nc, names.stream);
-      await nc.close();
-    }
+    await dropStreamAndClose(nc, names.stream);
     await pool?.end();
     await tdb?.drop();
   });

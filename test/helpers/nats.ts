@@ -31,6 +31,13 @@ export function uniqueNatsNames(label: string): NatsNames {
   return { stream: `T_${clean}_${hex}`, consumer: `c_${clean}_${hex}`, prefix: `t${hex}` };
 }
 
+/** A test's teardown: its private stream deleted (if the connection was made), then the connection closed. */
+export async function dropStreamAndClose(nc: NatsConnection | undefined, stream: string): Promise<void> {
+  if (!nc) return;
+  await deleteStreamQuietly(nc, stream);
+  await nc.close();
+}
+
 export async function deleteStreamQuietly(nc: NatsConnection, stream: string): Promise<void> {
   try {
     const jsm = await nc.jetstreamManager();
