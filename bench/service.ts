@@ -16,8 +16,12 @@ export interface BenchService {
   stop(): Promise<void>;
 }
 
-export async function startBenchService(env: Record<string, string>, nodeFlags: string[] = [], timeoutMs = 60_000): Promise<BenchService> {
-  const cli = join(ROOT, 'dist', 'src', 'cli.js');
+export async function startBenchService(
+  env: Record<string, string>,
+  nodeFlags: string[] = [],
+  timeoutMs = 60_000,
+  cli = join(ROOT, 'dist', 'src', 'cli.js'),
+): Promise<BenchService> {
   if (!existsSync(cli)) throw new Error(`${cli} missing: run npm run build first`);
   const grpcPort = await freePort();
   const httpPort = await freePort();

@@ -9,6 +9,7 @@ import { BinaryReader } from '@bufbuild/protobuf/wire';
 import type { Timestamp } from '../gen/google/protobuf/timestamp.js';
 import { LogEntry, MsgEnvelope } from '../gen/mycelis/swarm/v1/swarm.js';
 import { LOG_ENTRY_TYPE, MSG_ENVELOPE_TYPE, swarmDescriptors } from './descriptors.js';
+import { flat } from './flat.js';
 import { deriveRowId } from './identity.js';
 import { envelopeToJson, logEntryToJson, MAX_STRUCT_DEPTH, TooDeepError } from './proto-json.js';
 import { clean, uncounted } from './sanitize.js';
@@ -447,14 +448,15 @@ function buildRow(msg: IncomingMessage, subject: string, context: string, f: Fac
     serverTimeUs: msg.serverTimeUs,
   });
   const row: LogRow = {
-    id,
+    // Held until the batch commits: one flat string each, not a tree of pieces (flat.ts).
+    id: flat(id),
     traceId: clean(f.traceId, quiet),
     timestampUs,
     level: f.level,
     source,
     intent: clean(f.intent, quiet),
     message,
-    context,
+    context: flat(context),
     teamId: eventTeam !== '' ? eventTeam : fromSubject.team,
     subject,
     receivedAtUs: msg.receivedAtUs,

@@ -66,7 +66,9 @@ interface MutableBatch {
   rows: LogRow[];
   rejects: RejectRow[];
   registry: RegistryEvent[];
-  origins: Map<string, RowOrigin>;
+  /** rows[i] came from rowSources[i]: its original bytes, for a row PostgreSQL rejects. */
+  rowSources: IncomingMessage[];
+  originOf: (index: number) => RowOrigin | undefined;
 }
 
 interface Prepared {
@@ -225,7 +227,12 @@ export class IngestPipeline {
   }
 
   private prepare(msgs: PendingMessage[]): Prepared {
-    const batch: MutableBatch = { rows: [], rejects: [], registry: [], origins: new Map() };
+    const rowSources: IncomingMessage[] = [];
+    const originOf = (i: number): RowOrigin | undefined => {
+      const m = rowSources[i];
+      return m && { payload: m.data, headers: headersRecord(m.headers), streamSeq: m.streamSeq };
+    };
+    const batch: MutableBatch = { rows: [], rejects: [], registry: [], rowSources, originOf };
     let excluded = 0;
     let stripped = 0;
     const rejectReasons = new Map<RejectReason, number>();
@@ -242,7 +249,7 @@ export class IngestPipeline {
         if (r.ok) {
           batch.rows.push(r.row);
           // Kept so a row PostgreSQL rejects is dead-lettered with its original bytes.
-          batch.origins.set(r.row.id, { payload: incoming.data, headers: headersRecord(incoming.headers), streamSeq: incoming.streamSeq });
+          batch.rowSources.push(incoming);
           if (r.registry) batch.registry.push(r.registry);
           stripped += r.stripped;
           continue;

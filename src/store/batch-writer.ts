@@ -42,8 +42,12 @@ export interface WriteBatch {
   readonly rows: readonly LogRow[];
   readonly rejects: readonly RejectRow[];
   readonly registry: readonly RegistryEvent[];
-  /** Optional, by row id: the raw message of each row (for db_rejected dead letters). */
-  readonly origins?: ReadonlyMap<string, RowOrigin>;
+  /**
+   * Optional: the raw message of rows[index] (for db_rejected dead letters). A lookup, not a map built
+   * per batch: it is needed only when PostgreSQL rejects a row, and a per-row entry would be held
+   * across every commit.
+   */
+  readonly originOf?: (index: number) => RowOrigin | undefined;
 }
 
 /**
@@ -370,7 +374,7 @@ export class BatchWriter {
       await client.query('ROLLBACK TO SAVEPOINT part');
       await client.query('RELEASE SAVEPOINT part');
       if (to - from === 1) {
-        out.dbRejected.push(this.rejectFor(batch, batch.rows[from]!, err));
+        out.dbRejected.push(this.rejectFor(batch, from, err));
         return;
       }
     }
@@ -379,8 +383,9 @@ export class BatchWriter {
     await this.bisect(client, batch, firstSeq, mid, to, out);
   }
 
-  private rejectFor(batch: WriteBatch, row: LogRow, err: unknown): RejectRow {
-    const origin = batch.origins?.get(row.id);
+  private rejectFor(batch: WriteBatch, index: number, err: unknown): RejectRow {
+    const row = batch.rows[index]!;
+    const origin = batch.originOf?.(index);
     const state = sqlstateOf(err);
     this.log.warn({ rowId: row.id, subject: row.subject, sqlstate: state, err: (err as Error).message }, 'row rejected by PostgreSQL; dead-lettered');
     return {
@@ -397,17 +402,27 @@ export class BatchWriter {
   }
 
   private async copyRows(client: pg.PoolClient, rows: readonly LogRow[], firstSeq: number): Promise<void> {
-    const parts: string[] = new Array<string>(rows.length);
+    // Each row's line goes straight into one buffer (no per-row strings kept for a final join); the
+    // buffer grows by doubling when a line might not fit (UTF-8: at most 3 bytes per UTF-16 unit).
+    let buf = Buffer.allocUnsafe(Math.max(64 * 1024, rows.length * 1024));
+    let at = 0;
     for (let i = 0; i < rows.length; i++) {
       const r = rows[i]!;
-      parts[i] =
+      const line =
         // id (a UUID) and level (one of the Level names) never contain COPY specials.
         `${r.id}\t${firstSeq + i}\t${copyEscape(r.traceId)}\t${tsText(r.timestampUs)}\t${r.level}\t` +
         `${copyEscape(r.source)}\t${copyEscape(r.intent)}\t${copyEscape(r.message)}\t${copyEscape(r.context)}\t` +
         `${copyEscape(r.teamId)}\t${copyEscape(r.subject)}\t${tsText(r.receivedAtUs)}\n`;
+      const need = at + line.length * 3;
+      if (need > buf.length) {
+        const grown = Buffer.allocUnsafe(Math.max(need, buf.length * 2));
+        buf.copy(grown, 0, 0, at);
+        buf = grown;
+      }
+      at += buf.write(line, at);
     }
     const stream = client.query(copyFrom(COPY_SQL));
-    stream.end(Buffer.from(parts.join(''), 'utf8'));
+    stream.end(buf.subarray(0, at));
     await finished(stream);
   }
 

@@ -111,7 +111,7 @@ describe('store: batch writer (PostgreSQL)', () => {
         rows,
         rejects: [makeReject()],
         registry: [],
-        origins: new Map([[tooBig.id, origin]]),
+        originOf: (i) => (rows[i] === tooBig ? origin : undefined),
       });
       assert.equal(r.rowsPath, 'bisect');
       assert.equal(r.inserted, 40);
