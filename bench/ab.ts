@@ -3,9 +3,9 @@
 // One prefilled stream; the service drains it into a fresh database again and again, alternating
 // two variants (A B A B ...). A variant is a built service (`--a-dist <dir>` holding src/cli.js; default
 // ./dist; keep it inside the project so its imports resolve), node flags (`--a-flags="<flags>"`) and
-// environment (`--a-env "K=V K=V"`). Prints, per round and as medians, the drain rate and
-// the CPU per event of the service's Node process, its PostgreSQL backends and nats-server, and the
-// ratio B/A of each. Build B into ./dist (npm run build) and copy the old build aside for A.
+// environment (`--a-env "K=V K=V"`), and SQL run on its database after the migrations (`--a-sql`). Prints, per round and as medians, the drain rate and
+// the CPU per event of the service's Node process, its PostgreSQL backends and nats-server, the
+// service's peak RSS, and the ratio B/A of each. Build B into ./dist (npm run build) and copy the old build aside for A.
 //
 //   tsx bench/ab.ts --a-dist /tmp/dist-before --rounds 3 --events 100000
 //   tsx bench/ab.ts --b-flags="--max-semi-space-size=32"
@@ -19,7 +19,7 @@ import { migrate } from '../src/store/migrate.js';
 import { startPrivateNats } from '../test/helpers/nats.js';
 import { createTestDatabase } from '../test/helpers/pg.js';
 import { ROOT } from '../test/helpers/service.js';
-import { buildMessages, CpuTracker, fmt, nowMs, publishAll, until } from './lib.js';
+import { buildMessages, CpuTracker, fmt, nowMs, publishAll, RssMonitor, until } from './lib.js';
 import { startBenchService } from './service.js';
 
 const { values: flags } = parseArgs({
@@ -30,6 +30,8 @@ const { values: flags } = parseArgs({
     'b-flags': { type: 'string', default: '' },
     'a-env': { type: 'string', default: '' },
     'b-env': { type: 'string', default: '' },
+    'a-sql': { type: 'string', default: '' },
+    'b-sql': { type: 'string', default: '' },
     rounds: { type: 'string', default: '3' },
     events: { type: 'string', default: '100000' },
     'batch-size': { type: 'string' },
@@ -40,8 +42,8 @@ const rounds = Number(flags.rounds);
 const split = (s: string): string[] => s.split(' ').filter((f) => f !== '');
 const envOf = (s: string): Record<string, string> => Object.fromEntries(split(s).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 const variants = {
-  A: { cli: join(resolve(flags['a-dist']), 'src', 'cli.js'), flags: split(flags['a-flags']), env: envOf(flags['a-env']) },
-  B: { cli: join(resolve(flags['b-dist']), 'src', 'cli.js'), flags: split(flags['b-flags']), env: envOf(flags['b-env']) },
+  A: { cli: join(resolve(flags['a-dist']), 'src', 'cli.js'), flags: split(flags['a-flags']), env: envOf(flags['a-env']), sql: flags['a-sql'] },
+  B: { cli: join(resolve(flags['b-dist']), 'src', 'cli.js'), flags: split(flags['b-flags']), env: envOf(flags['b-env']), sql: flags['b-sql'] },
 };
 const log = (msg: string): void => void process.stderr.write(`[ab ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
@@ -49,6 +51,7 @@ interface Round {
   variant: 'A' | 'B';
   eventsPerSec: number;
   usPerEvent: Record<string, number>;
+  peakRssMb: number;
 }
 
 const nats = await startPrivateNats();
@@ -68,6 +71,7 @@ try {
     try {
       const pool = new pg.Pool({ connectionString: db.url, max: 1 });
       await migrate(pool, createLogger('error'));
+      if (v.sql !== '') await pool.query(v.sql);
       await pool.end();
       const svc = await startBenchService(
         { ...db.env, NATS_URL: nats.url, STREAM_NAME: stream, CONSUMER_NAME: `ab_${r}`, LOG_LEVEL: 'info', ...(flags['batch-size'] ? { INGEST_BATCH_SIZE: flags['batch-size'] } : {}), ...v.env },
@@ -75,6 +79,7 @@ try {
         60_000,
         v.cli,
       );
+      const rss = new RssMonitor(svc.pid);
       const cpu = new CpuTracker({
         node: (_cmd, pid) => pid === String(svc.pid),
         postgres: (cmd) => cmd.startsWith('postgres: ') && cmd.includes(` ${db.name} `),
@@ -89,9 +94,10 @@ try {
         const secs = cpu.stop();
         const usPerEvent: Record<string, number> = {};
         for (const [k, s] of Object.entries(secs)) usPerEvent[k] = (s / N) * 1e6;
-        const round: Round = { variant, eventsPerSec: N / ((t1 - t0) / 1000), usPerEvent };
+        const round: Round = { variant, eventsPerSec: N / ((t1 - t0) / 1000), usPerEvent, peakRssMb: rss.peakMb() };
+        rss.stop();
         results.push(round);
-        log(`${variant}: ${fmt(round.eventsPerSec)} events/s, µs/event node ${fmt(usPerEvent['node']!)} pg ${fmt(usPerEvent['postgres']!)} nats ${fmt(usPerEvent['nats']!)}`);
+        log(`${variant}: ${fmt(round.eventsPerSec)} events/s, µs/event node ${fmt(usPerEvent['node']!)} pg ${fmt(usPerEvent['postgres']!)} nats ${fmt(usPerEvent['nats']!)}, peak RSS ${fmt(round.peakRssMb)} MB`);
       } finally {
         await c.end();
         await svc.stop();
@@ -116,6 +122,7 @@ const rows: [string, (r: Round) => number][] = [
   ['node µs/event', (r) => r.usPerEvent['node']!],
   ['pg µs/event', (r) => r.usPerEvent['postgres']!],
   ['nats µs/event', (r) => r.usPerEvent['nats']!],
+  ['peak RSS MB', (r) => r.peakRssMb],
 ];
 process.stdout.write(`A: ${flags['a-dist']} ${flags['a-flags']} ${flags['a-env']}\nB: ${flags['b-dist']} ${flags['b-flags']} ${flags['b-env']}\n`);
 for (const [name, f] of rows) {

@@ -329,7 +329,7 @@ export function loadConfig(env: Env = process.env): Config {
     'silent',
   ] as const);
 
-  const batchSize = parseInteger('INGEST_BATCH_SIZE', str('INGEST_BATCH_SIZE', '2000'), 1, 50_000);
+  const batchSize = parseInteger('INGEST_BATCH_SIZE', str('INGEST_BATCH_SIZE', '5000'), 1, 50_000);
   const maxStreamBytesRaw = str('STREAM_MAX_BYTES', 'unlimited').trim().toLowerCase();
   const streamMaxBytes = maxStreamBytesRaw === 'unlimited' || maxStreamBytesRaw === '-1' ? -1 : parseSize('STREAM_MAX_BYTES', maxStreamBytesRaw);
 
@@ -391,7 +391,7 @@ export function loadConfig(env: Env = process.env): Config {
       tlsKeyFile,
       corsOrigins,
       maxStreams: parseInteger('MAX_STREAMS', str('MAX_STREAMS', '1000'), 1, 1_000_000),
-      streamBuffer: parseInteger('STREAM_BUFFER', str('STREAM_BUFFER', '2000'), 10, 1_000_000),
+      streamBuffer: parseInteger('STREAM_BUFFER', str('STREAM_BUFFER', '10000'), 10, 1_000_000),
       keepaliveMs: duration('KEEPALIVE_INTERVAL', '15s'),
     },
     agentOfflineAfterMs: duration('AGENT_OFFLINE_AFTER', '90s'),

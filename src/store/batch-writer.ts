@@ -108,6 +108,11 @@ const retries = counter('mycelis_memory_store_write_retries_total', 'Batch write
 const COPY_SQL =
   'COPY log_entries (id, seq, trace_id, timestamp, level, source, intent, message, context, team_id, subject, received_at) FROM STDIN';
 
+/** First size of the COPY buffer (about 1,000 typical rows); it grows as batches need. */
+const COPY_BUFFER_BYTES = 1 << 20;
+/** A grown buffer is kept for reuse up to this size (a default batch of 5,000 rows needs about 5 MiB). */
+const COPY_BUFFER_KEEP_BYTES = 16 << 20;
+
 const INSERT_SQL = `
 WITH ins AS (
   INSERT INTO log_entries (id, seq, trace_id, timestamp, level, source, intent, message, context, team_id, subject, received_at)
@@ -188,6 +193,8 @@ export class BatchWriter {
    * can tell its own commits (announced in process, with their rows) from other replicas'.
    */
   readonly instanceId = randomBytes(6).toString('hex');
+  /** COPY text of the last batch, reused (see copyRows). */
+  private copyBuffer: Buffer | null = null;
 
   constructor(
     private readonly db: Database,
@@ -404,7 +411,10 @@ export class BatchWriter {
   private async copyRows(client: pg.PoolClient, rows: readonly LogRow[], firstSeq: number): Promise<void> {
     // Each row's line goes straight into one buffer (no per-row strings kept for a final join); the
     // buffer grows by doubling when a line might not fit (UTF-8: at most 3 bytes per UTF-16 unit).
-    let buf = Buffer.allocUnsafe(Math.max(64 * 1024, rows.length * 1024));
+    // It is reused by the next batch only after a COPY that completed: PostgreSQL answered, so the
+    // socket holds none of it. After a failure the next batch starts a fresh one.
+    let buf = this.copyBuffer ?? Buffer.allocUnsafe(COPY_BUFFER_BYTES);
+    this.copyBuffer = null;
     let at = 0;
     for (let i = 0; i < rows.length; i++) {
       const r = rows[i]!;
@@ -424,6 +434,8 @@ export class BatchWriter {
     const stream = client.query(copyFrom(COPY_SQL));
     stream.end(buf.subarray(0, at));
     await finished(stream);
+    // Kept for the next batch unless one unusually large batch grew it far past the usual size.
+    if (buf.length <= COPY_BUFFER_KEEP_BYTES) this.copyBuffer = buf;
   }
 
   private async insertRows(
