@@ -20,20 +20,24 @@ export function compileSubjectMatcher(patterns: readonly string[]): SubjectMatch
   }
   return (subject) => {
     if (exact.has(subject)) return true;
-    const tokens = subject.split('.');
-    for (const pattern of wild) if (matchTokens(pattern, tokens)) return true;
+    for (const pattern of wild) if (matchTokens(pattern, subject)) return true;
     return false;
   };
 }
 
-function matchTokens(pattern: readonly string[], tokens: readonly string[]): boolean {
+/** Walks the subject's tokens in place (matched per message: no split, no substrings). */
+function matchTokens(pattern: readonly string[], subject: string): boolean {
   const n = pattern.length;
+  let start = 0; // start of the next token; past the end once the last token was taken
   for (let i = 0; i < n; i++) {
-    const p = pattern[i];
-    if (p === '>') return i === n - 1 && tokens.length > i;
-    const t = tokens[i];
-    if (t === undefined || t === '') return false;
-    if (p !== '*' && p !== t) return false;
+    if (start > subject.length) return false; // fewer tokens than the pattern
+    const p = pattern[i]!;
+    if (p === '>') return i === n - 1; // at least one token remains
+    let end = subject.indexOf('.', start);
+    if (end < 0) end = subject.length;
+    if (end === start) return false; // an empty token never matches
+    if (p !== '*' && (end - start !== p.length || !subject.startsWith(p, start))) return false;
+    start = end + 1;
   }
-  return tokens.length === n;
+  return start > subject.length; // no token left over
 }

@@ -102,6 +102,13 @@ describe('compileSubjectMatcher', () => {
     [[], 'a', false],
     [['', '  '], 'a', false],
     [['x.>', 'a.*'], 'a.q', true],
+    [['swarm.log.>'], 'swarm.loga.x', false],
+    [['swarm.log.>'], 'swarm.lo.x', false],
+    [['a.*'], 'a.', false],
+    [['*.*'], 'a.b', true],
+    [['*.*'], 'a', false],
+    [['a.*.c'], 'a.bb.c', true],
+    [['a.*.c'], 'a.bb.cc', false],
   ];
   for (const [patterns, subject, want] of table) {
     it(`${JSON.stringify(patterns)} ${want ? 'matches' : 'does not match'} ${subject}`, () => {
