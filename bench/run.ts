@@ -15,7 +15,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { cpus, freemem, loadavg, totalmem } from 'node:os';
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { connect, RetentionPolicy, StorageType, type NatsConnection } from 'nats';
@@ -429,6 +429,13 @@ async function readPhases(svc: BenchService, db: TestDatabase, mon: RssMonitor):
 // ---------------------------------------------------------------------------------------------
 // Phases 3, 4: a live service; paced publishing; tails.
 
+/** Busy CPU-seconds of the whole machine since boot (/proc/stat: everything but idle and iowait). */
+function hostCpu(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = f;
+  return (user + nice + system + irq + softirq + steal) / 100; // USER_HZ is 100 on Linux
+}
+
 /** CPU of the service, its database backends, nats-server and this bench process (the tails' clients). */
 function liveCpuTracker(svcPid: number, db: TestDatabase, nats: PrivateNats): CpuTracker {
   return new CpuTracker({
@@ -508,12 +515,25 @@ async function livePhases(nats: PrivateNats, nc: NatsConnection): Promise<void> 
   if (readyLine !== 'ready') throw new Error(`latency tail: ${readyLine}`);
   const seqBeforeLatency = await withClient(db.url, (c) => committedSeq(c));
   log(`latency: ${opts.rate}/s for ${opts.duration} s, one tail (own process)`);
+  // Whether the host had room: CPU of each process involved, and of the whole machine, during the phase.
+  const latCpu = new CpuTracker({
+    node: (_cmd, pid) => pid === String(svc.pid),
+    postgres: (cmd) => cmd.startsWith('postgres: ') && cmd.includes(` ${db.name} `),
+    nats: (cmd) => cmd.includes('nats-server') && cmd.includes(nats.storeDir),
+    publisher: (_cmd, pid) => pid === String(process.pid),
+    tail: (_cmd, pid) => pid === String(latTail.pid),
+  });
+  const latHost = hostCpu();
+  const latT0 = nowMs();
   const published = await publishPaced(nc, opts.rate, opts.duration, { ...DATA, seed: 11 });
   const resultLine = nextLine();
   latTail.stdin!.write(`expect ${published}\n`);
   const timeout = setTimeout(() => latTail.stdin!.write('stop\n'), 60_000);
   const latResult = JSON.parse(await resultLine) as { received: number; error: string | null; ms: Summary };
   clearTimeout(timeout);
+  const latCpuSeconds = latCpu.stop();
+  const latHostBusy = hostCpu() - latHost;
+  const latWall = (nowMs() - latT0) / 1000;
   latTail.stdin!.end();
   if (latResult.received < published) log(`latency tail received ${latResult.received} of ${published}`);
   const lat = latResult.ms;
@@ -534,8 +554,11 @@ async function livePhases(nats: PrivateNats, nc: NatsConnection): Promise<void> 
   const latencyMetrics = await svc
     .metrics(['mycelis_memory_store_batch_commit_seconds_bucket', 'mycelis_memory_store_batch_commit_seconds_count', 'mycelis_memory_ingest_batch_size_bucket', 'nodejs_eventloop_lag_p99_seconds', 'nodejs_eventloop_lag_max_seconds', 'nodejs_gc_duration_seconds_sum', 'nodejs_gc_duration_seconds_count'])
     .catch((err: Error) => ({ error: err.message }));
-  results['latency'] = { rate: opts.rate, durationS: opts.duration, published, received: latResult.received, client: 'own process', ms: lat, publishToServiceMs: toService, serviceMetrics: latencyMetrics };
-  log(`latency: p50 ${fmt(lat.p50)} p95 ${fmt(lat.p95)} p99 ${fmt(lat.p99)} ms`);
+  results['latency'] = { rate: opts.rate, durationS: opts.duration, published, received: latResult.received, client: 'own process', ms: lat, publishToServiceMs: toService, serviceMetrics: latencyMetrics,
+    cpuSeconds: latCpuSeconds,
+    // Busy CPU-seconds of the whole machine (every process, ours or not) and what 2 cores offer in that time.
+    host: { busyCpuSeconds: Math.round(latHostBusy * 100) / 100, availableCpuSeconds: Math.round(latWall * cpus().length * 100) / 100 } };
+  log(`latency: p50 ${fmt(lat.p50)} p95 ${fmt(lat.p95)} p99 ${fmt(lat.p99)} ms; CPU s ${JSON.stringify(latCpuSeconds)}; host busy ${fmt(latHostBusy)} of ${fmt(latWall * cpus().length)} CPU-s`);
 
   // 4a. Burst ingest rate without tails.
   mon.reset();
