@@ -66,9 +66,10 @@ interface MutableBatch {
   rows: LogRow[];
   rejects: RejectRow[];
   registry: RegistryEvent[];
-  /** rows[i] came from rowSources[i]: its original bytes, for a row PostgreSQL rejects. */
-  rowSources: IncomingMessage[];
+  /** The original message of rows[i], for a row PostgreSQL rejects. */
   originOf: (index: number) => RowOrigin | undefined;
+  /** registry[k] came from rows[registryRows[k]]. */
+  registryRows: number[];
 }
 
 interface Prepared {
@@ -232,7 +233,7 @@ export class IngestPipeline {
       const m = rowSources[i];
       return m && { payload: m.data, headers: headersRecord(m.headers), streamSeq: m.streamSeq };
     };
-    const batch: MutableBatch = { rows: [], rejects: [], registry: [], rowSources, originOf };
+    const batch: MutableBatch = { rows: [], rejects: [], registry: [], originOf, registryRows: [] };
     let excluded = 0;
     let stripped = 0;
     const rejectReasons = new Map<RejectReason, number>();
@@ -249,8 +250,11 @@ export class IngestPipeline {
         if (r.ok) {
           batch.rows.push(r.row);
           // Kept so a row PostgreSQL rejects is dead-lettered with its original bytes.
-          batch.rowSources.push(incoming);
-          if (r.registry) batch.registry.push(r.registry);
+          rowSources.push(incoming);
+          if (r.registry) {
+            batch.registry.push(r.registry);
+            batch.registryRows.push(batch.rows.length - 1);
+          }
           stripped += r.stripped;
           continue;
         }

@@ -48,6 +48,11 @@ export interface WriteBatch {
    * across every commit.
    */
   readonly originOf?: (index: number) => RowOrigin | undefined;
+  /**
+   * Optional: registry[k] was derived from rows[registryRows[k]]. A row PostgreSQL rejects is
+   * dead-lettered and takes its registry event with it (without this, every event is folded).
+   */
+  readonly registryRows?: readonly number[];
 }
 
 /**
@@ -103,6 +108,7 @@ const rowsDuplicate = counter('mycelis_memory_store_rows_duplicate_total', 'Log 
 const rejectsWritten = counter('mycelis_memory_store_rejects_total', 'Dead letters written, by reason', ['reason']);
 const batchPaths = counter('mycelis_memory_store_batches_total', 'Committed batches, by row write path', ['path']);
 const commitSeconds = histogram('mycelis_memory_store_batch_commit_seconds', 'Time to commit one batch (one attempt)');
+const registrySkipped = counter('mycelis_memory_store_registry_rejected_total', 'Agent states PostgreSQL rejected (the rows were stored or dead-lettered; the registry skipped that agent)');
 const retries = counter('mycelis_memory_store_write_retries_total', 'Batch write attempts retried after a transient error');
 
 const COPY_SQL =
@@ -175,8 +181,18 @@ interface RowsOutcome {
   firstSeq: number;
   lastSeq: number;
   dbRejected: RejectRow[];
+  /** Indexes in batch.rows of the rows in dbRejected. */
+  rejectedIndexes: number[];
   path: RowsPath;
   committed?: CommittedRows;
+}
+
+/** The batch's registry events without those derived from rows PostgreSQL rejected. */
+function registryOfStoredRows(batch: WriteBatch, rejectedIndexes: readonly number[]): readonly RegistryEvent[] {
+  const from = batch.registryRows;
+  if (rejectedIndexes.length === 0 || from === undefined) return batch.registry;
+  const rejected = new Set(rejectedIndexes);
+  return batch.registry.filter((_, k) => !rejected.has(from[k]!));
 }
 
 /** '{1,2,3}' (PostgreSQL's text form of a bigint[]) -> numbers. */
@@ -257,10 +273,11 @@ export class BatchWriter {
       const rows: RowsOutcome =
         batch.rows.length > 0
           ? await this.writeRows(client, batch)
-          : { inserted: 0, duplicates: 0, firstSeq: 0, lastSeq: 0, dbRejected: [], path: 'none' };
+          : { inserted: 0, duplicates: 0, firstSeq: 0, lastSeq: 0, dbRejected: [], rejectedIndexes: [], path: 'none' };
       const rejects = rows.dbRejected.length > 0 ? [...batch.rejects, ...rows.dbRejected] : batch.rejects;
       if (rejects.length > 0) await this.writeRejects(client, rejects);
-      const agentsUpdated = batch.registry.length > 0 ? await this.writeRegistry(client, batch.registry) : 0;
+      const registry = registryOfStoredRows(batch, rows.rejectedIndexes);
+      const agentsUpdated = registry.length > 0 ? await this.writeRegistry(client, registry) : 0;
       if (rows.inserted > 0 && this.db.kind === 'postgres') {
         await client.query('SELECT pg_notify($1, $2)', [COMMITS_CHANNEL, `${rows.firstSeq}:${rows.lastSeq}:${this.instanceId}`]);
       }
@@ -323,7 +340,7 @@ export class BatchWriter {
         await client.query('RELEASE SAVEPOINT rows');
         const seqs = new Array<number>(n);
         for (let i = 0; i < n; i++) seqs[i] = firstSeq + i;
-        return { inserted: n, duplicates: 0, firstSeq, lastSeq, dbRejected: [], path: 'copy', committed: inserted(seqs) };
+        return { inserted: n, duplicates: 0, firstSeq, lastSeq, dbRejected: [], rejectedIndexes: [], path: 'copy', committed: inserted(seqs) };
       } catch (err) {
         const state = sqlstateOf(err);
         if (state !== '23505' && !isDataError(err)) throw err;
@@ -333,7 +350,7 @@ export class BatchWriter {
           try {
             const { seqs, ...r } = await this.insertRows(client, rows, firstSeq, 0, n);
             await client.query('RELEASE SAVEPOINT rows');
-            return { ...r, dbRejected: [], path: 'duplicate_fallback', committed: inserted(seqs) };
+            return { ...r, dbRejected: [], rejectedIndexes: [], path: 'duplicate_fallback', committed: inserted(seqs) };
           } catch (err2) {
             if (!isDataError(err2)) throw err2;
             await client.query('ROLLBACK TO SAVEPOINT rows');
@@ -344,14 +361,14 @@ export class BatchWriter {
       try {
         const { seqs, ...r } = await this.insertRows(client, rows, firstSeq, 0, n);
         await client.query('RELEASE SAVEPOINT rows');
-        return { ...r, dbRejected: [], path: 'insert', committed: inserted(seqs) };
+        return { ...r, dbRejected: [], rejectedIndexes: [], path: 'insert', committed: inserted(seqs) };
       } catch (err) {
         if (!isDataError(err)) throw err;
         await client.query('ROLLBACK TO SAVEPOINT rows');
       }
     }
     // Some row is unacceptable to PostgreSQL: bisect under savepoints, dead-letter only the offenders.
-    const out: RowsOutcome = { inserted: 0, duplicates: 0, firstSeq: 0, lastSeq: 0, dbRejected: [], path: 'bisect' };
+    const out: RowsOutcome = { inserted: 0, duplicates: 0, firstSeq: 0, lastSeq: 0, dbRejected: [], rejectedIndexes: [], path: 'bisect' };
     await this.bisect(client, batch, firstSeq, 0, n, out);
     await client.query('RELEASE SAVEPOINT rows');
     return out;
@@ -382,6 +399,7 @@ export class BatchWriter {
       await client.query('RELEASE SAVEPOINT part');
       if (to - from === 1) {
         out.dbRejected.push(this.rejectFor(batch, from, err));
+        out.rejectedIndexes.push(from);
         return;
       }
     }
@@ -546,6 +564,39 @@ export class BatchWriter {
     // Unchanged agents (an old event that moved nothing) are not rewritten.
     const changed = next.filter((s) => stored.get(s.agentId) !== s);
     if (changed.length === 0) return 0;
+    return this.upsertStates(client, changed);
+  }
+
+  /**
+   * One upsert for all states. A state PostgreSQL cannot hold (e.g. an agent id too long for the
+   * primary key's btree, 54000) must not fail the batch - its rows are committed or dead-lettered
+   * already: on a data error the states are split under savepoints and only the offenders are
+   * skipped (logged, counted). Returns how many states were written.
+   */
+  private async upsertStates(client: pg.PoolClient, states: readonly AgentState[]): Promise<number> {
+    await client.query('SAVEPOINT registry');
+    try {
+      await this.upsertStatement(client, states);
+      await client.query('RELEASE SAVEPOINT registry');
+      return states.length;
+    } catch (err) {
+      if (!isDataError(err)) throw err;
+      await client.query('ROLLBACK TO SAVEPOINT registry');
+      await client.query('RELEASE SAVEPOINT registry');
+      if (states.length === 1) {
+        registrySkipped.inc();
+        this.log.warn(
+          { agentId: states[0]!.agentId.slice(0, 200), sqlstate: sqlstateOf(err), err: (err as Error).message },
+          'agent state rejected by PostgreSQL; registry not updated for this agent',
+        );
+        return 0;
+      }
+    }
+    const mid = Math.ceil(states.length / 2);
+    return (await this.upsertStates(client, states.slice(0, mid))) + (await this.upsertStates(client, states.slice(mid)));
+  }
+
+  private async upsertStatement(client: pg.PoolClient, changed: readonly AgentState[]): Promise<void> {
     const k = changed.length;
     const ids = new Array<string>(k);
     const teams = new Array<string>(k);
@@ -583,6 +634,5 @@ export class BatchWriter {
       ids, teams, statuses, lastSeen, metas, errors, statusAt, statusSeq,
       statusSetAt, statusSetSeq, teamAt, teamSeq, errorAt, errorSeq,
     ]);
-    return k;
   }
 }

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { connect, StorageType, type NatsConnection } from 'nats';
+import { randomBytes } from 'node:crypto';
+import { connect, headers as natsHeaders, StorageType, type NatsConnection } from 'nats';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
 import { startPrivateNats, type PrivateNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/wait.js';
@@ -172,6 +173,38 @@ describe('JetStream ingest', () => {
     // Raw bytes are kept for replay.
     const sample = await h.sql.query(`SELECT payload FROM ingest_rejects WHERE subject = $1 ORDER BY stream_seq LIMIT 1`, [subject]);
     assert.ok((sample.rows[0] as { payload: Buffer }).payload.length >= 1);
+  });
+
+  it('dead-letters a row PostgreSQL rejects with its own original bytes, headers and stream position, committing its neighbours', async () => {
+    const subject = 'swarm.agent.oversize.output';
+    const rnd = prng(20261127);
+    // Invalid and excluded messages ahead of it in the same batch: they make no row, so a row's
+    // original message is not at the row's index among the delivered messages.
+    for (let i = 0; i < 20; i++) {
+      pub.publish(subject, Uint8Array.from({ length: 40 }, () => Math.floor(rnd() * 256)));
+      pub.publish('swarm.council.architect.request', textEnvelope(`skip-${i}`, 'architect', 'x'));
+      pub.publish(subject, textEnvelope(`before-${i}`, 'oversize-neighbour', `before ${i}`));
+    }
+    // 54000: an index row over btree's limit (an incompressible agent id, indexed by idx_logs_source).
+    const bad = textEnvelope('too-big', randomBytes(6000).toString('base64'), 'rejected by PostgreSQL');
+    const hdrs = natsHeaders();
+    hdrs.set('X-Probe', 'oversize');
+    pub.publish(subject, bad, { headers: hdrs });
+    for (let i = 0; i < 20; i++) pub.publish(subject, textEnvelope(`after-${i}`, 'oversize-neighbour', `after ${i}`));
+    await settle('oversize');
+    assert.equal(await count(h.sql, `SELECT 1 FROM log_entries WHERE source = 'oversize-neighbour'`), 40);
+    const dl = await h.sql.query<{ payload: Buffer; headers: Record<string, string>; sqlstate: string; stream_seq: string }>(
+      `SELECT payload, headers, sqlstate, stream_seq::text FROM ingest_rejects WHERE reason = 'db_rejected' AND subject = $1`,
+      [subject],
+    );
+    assert.equal(dl.rowCount, 1, 'only the offending row is dead-lettered');
+    const row = dl.rows[0]!;
+    assert.match(row.sqlstate, /^54/);
+    assert.deepEqual(new Uint8Array(row.payload), bad, 'the original bytes of that very message');
+    assert.equal(row.headers['X-Probe'], 'oversize');
+    const jsm = await pub.jetstreamManager();
+    const stored = await jsm.streams.getMessage('SWARM', { seq: Number(row.stream_seq) });
+    assert.deepEqual(stored.data, bad, 'stream_seq points at that message in the stream');
   });
 
   it('refuses an existing stream with other settings, naming each difference', async () => {

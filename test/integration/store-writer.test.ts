@@ -137,6 +137,30 @@ describe('store: batch writer (PostgreSQL)', () => {
     });
   }
 
+  it("leaves a rejected row's agent out of the registry and skips an agent state PostgreSQL cannot hold, committing the rest", async () => {
+    const tag = randomBytes(4).toString('hex');
+    const good = makeRow({ source: `reg-good-${tag}` });
+    // A timestamp PostgreSQL cannot hold: the row is dead-lettered, and so is its registry event.
+    const badRow = makeRow({ source: `reg-badrow-${tag}`, timestampUs: 9.9e18 });
+    const rows = [good, badRow];
+    const registry = [makeEvent({ agentId: good.source }), makeEvent({ agentId: badRow.source }), makeEvent({ agentId: `reg-other-${tag}` })];
+    // An agent id too long for the registry's primary key (54000): only that state is skipped.
+    const hugeAgent = randomBytes(6000).toString('base64');
+    const r = await writer.write({
+      rows,
+      rejects: [],
+      registry: [...registry, makeEvent({ agentId: hugeAgent })],
+      registryRows: [0, 1, 0, 0],
+    });
+    assert.equal(r.inserted, 1);
+    assert.equal(r.rejected, 1);
+    assert.equal(r.agentsUpdated, 2);
+    const agents = await db.pool.query<{ agent_id: string }>('SELECT agent_id FROM agent_registry WHERE agent_id = ANY($1::text[]) ORDER BY 1', [
+      [good.source, badRow.source, `reg-other-${tag}`, hugeAgent],
+    ]);
+    assert.deepEqual(agents.rows.map((x) => x.agent_id), [good.source, `reg-other-${tag}`]);
+  });
+
   it('stores dead letters with raw bytes and headers', async () => {
     const rej = makeReject({ subject: `swarm.dl.${randomBytes(4).toString('hex')}`, reason: 'too_deep' });
     const r = await writer.write({ rows: [], rejects: [rej], registry: [] });
