@@ -12,14 +12,14 @@
 //   tsx bench/ab.ts --b-env "INGEST_BATCH_SIZE=5000"
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { connect, RetentionPolicy, StorageType } from 'nats';
+import { connect } from 'nats';
 import pg from 'pg';
 import { createLogger } from '../src/logger.js';
 import { migrate } from '../src/store/migrate.js';
 import { startPrivateNats } from '../test/helpers/nats.js';
 import { createTestDatabase } from '../test/helpers/pg.js';
 import { ROOT } from '../test/helpers/service.js';
-import { buildMessages, CpuTracker, fmt, nowMs, publishAll, RssMonitor, until } from './lib.js';
+import { buildMessages, createStream, fmt, nowMs, publishAll, RssMonitor, serviceCpuTracker, until } from './lib.js';
 import { startBenchService } from './service.js';
 
 const { values: flags } = parseArgs({
@@ -34,7 +34,6 @@ const { values: flags } = parseArgs({
     'b-sql': { type: 'string', default: '' },
     rounds: { type: 'string', default: '3' },
     events: { type: 'string', default: '100000' },
-    'batch-size': { type: 'string' },
   },
 });
 const N = Number(flags.events);
@@ -60,7 +59,7 @@ const stream = 'AB_INGEST';
 const results: Round[] = [];
 try {
   const jsm = await nc.jetstreamManager();
-  await jsm.streams.add({ name: stream, subjects: ['swarm.>'], no_ack: true, storage: StorageType.File, retention: RetentionPolicy.Limits, max_age: 7 * 86_400 * 1e9 });
+  await createStream(nc, stream);
   await publishAll(nc, buildMessages(N, { agents: 1000, teams: 40, seed: 42 }));
   await until(async () => (await jsm.streams.info(stream)).state.messages >= N, 120_000, 100, 'the stream to hold every event');
   log(`prefilled ${N} events`);
@@ -74,17 +73,13 @@ try {
       if (v.sql !== '') await pool.query(v.sql);
       await pool.end();
       const svc = await startBenchService(
-        { ...db.env, NATS_URL: nats.url, STREAM_NAME: stream, CONSUMER_NAME: `ab_${r}`, LOG_LEVEL: 'info', ...(flags['batch-size'] ? { INGEST_BATCH_SIZE: flags['batch-size'] } : {}), ...v.env },
+        { ...db.env, NATS_URL: nats.url, STREAM_NAME: stream, CONSUMER_NAME: `ab_${r}`, LOG_LEVEL: 'info', ...v.env },
         v.flags,
         60_000,
         v.cli,
       );
       const rss = new RssMonitor(svc.pid);
-      const cpu = new CpuTracker({
-        node: (_cmd, pid) => pid === String(svc.pid),
-        postgres: (cmd) => cmd.startsWith('postgres: ') && cmd.includes(` ${db.name} `),
-        nats: (cmd) => cmd.includes('nats-server') && cmd.includes(nats.storeDir),
-      });
+      const cpu = serviceCpuTracker(svc.pid, db.name, nats.storeDir);
       const c = new pg.Client({ connectionString: db.url });
       await c.connect();
       try {

@@ -2,7 +2,7 @@
 // process, polling, and JetStream prefill/pacing over CORE publishes (the service's streams are
 // no_ack, so a JetStream publish would never get its PubAck).
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import type { NatsConnection } from 'nats';
+import { RetentionPolicy, StorageType, type NatsConnection } from 'nats';
 import { generateTraffic, type TrafficMessage } from '../src/cli/traffic.js';
 
 /** Wall clock in fractional milliseconds since the epoch, sub-millisecond resolution. */
@@ -229,4 +229,24 @@ export class CpuTracker {
     for (const g of Object.keys(out)) out[g] = Math.round(out[g]! * 100) / 100;
     return out;
   }
+}
+
+/**
+ * CPU of one phase: the Node process doing the work, the PostgreSQL backends of its database, the
+ * private nats-server (by its store directory), and any further processes by pid.
+ */
+export function serviceCpuTracker(nodePid: number, dbName: string, natsStoreDir: string, more: Record<string, number> = {}): CpuTracker {
+  const groups: Record<string, (cmd: string, pid: string) => boolean> = {
+    node: (_cmd, pid) => pid === String(nodePid),
+    postgres: (cmd) => cmd.startsWith('postgres: ') && cmd.includes(` ${dbName} `),
+    nats: (cmd) => cmd.includes('nats-server') && cmd.includes(natsStoreDir),
+  };
+  for (const [name, p] of Object.entries(more)) groups[name] = (_cmd, pid) => pid === String(p);
+  return new CpuTracker(groups);
+}
+
+/** The stream the service itself would create (DESIGN 4: no_ack, file storage, limits, 7 days), on `swarm.>`. */
+export async function createStream(nc: NatsConnection, name: string): Promise<void> {
+  const jsm = await nc.jetstreamManager();
+  await jsm.streams.add({ name, subjects: ['swarm.>'], no_ack: true, storage: StorageType.File, retention: RetentionPolicy.Limits, max_age: 7 * 86_400 * 1e9 });
 }

@@ -18,7 +18,7 @@ import { cpus, freemem, loadavg, totalmem } from 'node:os';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { connect, RetentionPolicy, StorageType, type NatsConnection } from 'nats';
+import { connect, type NatsConnection } from 'nats';
 import pg from 'pg';
 import { AgentStatus } from '../src/gen/mycelis/memory/v1/memory.js';
 import { createLogger } from '../src/logger.js';
@@ -29,7 +29,7 @@ import { ROOT } from '../test/helpers/service.js';
 import { startBenchService, type BenchService } from './service.js';
 import { runBarePipeline, runDirective } from './baselines.js';
 import { emptyFilter, getRegistry, makeClients, openLightTail, openTail, queryLogs, type LightTail } from './clients.js';
-import { buildMessages, CpuTracker, fmt, nowMs, publishAll, publishPaced, RssMonitor, Samples, sleep, summarize, until, type DataOptions, type Summary } from './lib.js';
+import { buildMessages, createStream, CpuTracker, fmt, nowMs, publishAll, publishPaced, RssMonitor, Samples, serviceCpuTracker, sleep, summarize, until, type DataOptions, type Summary } from './lib.js';
 import { summarizeProfile, type ProfileSummary } from './profile.js';
 
 const { values: flags } = parseArgs({
@@ -117,15 +117,6 @@ async function pgVersion(url: string): Promise<string> {
   }
 }
 
-/** CPU of one phase: the Node process doing the work, the database's backends, the private nats-server. */
-function cpuTracker(nodePid: string, dbName: string, natsStoreDir: string): CpuTracker {
-  return new CpuTracker({
-    node: (_cmd, pid) => pid === nodePid,
-    postgres: (cmd) => cmd.startsWith('postgres: ') && cmd.includes(` ${dbName} `),
-    nats: (cmd) => cmd.includes('nats-server') && cmd.includes(natsStoreDir),
-  });
-}
-
 function perEvent(cpu: Record<string, number>, events: number): Record<string, number> {
   const out: Record<string, number> = {};
   let total = 0;
@@ -200,12 +191,6 @@ function serviceEnv(nats: PrivateNats, db: TestDatabase, stream: string, extra: 
   };
 }
 
-async function createStream(nc: NatsConnection, name: string): Promise<void> {
-  const jsm = await nc.jetstreamManager();
-  // What the service itself would create (DESIGN 4): no_ack, file storage, limits.
-  await jsm.streams.add({ name, subjects: ['swarm.>'], no_ack: true, storage: StorageType.File, retention: RetentionPolicy.Limits, max_age: 7 * 86_400 * 1e9 });
-}
-
 async function streamMessages(nc: NatsConnection, name: string): Promise<number> {
   const jsm = await nc.jetstreamManager();
   return (await jsm.streams.info(name)).state.messages;
@@ -237,7 +222,7 @@ async function ingestPhases(nats: PrivateNats, nc: NatsConnection): Promise<void
   // Baseline 1: bare pipeline.
   const bareDb = await migrated('bare');
   log('bare pipeline: draining');
-  const bareCpu = cpuTracker(String(process.pid), bareDb.name, nats.storeDir);
+  const bareCpu = serviceCpuTracker(process.pid, bareDb.name, nats.storeDir);
   const bare = { ...(await runBarePipeline(nc, stream, bareDb.url, N)), cpuSeconds: {} as Record<string, number> };
   bare.cpuSeconds = bareCpu.stop();
   log(`bare pipeline: ${fmt(bare.eventsPerSec)} events/s`);
@@ -263,7 +248,7 @@ async function ingestPhases(nats: PrivateNats, nc: NatsConnection): Promise<void
   const svc = await startBenchService(serviceEnv(nats, db, stream), [...opts.nodeFlags, ...(opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [])]);
   cleanup.push(() => svc.stop());
   const mon = new RssMonitor(svc.pid);
-  const svcCpu = cpuTracker(String(svc.pid), db.name, nats.storeDir);
+  const svcCpu = serviceCpuTracker(svc.pid, db.name, nats.storeDir);
   let t1 = 0;
   await withClient(db.url, async (c) => {
     // seq = rows when nothing was retried or rejected; count(*) settles it either way.
@@ -438,12 +423,7 @@ function hostCpu(): number {
 
 /** CPU of the service, its database backends, nats-server and this bench process (the tails' clients). */
 function liveCpuTracker(svcPid: number, db: TestDatabase, nats: PrivateNats): CpuTracker {
-  return new CpuTracker({
-    node: (_cmd, pid) => pid === String(svcPid),
-    postgres: (cmd) => cmd.startsWith('postgres: ') && cmd.includes(` ${db.name} `),
-    nats: (cmd) => cmd.includes('nats-server') && cmd.includes(nats.storeDir),
-    benchClients: (_cmd, pid) => pid === String(process.pid),
-  });
+  return serviceCpuTracker(svcPid, db.name, nats.storeDir, { benchClients: process.pid });
 }
 
 interface BurstResult {
@@ -516,13 +496,7 @@ async function livePhases(nats: PrivateNats, nc: NatsConnection): Promise<void> 
   const seqBeforeLatency = await withClient(db.url, (c) => committedSeq(c));
   log(`latency: ${opts.rate}/s for ${opts.duration} s, one tail (own process)`);
   // Whether the host had room: CPU of each process involved, and of the whole machine, during the phase.
-  const latCpu = new CpuTracker({
-    node: (_cmd, pid) => pid === String(svc.pid),
-    postgres: (cmd) => cmd.startsWith('postgres: ') && cmd.includes(` ${db.name} `),
-    nats: (cmd) => cmd.includes('nats-server') && cmd.includes(nats.storeDir),
-    publisher: (_cmd, pid) => pid === String(process.pid),
-    tail: (_cmd, pid) => pid === String(latTail.pid),
-  });
+  const latCpu = serviceCpuTracker(svc.pid, db.name, nats.storeDir, { publisher: process.pid, tail: latTail.pid! });
   const latHost = hostCpu();
   const latT0 = nowMs();
   const published = await publishPaced(nc, opts.rate, opts.duration, { ...DATA, seed: 11 });

@@ -15,8 +15,3 @@ export function flat(s: string): string {
   sink ^= s.charCodeAt(0) | 0;
   return s;
 }
-
-/** Only for tests: makes the sink observable so no compiler may drop the read. */
-export function flatSink(): number {
-  return sink;
-}
