@@ -33,7 +33,7 @@ export const emptyFilter = (): LogFilter => ({ agentIds: [], teamIds: [], levels
  * from the wire (records = 1 -> LogRecord.entry = 3 -> LogEntry.timestamp = 1 -> seconds/nanos),
  * skipping everything else: the 1,000 tails run in the bench process on the same 2 cores as the
  * service, and a full decode of every delivery (Struct contexts) cost about as much CPU as the
- * service spent delivering (README, Performance).
+ * service spent delivering (bench/README.md).
  */
 export interface LightResponse {
   readonly eventMs: number[];
