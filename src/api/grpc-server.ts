@@ -23,7 +23,7 @@ import {
 import { LogReader, type PoolHolder } from '../store/log-reader.js';
 import { createAuthenticator } from './auth.js';
 import type { CallContext, MemoryCore } from './core.js';
-import { ApiHealth } from './health.js';
+import { ApiHealth, healthServiceDefinition } from './health.js';
 import { addReflection, loadDescriptorIndex } from './reflection.js';
 import { toServiceError } from './status.js';
 import { openStream, startCall } from './api-metrics.js';
@@ -150,9 +150,11 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
   };
 
   const server = new grpc.Server({ 'grpc.max_send_message_length': 16 * 1024 * 1024 });
-  server.addService(tolerantDefinition(MemoryServiceService), impl);
+  const memoryDefinition = tolerantDefinition(MemoryServiceService);
+  server.addService(memoryDefinition, impl);
   health.implementation.addToServer(server);
-  addReflection(server, loadDescriptorIndex(), deps.logger);
+  // Reflection describes every service on this port: ours, health, and itself (both versions).
+  addReflection(server, loadDescriptorIndex(), deps.logger, [memoryDefinition, healthServiceDefinition]);
 
   let credentials: grpc.ServerCredentials;
   if (config.api.tlsCertFile && config.api.tlsKeyFile) {

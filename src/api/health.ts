@@ -3,8 +3,11 @@
 //   needs are applied (a cheap periodic probe); NATS does not matter (history still serves).
 // - "liveness": the process is responsive; never touched by the probe, so a database outage never
 //   restarts a pod.
-import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
+import { HealthImplementation, service as healthService, type ServingStatus } from 'grpc-health-check';
 import type { Logger } from '../logger.js';
+
+/** grpc.health.v1.Health as grpc-health-check serves it (Check, Watch, List), for reflection. */
+export const healthServiceDefinition = healthService;
 
 export const MEMORY_SERVICE_NAME = 'mycelis.memory.v1.MemoryService';
 export const LIVENESS_SERVICE_NAME = 'liveness';

@@ -1,7 +1,11 @@
 // gRPC server reflection, v1 and v1alpha (identical messages), served from the `buf build`
-// FileDescriptorSet (src/gen/descriptors.binpb), which holds memory.proto, swarm.proto and the
-// google/protobuf files they import. @grpc/reflection is not used: it drops imports
-// (grpc/grpc-node#3034), which breaks `buf curl`/grpcurl.
+// FileDescriptorSet (src/gen/descriptors.binpb), which holds memory.proto, swarm.proto, the
+// google/protobuf files they import, and gRPC's own health and reflection protos (vendored verbatim in
+// proto/grpc). @grpc/reflection's implementation is not used: it drops imports (grpc/grpc-node#3034),
+// which breaks `buf curl`/grpcurl.
+//
+// Invariant: reflection lists exactly the services the server serves, and describes every one of
+// them, method by method: addReflection refuses to start when a served method has no descriptor.
 //
 // The reflection messages are small and hand-encoded with @bufbuild/protobuf's wire codec. File
 // descriptors are returned as the exact bytes of the set, the requested file first, then its
@@ -59,6 +63,12 @@ export class DescriptorIndex {
       this.symbols.set(full, fd.name);
       for (const m of s.method) this.symbols.set(`${full}.${m.name}`, fd.name);
     }
+  }
+
+  /** Whether the set describes `/pkg.Service/Method` (a grpc-js method path). */
+  describesMethod(path: string): boolean {
+    const m = /^\/([^/]+)\/([^/]+)$/.exec(path);
+    return m !== null && this.services.includes(m[1]!) && this.symbols.has(`${m[1]}.${m[2]}`);
   }
 
   /** The file and its transitive dependencies, the file first; undefined when unknown. */
@@ -136,7 +146,7 @@ function decodeRequest(raw: Uint8Array): ReflectionRequest {
 const NOT_FOUND = 5;
 const INVALID_ARGUMENT = 3;
 
-function answer(index: DescriptorIndex, req: ReflectionRequest): Uint8Array {
+function answer(index: DescriptorIndex, services: readonly string[], req: ReflectionRequest): Uint8Array {
   const w = new BinaryWriter();
   w.tag(1, WireType.LengthDelimited).string(req.host);
   w.tag(2, WireType.LengthDelimited).bytes(req.raw);
@@ -151,7 +161,7 @@ function answer(index: DescriptorIndex, req: ReflectionRequest): Uint8Array {
   switch (req.kind) {
     case 'list_services': {
       w.tag(6, WireType.LengthDelimited).fork();
-      for (const s of index.services) w.tag(1, WireType.LengthDelimited).fork().tag(1, WireType.LengthDelimited).string(s).join();
+      for (const s of services) w.tag(1, WireType.LengthDelimited).fork().tag(1, WireType.LengthDelimited).string(s).join();
       w.join();
       break;
     }
@@ -202,13 +212,44 @@ function definition(pkg: 'grpc.reflection.v1' | 'grpc.reflection.v1alpha'): grpc
   };
 }
 
-/** Adds grpc.reflection.v1 and v1alpha ServerReflection to `server`. Open to everyone (no auth). */
-export function addReflection(server: grpc.Server, index: DescriptorIndex, logger: Logger): void {
+/** The service name of a definition (`/pkg.Service/Method` paths), and its method paths. */
+function describeDefinition(def: grpc.ServiceDefinition): { service: string; paths: string[] } {
+  const paths = Object.values(def).map((m) => m.path);
+  const services = new Set(paths.map((p) => p.split('/')[1] ?? ''));
+  if (services.size !== 1) throw new Error(`a service definition spans ${[...services].join(', ')}`);
+  return { service: [...services][0]!, paths };
+}
+
+/** Thrown at start when the descriptor set does not describe a service the server serves. */
+export class ReflectionSchemaError extends Error {
+  override readonly name = 'ReflectionSchemaError';
+}
+
+/**
+ * Adds grpc.reflection.v1 and v1alpha ServerReflection to `server`, listing `served` (every other
+ * service added to the server) and itself. Open to everyone (no auth). Throws ReflectionSchemaError
+ * when the descriptor set lacks one of their methods (a vendored proto out of date, or
+ * `npm run generate` not run).
+ */
+export function addReflection(server: grpc.Server, index: DescriptorIndex, logger: Logger, served: readonly grpc.ServiceDefinition[]): void {
   const log = logger.child({ component: 'reflection' });
+  const reflectionDefs = [definition('grpc.reflection.v1'), definition('grpc.reflection.v1alpha')];
+  const services: string[] = [];
+  for (const def of [...served, ...reflectionDefs]) {
+    const { service, paths } = describeDefinition(def);
+    const missing = paths.filter((p) => !index.describesMethod(p));
+    if (missing.length > 0) {
+      throw new ReflectionSchemaError(
+        `server reflection cannot describe ${missing.join(', ')}: the descriptor set (src/gen/descriptors.binpb) lacks them; add the .proto under proto/ and run npm run generate`,
+      );
+    }
+    services.push(service);
+  }
+  services.sort();
   const handler = (call: grpc.ServerDuplexStream<Buffer, Buffer>): void => {
     call.on('data', (raw: Buffer) => {
       try {
-        call.write(Buffer.from(answer(index, decodeRequest(raw))));
+        call.write(Buffer.from(answer(index, services, decodeRequest(raw))));
       } catch (err) {
         log.debug({ err }, 'bad reflection request');
         const w = new BinaryWriter();
@@ -219,6 +260,5 @@ export function addReflection(server: grpc.Server, index: DescriptorIndex, logge
     call.on('end', () => call.end());
     call.on('error', (err) => log.debug({ err }, 'reflection stream error'));
   };
-  server.addService(definition('grpc.reflection.v1'), { ServerReflectionInfo: handler });
-  server.addService(definition('grpc.reflection.v1alpha'), { ServerReflectionInfo: handler });
+  for (const def of reflectionDefs) server.addService(def, { ServerReflectionInfo: handler });
 }

@@ -261,17 +261,42 @@ describe('api: MemoryService over gRPC', () => {
       const bySymbol = filesOf(await ask(4, 'mycelis.memory.v1.MemoryService'));
       assert.deepEqual(new Set(bySymbol), new Set(['mycelis/memory/v1/memory.proto', 'google/protobuf/struct.proto', 'google/protobuf/timestamp.proto', 'mycelis/swarm/v1/swarm.proto', 'google/protobuf/any.proto']));
       assert.deepEqual(filesOf(await ask(4, 'mycelis.swarm.v1.LogEntry'))[0], 'mycelis/swarm/v1/swarm.proto');
+      // gRPC's own services are described too (grpcurl describe, buf curl by name).
+      assert.deepEqual(filesOf(await ask(4, 'grpc.health.v1.Health')), ['grpc/health/v1/health.proto']);
+      assert.deepEqual(filesOf(await ask(4, 'grpc.health.v1.Health.Check')), ['grpc/health/v1/health.proto']);
+      assert.deepEqual(filesOf(await ask(4, 'grpc.reflection.v1alpha.ServerReflection')), ['grpc/reflection/v1alpha/reflection.proto']);
+      assert.deepEqual(filesOf(await ask(3, 'grpc/reflection/v1/reflection.proto')), ['grpc/reflection/v1/reflection.proto']);
       await assert.rejects(ask(3, 'nope.proto').then(filesOf), /error_response/);
     }
   });
 
-  it('buf curl over reflection: list methods, GetRegistry, QueryLogs', { timeout: 120_000 }, async () => {
+  it('buf curl over reflection: list services and methods, health by name, GetRegistry, QueryLogs', { timeout: 120_000 }, async () => {
     const url = `http://${api.address}`;
     const buf = (...args: string[]): Promise<{ stdout: string }> =>
       run('npx', ['buf', 'curl', '--protocol', 'grpc', '--http2-prior-knowledge', ...args], { timeout: 60_000 });
     const methods = await buf('--list-methods', url);
     assert.match(methods.stdout, /mycelis\.memory\.v1\.MemoryService\/StreamLogs/);
     assert.match(methods.stdout, /mycelis\.memory\.v1\.MemoryService\/GetRegistry/);
+    // Reflection lists every service the port serves, through either reflection version.
+    const served = ['grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection', 'mycelis.memory.v1.MemoryService'];
+    for (const version of ['grpc-v1', 'grpc-v1alpha']) {
+      const services = await buf('--reflect-protocol', version, '--list-services', url);
+      assert.deepEqual(services.stdout.trim().split('\n').sort(), served, version);
+    }
+    for (const m of ['grpc.health.v1.Health/Check', 'grpc.health.v1.Health/List', 'grpc.health.v1.Health/Watch', 'grpc.reflection.v1.ServerReflection/ServerReflectionInfo']) {
+      assert.ok(methods.stdout.split('\n').includes(m), m);
+    }
+    // A health check by name, its request and response types taken from reflection.
+    for (const service of ['mycelis.memory.v1.MemoryService', 'liveness', '']) {
+      const check = await buf('-d', JSON.stringify({ service }), `${url}/grpc.health.v1.Health/Check`);
+      assert.deepEqual(JSON.parse(check.stdout), { status: 'SERVING' }, service);
+    }
+    const list = await buf(`${url}/grpc.health.v1.Health/List`);
+    assert.equal((JSON.parse(list.stdout) as { statuses: Record<string, { status: string }> }).statuses['liveness']?.status, 'SERVING');
+    // The reflection service describes itself: buf curl can call it by name like any other.
+    const self = await buf('-d', '{"list_services": ""}', `${url}/grpc.reflection.v1.ServerReflection/ServerReflectionInfo`);
+    const selfJson = JSON.parse(self.stdout) as { listServicesResponse: { service: { name: string }[] } };
+    assert.deepEqual(selfJson.listServicesResponse.service.map((s) => s.name).sort(), served);
     const reg = await buf('-d', '{"team_ids":["blue"],"page_size":3}', `${url}/mycelis.memory.v1.MemoryService/GetRegistry`);
     const regJson = JSON.parse(reg.stdout) as { agents: { agentId: string; teamId: string }[]; nextPageToken?: string };
     assert.equal(regJson.agents.length, 3);
