@@ -34,7 +34,7 @@ function follow() {
   });
   stream.on('error', () => {}); // reported by 'status' below
   stream.on('status', (s) => {
-    console.error(`stream ended (${grpc.status[s.code]} ${s.details}); resuming after ${cursor} in 1 s`);
+    console.error(`stream ended (${grpc.status[s.code]}: ${s.details}); resuming after ${cursor} in 1 s`);
     setTimeout(follow, 1000);
   });
 }
