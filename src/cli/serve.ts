@@ -1,6 +1,6 @@
 // `mycelis-memory serve`: the service itself. Configuration is checked before anything is loaded, so
 // an invalid variable costs one line and exit 2; main.ts is imported only then.
-import { createLogger } from '../logger.js';
+import { createServiceLogger } from '../logger.js';
 import { parseFlags } from './args.js';
 import { CliError, type CliIo, type Command } from './command.js';
 import { loadCliConfig } from './config-errors.js';
@@ -12,7 +12,8 @@ export const serveCommand: Command = {
   usage: `Usage: mycelis-memory serve
 
 Runs the service, configured from the environment only (see the README's table of variables).
-With no database variable it runs on the embedded store under ./.data. Logs are JSON (pino) on stdout.
+With no database variable it runs on the embedded store under ./.data. Logs go to stdout: readable
+lines on a terminal, pino JSON lines anywhere else (LOG_FORMAT=auto|json|pretty chooses).
 SIGTERM or SIGINT shut it down gracefully: stop ingesting, commit and ack, end streams, close.
 
 An invalid variable prints one line, "mycelis-memory: invalid configuration: <VAR>: <detail>", and
@@ -20,7 +21,7 @@ exits 2; failing to reach NATS or PostgreSQL at start exits 3; any other start-u
   async run(args: string[], io: CliIo) {
     parseFlags(serveCommand, args, {});
     const config = loadCliConfig(io);
-    const logger = createLogger(config.logLevel);
+    const logger = await createServiceLogger(config.logLevel, config.logFormat);
     const { runService } = await import('../main.js');
     try {
       // runService installs its own SIGTERM/SIGINT handling and keeps the process alive.

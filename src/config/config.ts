@@ -15,6 +15,8 @@ export class ConfigError extends Error {
 export type StoreKind = 'postgres' | 'embedded';
 export type IngestMode = 'jetstream' | 'core' | 'off';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+/** auto: readable lines when stdout is a terminal, JSON otherwise; json; pretty (readable always). */
+export type LogFormat = 'auto' | 'json' | 'pretty';
 export type SslMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
 
 export interface DatabaseConfig {
@@ -76,6 +78,7 @@ export interface ApiConfig {
 
 export interface Config {
   readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
   readonly database: DatabaseConfig;
   readonly nats: NatsConfig;
   readonly ingest: IngestConfig;
@@ -353,6 +356,7 @@ export function loadConfig(env: Env = process.env): Config {
 
   const config: Config = {
     logLevel,
+    logFormat: parseEnum('LOG_FORMAT', str('LOG_FORMAT', 'auto'), ['auto', 'json', 'pretty'] as const),
     database: parseDatabase(env),
     nats: parseNats(env),
     ingest: {

@@ -21,6 +21,7 @@ function configError(env: Env): ConfigError {
 // [variable expected in the error, env, pattern the detail must match (the accepted form)]
 const INVALID: [string, Env, RegExp][] = [
   ['LOG_LEVEL', { LOG_LEVEL: 'loud' }, /expected one of fatal, error, warn, info, debug, trace, silent/],
+  ['LOG_FORMAT', { LOG_FORMAT: 'colour' }, /expected one of auto, json, pretty/],
   ['MEMORY_STORE', { MEMORY_STORE: 'mysql' }, /expected one of auto, postgres, embedded/],
   ['MEMORY_STORE', { MEMORY_STORE: 'postgres' }, /set DATABASE_URL or DB_HOST/],
   ['PGSSLMODE', { PGSSLMODE: 'sometimes' }, /expected one of disable, allow, prefer, require, verify-ca, verify-full/],
@@ -106,6 +107,7 @@ describe('config: defaults', () => {
   it('an empty environment gives the documented defaults', () => {
     const c = loadConfig({});
     assert.equal(c.logLevel, 'info');
+    assert.equal(c.logFormat, 'auto');
     assert.equal(c.database.kind, 'embedded');
     assert.equal(c.database.embeddedDataDir, './.data');
     assert.equal(c.database.poolMax, 1);
