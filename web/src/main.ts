@@ -54,6 +54,35 @@ function el<K extends keyof HTMLElementTagNameMap>(tag: K, text?: string, cls?: 
   return e;
 }
 
+/**
+ * A cell whose value stays on one line, cut with an ellipsis when the column is narrower: the full
+ * text is its title (hover), and a click shows it wrapped (toggleOpen). `capped` bounds the column to
+ * about a name's width (.cap); uncapped cells fill the room their column is given.
+ */
+function cutCell(text: string, cls: string, capped: boolean, title = text): HTMLTableCellElement {
+  const td = el('td', undefined, `cut-cell ${cls}`.trim());
+  td.append(el('span', text, capped ? 'cut cap' : 'cut'));
+  td.title = title;
+  return td;
+}
+
+function setCut(td: HTMLTableCellElement | undefined, text: string, title = text): void {
+  const span = td?.querySelector('.cut');
+  if (!td || !span) return;
+  if (span.textContent !== text) span.textContent = text;
+  if (td.title !== title) td.title = title;
+}
+
+/** Click on a cut cell: show its whole value wrapped, or cut it again. False when the click was elsewhere. */
+function toggleOpen(ev: MouseEvent): boolean {
+  const td = (ev.target as HTMLElement).closest<HTMLTableCellElement>('td.cut-cell');
+  const cut = td?.querySelector<HTMLElement>('.cut');
+  if (!td || !cut) return false;
+  if (!td.classList.contains('open') && cut.scrollWidth <= cut.clientWidth) return false; // nothing hidden
+  td.classList.toggle('open');
+  return true;
+}
+
 function setConn(state: 'connecting' | 'live' | 'reconnecting' | 'paused' | 'unauthenticated' | 'failed', text?: string): void {
   conn.dataset['state'] = state;
   conn.textContent = text ?? state;
@@ -103,9 +132,19 @@ function recordRow(r: LogRecord): HTMLTableRowElement {
   tr.dataset['level'] = level;
   const time = el('td', clock(e?.timestamp));
   time.title = `${iso(e?.timestamp)} · seq ${r.seq} · ${r.subject}`;
-  const msg = el('td', e?.message ?? '', 'wrap');
-  if (e?.traceId) msg.title = `trace ${e.traceId}`;
-  tr.append(time, el('td', level, 'lvl'), el('td', agent), el('td', e?.teamId ?? ''), el('td', e?.intent ?? ''), msg);
+  const team = e?.teamId ?? '';
+  const intent = e?.intent ?? '';
+  const message = e?.message ?? '';
+  // The message's title also carries what phones do not show as columns (team, intent) and the trace.
+  const context = [intent && `intent ${intent}`, team && `team ${team}`, e?.traceId && `trace ${e.traceId}`].filter(Boolean).join(' · ');
+  tr.append(
+    time,
+    el('td', level, 'lvl'),
+    cutCell(agent, '', true),
+    cutCell(team, 'wide-only', true),
+    cutCell(intent, 'wide-only', true),
+    cutCell(message, 'fill', false, context ? `${message}\n\n${context}` : message),
+  );
   return tr;
 }
 
@@ -235,13 +274,6 @@ $<HTMLButtonElement>('clear').addEventListener('click', () => logs.clear());
 
 const registryRowsById = new Map<string, HTMLTableRowElement>();
 
-function setCells(tr: HTMLTableRowElement, values: string[]): void {
-  values.forEach((v, i) => {
-    const td = tr.cells[i];
-    if (td && td.textContent !== v) td.textContent = v;
-  });
-}
-
 function renderRegistry(agents: Agent[], asOfMs: number): void {
   const seen = new Set<string>();
   const counts: Record<string, number> = {};
@@ -257,10 +289,12 @@ function renderRegistry(agents: Agent[], asOfMs: number): void {
     if (!tr) {
       tr = el('tr');
       tr.dataset['agent'] = a.agentId;
-      const badge = el('span', '', 'badge');
+      // Agent: the id, and on phones the team under it (the Team column gives way there).
+      const agentTd = el('td', undefined, 'agent');
+      agentTd.append(el('span', a.agentId, 'cut cap'), el('span', '', 'cut cap sub narrow-only'));
       const statusTd = el('td');
-      statusTd.append(badge);
-      tr.append(el('td'), statusTd, el('td'), el('td'), el('td'), el('td'));
+      statusTd.append(el('span', '', 'badge'));
+      tr.append(agentTd, statusTd, cutCell('', 'wide-only team', true), el('td'), cutCell('', 'fill meta wide-only', false), cutCell('', 'fill err', false));
       registryRowsById.set(a.agentId, tr);
     }
     tr.className = `status-${status}`;
@@ -270,11 +304,15 @@ function renderRegistry(agents: Agent[], asOfMs: number): void {
     if (badge.textContent !== status) badge.textContent = status;
     badge.title = status === reported ? `reported ${reported}` : `reported ${reported}; effective ${status}`;
     const meta = metaSummary(a.meta);
-    // Column 1 holds the badge; setCells skips it by giving its current text back.
-    setCells(tr, [a.agentId, tr.cells[1]!.textContent ?? '', a.teamId, ago(ms(a.lastSeen), asOfMs), meta, a.lastErrorSummary]);
+    const teamUnder = tr.cells[0]!.lastElementChild!;
+    if (teamUnder.textContent !== a.teamId) teamUnder.textContent = a.teamId;
+    tr.cells[0]!.title = `${a.agentId}\nteam ${a.teamId}\n(click to follow its log)`;
+    setCut(tr.cells[2], a.teamId);
+    const lastSeen = ago(ms(a.lastSeen), asOfMs);
+    if (tr.cells[3]!.textContent !== lastSeen) tr.cells[3]!.textContent = lastSeen;
     tr.cells[3]!.title = iso(a.lastSeen);
-    tr.cells[4]!.title = meta;
-    tr.cells[5]!.title = a.lastErrorSummary;
+    setCut(tr.cells[4], meta);
+    setCut(tr.cells[5], a.lastErrorSummary);
     // Keep the service's order (by agent id) with minimal DOM moves.
     const want: ChildNode | null = prev ? prev.nextSibling : registryRows.firstChild;
     if (want !== tr) registryRows.insertBefore(tr, want);
@@ -294,7 +332,10 @@ function renderRegistry(agents: Agent[], asOfMs: number): void {
   agentList.replaceChildren(...agents.map((a) => Object.assign(el('option'), { value: a.agentId })));
 }
 
+logRows.addEventListener('click', (ev) => void toggleOpen(ev));
 registryRows.addEventListener('click', (ev) => {
+  if (toggleOpen(ev)) return;
+  // Anywhere else on the row: follow that agent's log (again: stop following).
   const tr = (ev.target as HTMLElement).closest('tr');
   const id = tr?.dataset['agent'];
   if (!id) return;
