@@ -1,9 +1,9 @@
 // README.md is a user's document: at most 400 lines; its configuration table names exactly the
 // variables the config module reads (found by handing loadConfig an environment that records every
-// read); the proto-loader client it shows is examples/proto-loader-client.mjs verbatim (the e2e test
-// runs that file); the documents it links to exist.
+// read); the metrics it names exist in src/; the proto-loader client it shows is
+// examples/proto-loader-client.mjs verbatim (the e2e test runs that file); the documents it links to exist.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -76,6 +76,17 @@ describe('README.md', () => {
       const source = readFileSync(join(ROOT, file!), 'utf8');
       assert.equal(body, source, `README's copy of ${file} differs from the file: paste the file into the block`);
     }
+  });
+
+  it('names only metrics the service declares', () => {
+    const source = readdirSync(join(ROOT, 'src'), { recursive: true, encoding: 'utf8' })
+      .filter((f) => f.endsWith('.ts') && !f.startsWith('gen'))
+      .map((f) => readFileSync(join(ROOT, 'src', f), 'utf8'))
+      .join('\n');
+    const named = new Set([...README.matchAll(/\bmycelis_memory_[a-z_]+[a-z]/g)].map((m) => m[0]));
+    assert.ok(named.size >= 5, 'the README names the metrics to watch');
+    // A name may also be a prefix to grep for (mycelis_memory_ingest): some declared metric starts with it.
+    for (const metric of named) assert.ok(source.includes(`'${metric}`), `README names ${metric}, which src/ does not declare`);
   });
 
   it('links only to files that exist', () => {
