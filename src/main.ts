@@ -9,7 +9,8 @@ import { openDatabase } from './store/database.js';
 import { migrate } from './store/migrate.js';
 import { BatchWriter } from './store/batch-writer.js';
 import { CommitNotifier } from './store/commit-notifier.js';
-import { Retention } from './store/retention.js';
+import { StoreMaintenance } from './store/maintenance.js';
+import { partitionSpecFor } from './store/partitions.js';
 import { connectNats } from './ingest/nats-connection.js';
 import { startIngest } from './ingest/ingest.js';
 import { MemoryCore } from './api/core.js';
@@ -57,20 +58,23 @@ export async function runService(config: Config, logger: Logger, opts: { handleS
   try {
     const db = await openDatabase(config.database, logger);
     push('database', () => db.close());
-    await migrate(db.pool, logger);
+    const partitions = partitionSpecFor(config.logPartitionIntervalMs, config.ingest.streamMaxAgeMs);
+    // Also creates the log's partitions ahead, before ingest writes a row.
+    await migrate(db.pool, logger, undefined, { partitions, retentionMs: config.logRetentionMs });
 
     const writer = new BatchWriter(db, logger);
     const notifier = new CommitNotifier(db, writer, logger);
     await notifier.start();
     push('commit-notifier', () => notifier.stop());
 
-    const retention = new Retention(
+    const maintenance = new StoreMaintenance(
       db,
-      { logRetentionMs: config.logRetentionMs, deadLetterRetentionMs: config.deadLetterRetentionMs },
+      { logRetentionMs: config.logRetentionMs, deadLetterRetentionMs: config.deadLetterRetentionMs, partitions },
       logger,
+      { intervalMs: config.retentionIntervalMs },
     );
-    retention.start();
-    push('retention', () => retention.stop());
+    maintenance.start();
+    push('maintenance', () => maintenance.stop());
 
     const core = new MemoryCore({ db, notifier, config, logger });
     const grpc = await startGrpcServer({ config, core, logger });

@@ -87,6 +87,10 @@ export interface Config {
   /** null = keep forever. */
   readonly logRetentionMs: number | null;
   readonly deadLetterRetentionMs: number | null;
+  /** Length of one log_entries partition (event time): whole hours dividing a day, or whole days. */
+  readonly logPartitionIntervalMs: number;
+  /** Time between store maintenance passes (partitions ahead, retention). */
+  readonly retentionIntervalMs: number;
   readonly shutdownTimeoutMs: number;
 }
 
@@ -401,6 +405,20 @@ export function loadConfig(env: Env = process.env): Config {
     agentOfflineAfterMs: duration('AGENT_OFFLINE_AFTER', '90s'),
     logRetentionMs: optionalDuration('LOG_RETENTION'),
     deadLetterRetentionMs: optionalDuration('DEAD_LETTER_RETENTION') ?? (env['DEAD_LETTER_RETENTION'] ? null : 7 * 86_400_000),
+    logPartitionIntervalMs: (() => {
+      const ms = duration('LOG_PARTITION_INTERVAL', '1d');
+      const hour = 3_600_000;
+      const day = 24 * hour;
+      if (ms < hour || ms % hour !== 0 || (day % ms !== 0 && ms % day !== 0)) {
+        throw new ConfigError('LOG_PARTITION_INTERVAL', `invalid value ${JSON.stringify(str('LOG_PARTITION_INTERVAL', '1d'))}: expected whole hours that divide a day (1h, 2h, 3h, 4h, 6h, 8h, 12h) or whole days (1d, 7d)`);
+      }
+      return ms;
+    })(),
+    retentionIntervalMs: (() => {
+      const ms = duration('RETENTION_INTERVAL', '1m');
+      if (ms < 1000) throw new ConfigError('RETENTION_INTERVAL', `invalid value ${JSON.stringify(str('RETENTION_INTERVAL', '1m'))}: expected at least 1s`);
+      return ms;
+    })(),
     shutdownTimeoutMs: duration('SHUTDOWN_TIMEOUT', '20s'),
   };
   if (config.ingest.ackWaitMs < 5000) {

@@ -4,6 +4,7 @@
 //   pg_advisory_xact_lock(K)          -- serializes commits, also across replicas
 //   allocate seq range (inside lock)  -- so seq order = commit order: a reader polling seq > last never
 //                                        sees a lower seq commit after a higher one
+//   rows whose id may already sit in another partition: looked up by id (rare; see atRisk below)
 //   rows: COPY in a savepoint (postgres) | INSERT … unnest … ON CONFLICT DO NOTHING (embedded, fallback)
 //   dead letters (batch.rejects + rows PostgreSQL rejected), set-based
 //   registry: read stored states, foldRegistry, one unnest upsert
@@ -119,12 +120,14 @@ const COPY_BUFFER_BYTES = 1 << 20;
 /** A grown buffer is kept for reuse up to this size (a default batch of 5,000 rows needs about 5 MiB). */
 const COPY_BUFFER_KEEP_BYTES = 16 << 20;
 
+// No conflict target: the key is (id, timestamp) since migration 004 (id alone before it), and this
+// statement collapses copies on either.
 const INSERT_SQL = `
 WITH ins AS (
   INSERT INTO log_entries (id, seq, trace_id, timestamp, level, source, intent, message, context, team_id, subject, received_at)
   SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::text[],
                        $8::text[], $9::jsonb[], $10::text[], $11::text[], $12::timestamptz[])
-  ON CONFLICT (id) DO NOTHING
+  ON CONFLICT DO NOTHING
   RETURNING seq
 )
 SELECT count(*)::int AS n, COALESCE(min(seq), 0)::text AS first, COALESCE(max(seq), 0)::text AS last,
@@ -194,6 +197,32 @@ function registryOfStoredRows(batch: WriteBatch, rejectedIndexes: readonly numbe
   const rejected = new Set(rejectedIndexes);
   return batch.registry.filter((_, k) => !rejected.has(from[k]!));
 }
+
+/**
+ * Exactly once across partitions. log_entries' key is (id, timestamp) (a partitioned table's unique key
+ * must contain the partition key), so ON CONFLICT and COPY's unique violation only see a copy stored
+ * under the same timestamp. That holds for every row whose timestamp is the one its id was derived from:
+ * the id is a UUIDv7 whose prefix is that time (src/domain/identity.ts), so copies share id, timestamp
+ * and partition. It fails only where normalize replaced the event's timestamp by the NATS server time
+ * (unset, before 2000, more than 5 minutes ahead; DESIGN 3.1): the router's swarm.audit.trace copy is
+ * another stream message with another server time, so the same id arrives with another timestamp. Such
+ * rows (the id's prefix is not the row's millisecond) are looked up by id in every partition before they
+ * are written, as are rows close to the 5-minute limit (an earlier copy may have been replaced, a later
+ * one not: a few ms of routing decide). Both are rare; a batch without them costs one pass over its ids.
+ */
+const NEAR_FUTURE_US = 4 * 60 * 1_000_000;
+
+/** The millisecond prefix of a UUIDv7, or -1 for another version. */
+export function uuidV7Ms(id: string): number {
+  if (id.charCodeAt(14) !== 0x37 /* '7' */) return -1;
+  return parseInt(id.slice(0, 8), 16) * 65536 + parseInt(id.slice(9, 13), 16);
+}
+
+function atRisk(r: LogRow): boolean {
+  return uuidV7Ms(r.id) !== Math.floor(r.timestampUs / 1000) || r.timestampUs > r.receivedAtUs + NEAR_FUTURE_US;
+}
+
+const FIND_IDS_SQL = 'SELECT id::text AS id FROM log_entries WHERE id = ANY($1::uuid[])';
 
 /** '{1,2,3}' (PostgreSQL's text form of a bigint[]) -> numbers. */
 function parseSeqArray(text: string): number[] {
@@ -333,14 +362,27 @@ export class BatchWriter {
       seqs,
     });
 
+    // Copies stored under another timestamp (another partition), found by id: never written again.
+    const skip = await this.storedElsewhere(client, rows);
+
     await client.query('SAVEPOINT rows');
     if (this.useCopy) {
       try {
-        await this.copyRows(client, rows, firstSeq);
+        await this.copyRows(client, rows, firstSeq, skip);
         await client.query('RELEASE SAVEPOINT rows');
-        const seqs = new Array<number>(n);
-        for (let i = 0; i < n; i++) seqs[i] = firstSeq + i;
-        return { inserted: n, duplicates: 0, firstSeq, lastSeq, dbRejected: [], rejectedIndexes: [], path: 'copy', committed: inserted(seqs) };
+        const seqs: number[] = [];
+        for (let i = 0; i < n; i++) if (skip === null || !skip.has(i)) seqs.push(firstSeq + i);
+        const k = seqs.length;
+        return {
+          inserted: k,
+          duplicates: n - k,
+          firstSeq: k > 0 ? seqs[0]! : 0,
+          lastSeq: k > 0 ? seqs[k - 1]! : 0,
+          dbRejected: [],
+          rejectedIndexes: [],
+          path: 'copy',
+          committed: inserted(seqs),
+        };
       } catch (err) {
         const state = sqlstateOf(err);
         if (state !== '23505' && !isDataError(err)) throw err;
@@ -348,7 +390,7 @@ export class BatchWriter {
         if (state === '23505') {
           // The duplicate fast path: only a batch that met a copy of a stored row pays for ON CONFLICT.
           try {
-            const { seqs, ...r } = await this.insertRows(client, rows, firstSeq, 0, n);
+            const { seqs, ...r } = await this.insertRows(client, rows, firstSeq, 0, n, skip);
             await client.query('RELEASE SAVEPOINT rows');
             return { ...r, dbRejected: [], rejectedIndexes: [], path: 'duplicate_fallback', committed: inserted(seqs) };
           } catch (err2) {
@@ -359,7 +401,7 @@ export class BatchWriter {
       }
     } else {
       try {
-        const { seqs, ...r } = await this.insertRows(client, rows, firstSeq, 0, n);
+        const { seqs, ...r } = await this.insertRows(client, rows, firstSeq, 0, n, skip);
         await client.query('RELEASE SAVEPOINT rows');
         return { ...r, dbRejected: [], rejectedIndexes: [], path: 'insert', committed: inserted(seqs) };
       } catch (err) {
@@ -369,7 +411,7 @@ export class BatchWriter {
     }
     // Some row is unacceptable to PostgreSQL: bisect under savepoints, dead-letter only the offenders.
     const out: RowsOutcome = { inserted: 0, duplicates: 0, firstSeq: 0, lastSeq: 0, dbRejected: [], rejectedIndexes: [], path: 'bisect' };
-    await this.bisect(client, batch, firstSeq, 0, n, out);
+    await this.bisect(client, batch, firstSeq, 0, n, out, skip);
     await client.query('RELEASE SAVEPOINT rows');
     return out;
   }
@@ -381,10 +423,11 @@ export class BatchWriter {
     from: number,
     to: number,
     out: RowsOutcome,
+    skip: ReadonlySet<number> | null,
   ): Promise<void> {
     await client.query('SAVEPOINT part');
     try {
-      const r = await this.insertRows(client, batch.rows, firstSeq, from, to);
+      const r = await this.insertRows(client, batch.rows, firstSeq, from, to, skip);
       await client.query('RELEASE SAVEPOINT part');
       out.inserted += r.inserted;
       out.duplicates += r.duplicates;
@@ -404,8 +447,8 @@ export class BatchWriter {
       }
     }
     const mid = from + Math.ceil((to - from) / 2);
-    await this.bisect(client, batch, firstSeq, from, mid, out);
-    await this.bisect(client, batch, firstSeq, mid, to, out);
+    await this.bisect(client, batch, firstSeq, from, mid, out, skip);
+    await this.bisect(client, batch, firstSeq, mid, to, out, skip);
   }
 
   private rejectFor(batch: WriteBatch, index: number, err: unknown): RejectRow {
@@ -426,7 +469,31 @@ export class BatchWriter {
     };
   }
 
-  private async copyRows(client: pg.PoolClient, rows: readonly LogRow[], firstSeq: number): Promise<void> {
+  /**
+   * Indexes of rows already stored under another timestamp (see atRisk), or a second copy of one in
+   * this batch; null when the batch has no row at risk (the common case: no query).
+   */
+  private async storedElsewhere(client: pg.PoolClient, rows: readonly LogRow[]): Promise<Set<number> | null> {
+    let risky: number[] | null = null;
+    for (let i = 0; i < rows.length; i++) if (atRisk(rows[i]!)) (risky ??= []).push(i);
+    if (risky === null) return null;
+    const skip = new Set<number>();
+    const seen = new Map<string, number>();
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i]!;
+      const t = seen.get(r.id);
+      if (t === undefined) seen.set(r.id, r.timestampUs);
+      else if (t !== r.timestampUs) skip.add(i); // same timestamp: ON CONFLICT sees it
+    }
+    const found = await client.query<{ id: string }>(FIND_IDS_SQL, [risky.map((i) => rows[i]!.id)]);
+    if (found.rows.length > 0) {
+      const stored = new Set(found.rows.map((r) => r.id));
+      for (const i of risky) if (stored.has(rows[i]!.id)) skip.add(i);
+    }
+    return skip.size > 0 ? skip : null;
+  }
+
+  private async copyRows(client: pg.PoolClient, rows: readonly LogRow[], firstSeq: number, skip: ReadonlySet<number> | null): Promise<void> {
     // Each row's line goes straight into one buffer (no per-row strings kept for a final join); the
     // buffer grows by doubling when a line might not fit (UTF-8: at most 3 bytes per UTF-16 unit).
     // It is reused by the next batch only after a COPY that completed: PostgreSQL answered, so the
@@ -435,6 +502,7 @@ export class BatchWriter {
     this.copyBuffer = null;
     let at = 0;
     for (let i = 0; i < rows.length; i++) {
+      if (skip !== null && skip.has(i)) continue;
       const r = rows[i]!;
       const line =
         // id (a UUID) and level (one of the Level names) never contain COPY specials.
@@ -462,8 +530,10 @@ export class BatchWriter {
     firstSeq: number,
     from: number,
     to: number,
+    skip: ReadonlySet<number> | null,
   ): Promise<{ inserted: number; duplicates: number; firstSeq: number; lastSeq: number; seqs: number[] }> {
-    const k = to - from;
+    let k = to - from;
+    if (skip !== null) for (let i = from; i < to; i++) if (skip.has(i)) k--;
     const ids = new Array<string>(k);
     const seqs = new Array<string>(k);
     const traces = new Array<string>(k);
@@ -476,10 +546,11 @@ export class BatchWriter {
     const teams = new Array<string>(k);
     const subjects = new Array<string>(k);
     const received = new Array<string>(k);
-    for (let i = 0; i < k; i++) {
-      const r = rows[from + i]!;
+    for (let i = 0, at = from; at < to; at++) {
+      if (skip !== null && skip.has(at)) continue;
+      const r = rows[at]!;
       ids[i] = r.id;
-      seqs[i] = String(firstSeq + from + i);
+      seqs[i] = String(firstSeq + at);
       traces[i] = r.traceId;
       times[i] = tsText(r.timestampUs);
       levels[i] = r.level;
@@ -490,12 +561,14 @@ export class BatchWriter {
       teams[i] = r.teamId;
       subjects[i] = r.subject;
       received[i] = tsText(r.receivedAtUs);
+      i++;
     }
+    if (k === 0) return { inserted: 0, duplicates: to - from, firstSeq: 0, lastSeq: 0, seqs: [] };
     const res = await client.query<{ n: number; first: string; last: string; seqs: string }>(INSERT_SQL, [
       ids, seqs, traces, times, levels, sources, intents, messages, contexts, teams, subjects, received,
     ]);
     const row = res.rows[0]!;
-    return { inserted: row.n, duplicates: k - row.n, firstSeq: Number(row.first), lastSeq: Number(row.last), seqs: parseSeqArray(row.seqs) };
+    return { inserted: row.n, duplicates: to - from - row.n, firstSeq: Number(row.first), lastSeq: Number(row.last), seqs: parseSeqArray(row.seqs) };
   }
 
   private async writeRejects(client: pg.PoolClient, rejects: readonly RejectRow[]): Promise<void> {

@@ -9,6 +9,7 @@
 // would deadlock with the very queries it is meant to stop. In embedded mode (PGlite, one shared
 // backend session) no server-side cancel is sent: it would hit every caller.
 import pg from 'pg';
+import { usToIso } from '../domain/time.js';
 import { CancelledError, UnavailableError } from '../errors.js';
 
 /** What the readers need from the store: a pool. (src/store/database.ts's Database satisfies it.) */
@@ -58,11 +59,6 @@ const COLUMNS = `id::text AS id, seq::text AS seq_text, trace_id, (extract(epoch
 
 const TAIL_COLUMNS = 'id, seq_text, trace_id, ts_us, level, source, intent, message, context, team_id, subject, received_us';
 
-// µs since epoch (bigint parameter) -> timestamptz, exactly (no float seconds).
-function usTs(param: string): string {
-  return `(TIMESTAMPTZ 'epoch' + ${param}::bigint * INTERVAL '1 microsecond')`;
-}
-
 // $1..$5 are always the filter.
 const FILTER_SQL = `($1::text[] IS NULL OR source = ANY($1::text[]))
   AND ($2::text[] IS NULL OR team_id = ANY($2::text[]))
@@ -74,6 +70,42 @@ function filterParams(f: LogRowFilter): unknown[] {
   const arr = (a: readonly string[]): string[] | null => (a.length === 0 ? null : [...a]);
   return [arr(f.agentIds), arr(f.teamIds), arr(f.levels), arr(f.intents), f.traceId === '' ? null : f.traceId];
 }
+
+/**
+ * QueryLogs' page. The time bounds are timestamptz parameters compared with the partition key directly
+ * (not through an expression), so the planner prunes partitions outside [since, until) and outside the
+ * keyset position at plan time (node-postgres sends unnamed statements: planned with their values). The
+ * redundant `timestamp <= after` lets the keyset position prune too; the row comparison alone cannot.
+ */
+export const QUERY_PAGE_SQL = `SELECT ${COLUMNS} FROM log_entries
+  WHERE ${FILTER_SQL}
+    AND ($6::timestamptz IS NULL OR "timestamp" >= $6::timestamptz)
+    AND ($7::timestamptz IS NULL OR "timestamp" < $7::timestamptz)
+    AND ($8::timestamptz IS NULL OR ("timestamp" <= $8::timestamptz AND ("timestamp", seq) < ($8::timestamptz, $9::bigint)))
+  ORDER BY "timestamp" DESC, seq DESC LIMIT $10`;
+
+export function queryPageParams(
+  filter: LogRowFilter,
+  opts: { sinceUs: number | null; untilUs: number | null; after: { timestampUs: number; seq: number } | null; limit: number },
+): unknown[] {
+  const ts = (us: number | null | undefined): string | null => (us === null || us === undefined ? null : usToIso(us));
+  return [...filterParams(filter), ts(opts.sinceUs), ts(opts.untilUs), ts(opts.after?.timestampUs), opts.after?.seq ?? null, opts.limit];
+}
+
+/**
+ * StreamLogs' reads go by seq, which no partition bound describes: every partition is searched through
+ * its own seq index (or (source|team_id|level|intent, seq) with a filter) and the results merged in seq
+ * order (Merge Append): one index descent per partition, no scan.
+ */
+export const READ_RANGE_SQL = `SELECT ${COLUMNS} FROM log_entries
+  WHERE seq > $6::bigint AND ($7::bigint IS NULL OR seq <= $7::bigint) AND ${FILTER_SQL}
+  ORDER BY seq ASC LIMIT $8`;
+
+export const TAIL_SQL = `SELECT ${TAIL_COLUMNS} FROM (
+    SELECT ${COLUMNS}, seq AS s FROM log_entries
+     WHERE seq <= $6::bigint AND ${FILTER_SQL}
+     ORDER BY seq DESC LIMIT $7
+  ) last_n ORDER BY s ASC`;
 
 interface RawRow {
   id: string;
@@ -199,9 +231,7 @@ export class LogReader {
   async readRange(filter: LogRowFilter, range: SeqRange, limit: number, signal?: AbortSignal): Promise<StoredLogRow[]> {
     const rows = await cancellableQuery<RawRow>(
       this.db,
-      `SELECT ${COLUMNS} FROM log_entries
-        WHERE seq > $6::bigint AND ($7::bigint IS NULL OR seq <= $7::bigint) AND ${FILTER_SQL}
-        ORDER BY seq ASC LIMIT $8`,
+      READ_RANGE_SQL,
       [...filterParams(filter), range.afterSeq, range.upToSeq ?? null, limit],
       signal,
       'log read',
@@ -214,11 +244,7 @@ export class LogReader {
     if (n <= 0) return [];
     const rows = await cancellableQuery<RawRow>(
       this.db,
-      `SELECT ${TAIL_COLUMNS} FROM (
-         SELECT ${COLUMNS}, seq AS s FROM log_entries
-          WHERE seq <= $6::bigint AND ${FILTER_SQL}
-          ORDER BY seq DESC LIMIT $7
-       ) last_n ORDER BY s ASC`,
+      TAIL_SQL,
       [...filterParams(filter), upToSeq, n],
       signal,
       'log tail',
@@ -237,13 +263,8 @@ export class LogReader {
   ): Promise<StoredLogRow[]> {
     const rows = await cancellableQuery<RawRow>(
       this.db,
-      `SELECT ${COLUMNS} FROM log_entries
-        WHERE ${FILTER_SQL}
-          AND ($6::bigint IS NULL OR timestamp >= ${usTs('$6')})
-          AND ($7::bigint IS NULL OR timestamp < ${usTs('$7')})
-          AND ($8::bigint IS NULL OR (timestamp, seq) < (${usTs('$8')}, $9::bigint))
-        ORDER BY timestamp DESC, seq DESC LIMIT $10`,
-      [...filterParams(filter), opts.sinceUs, opts.untilUs, opts.after?.timestampUs ?? null, opts.after?.seq ?? null, opts.limit],
+      QUERY_PAGE_SQL,
+      queryPageParams(filter, opts),
       signal,
       'log query',
     );

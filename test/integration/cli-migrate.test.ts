@@ -1,6 +1,7 @@
 // `mycelis-memory migrate` as a child process against a private PostgreSQL with password auth
 // (scram): DB_* variables with a password full of URL delimiters connect; applied versions are
-// printed once, then nothing; a wrong password exits 4, an unreachable server exits 3.
+// printed once, then nothing (`--plan` says what is pending, with what it does and locks); a wrong
+// password exits 4, an unreachable server exits 3.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
@@ -33,10 +34,19 @@ describe('cli migrate', () => {
   });
 
   it(`connects with DB_PASSWORD=${PASSWORD} and applies every migration once`, async () => {
+    // --plan first: what would be done, and nothing done.
+    const plan0 = await runCli(['migrate', '--plan'], dbEnv);
+    assert.equal(plan0.code, 0, plan0.stderr);
+    assert.match(plan0.stdout, /^log_entries: absent, about 0 rows, 0 MiB\npending 001_init_memory\n/);
+    assert.match(plan0.stdout, /pending 004_partition_log_entries\n {2}does: {2}converts log_entries into a table partitioned by event time.*\n {2}locks: ACCESS EXCLUSIVE on log_entries/);
+
     const first = await runCli(['migrate'], dbEnv);
     assert.equal(first.code, 0, first.stderr);
-    const applied = first.stdout.trim().split('\n');
+    const lines = first.stdout.trim().split('\n');
+    const applied = lines.filter((l) => l.startsWith('applied '));
     assert.ok(applied.length >= 2, first.stdout);
+    // Then the log's partitions, created ahead (a day each, 7 back to 3 ahead).
+    assert.match(lines.at(-1)!, /^created 11 log partitions \(log_entries_p\d{8} \.\. log_entries_p\d{8}\)$/);
     assert.match(applied[0]!, /^applied 001/);
     assert.match(applied[1]!, /^applied 002/);
     assert.ok(!first.stderr.includes(PASSWORD) && !first.stderr.includes(encodeURIComponent(PASSWORD)), 'the password is never printed');
@@ -54,6 +64,10 @@ describe('cli migrate', () => {
     assert.equal(second.code, 0, second.stderr);
     assert.equal(second.stdout, '');
     assert.match(second.stderr, /up to date: nothing to apply/);
+
+    const plan = await runCli(['migrate', '--plan'], dbEnv);
+    assert.equal(plan.code, 0, plan.stderr);
+    assert.match(plan.stdout, /^log_entries: partitioned, about \d+ rows, \d+ MiB\nnothing to apply\n$/);
   });
 
   it('exits 4 when the password is wrong', async () => {

@@ -25,7 +25,12 @@ describe('store: embedded PGlite', () => {
     let lastSeq: number;
     try {
       assert.equal(db.kind, 'embedded');
-      assert.deepEqual((await migrate(db.pool, logger)).applied, ['001_init_memory', '002_service_columns', '003_registry_field_order']);
+      const migrated = await migrate(db.pool, logger);
+      assert.deepEqual(migrated.applied, ['001_init_memory', '002_service_columns', '003_registry_field_order', '004_partition_log_entries']);
+      // PGlite (PostgreSQL 18 in WASM) partitions the log as PostgreSQL 15 does: daily partitions ahead.
+      assert.ok(migrated.partitionsCreated.length >= 10, `partitions: ${migrated.partitionsCreated.join(', ')}`);
+      const kind = await db.pool.query("SELECT relkind::text AS k FROM pg_class WHERE oid = 'log_entries'::regclass");
+      assert.equal(kind.rows[0].k, 'p');
       const writer = new BatchWriter(db, logger);
       const notifier = new CommitNotifier(db, writer, logger);
       const heard: number[] = [];

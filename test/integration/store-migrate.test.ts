@@ -29,29 +29,46 @@ async function fresh(label: string): Promise<{ tdb: TestDatabase; pool: pg.Pool 
   return { tdb, pool };
 }
 
+/** Tables, columns, indexes and extensions, partitions left out (which exist depends on the data and the day). */
 async function schemaOf(pool: pg.Pool): Promise<unknown> {
   const cols = await pool.query(
-    `SELECT table_name, column_name, data_type, is_nullable, column_default FROM information_schema.columns
-     WHERE table_schema = 'public' ORDER BY table_name, column_name`,
+    `SELECT table_name, column_name, data_type, is_nullable, column_default FROM information_schema.columns c
+     JOIN pg_class r ON r.relname = c.table_name AND r.relnamespace = 'public'::regnamespace
+     WHERE table_schema = 'public' AND NOT r.relispartition ORDER BY table_name, column_name`,
   );
-  const idx = await pool.query(`SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY indexname`);
+  const idx = await pool.query(
+    `SELECT tablename, indexname, indexdef FROM pg_indexes i JOIN pg_class r ON r.relname = i.tablename AND r.relnamespace = 'public'::regnamespace
+     WHERE schemaname = 'public' AND NOT r.relispartition ORDER BY indexname`,
+  );
   const ext = await pool.query(`SELECT extname FROM pg_extension ORDER BY extname`);
-  return { cols: cols.rows, idx: idx.rows, ext: ext.rows };
+  const kinds = await pool.query(`SELECT relname, relkind::text FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p') AND NOT relispartition ORDER BY relname`);
+  return { cols: cols.rows, idx: idx.rows, ext: ext.rows, kinds: kinds.rows };
 }
+
+const ALL = ['001_init_memory', '002_service_columns', '003_registry_field_order', '004_partition_log_entries'];
 
 describe('store: migrations', () => {
   it('apply once, then find nothing pending; two concurrent runs apply each file once', async () => {
     const { pool } = await fresh('mig_twice');
     const [a, b] = await Promise.all([migrate(pool, logger), migrate(pool, logger)]);
-    assert.deepEqual([...a.applied, ...b.applied].sort(), ['001_init_memory', '002_service_columns', '003_registry_field_order']);
+    assert.deepEqual([...a.applied, ...b.applied].sort(), ALL);
+    // Partitions were created once, by whichever run came second or first, never twice.
+    assert.equal(a.partitionsCreated.length + b.partitionsCreated.length, 11);
     const again = await migrate(pool, logger);
     assert.deepEqual(again.applied, []);
     const tracked = await pool.query('SELECT version, checksum FROM schema_migrations ORDER BY version');
-    assert.equal(tracked.rowCount, 3);
+    assert.equal(tracked.rowCount, 4);
     assert.ok(tracked.rows.every((r: { checksum: string }) => /^[0-9a-f]{64}$/.test(r.checksum)));
-    // The files themselves are idempotent too (a database migrated by hand, or a replayed file).
-    for (const f of ['001_init_memory.sql', '002_service_columns.sql', '003_registry_field_order.sql']) {
-      await pool.query(readFileSync(join(migrationsDir(), f), 'utf8'));
+  });
+
+  it('each file is safe to run again right after itself (a file replayed by hand)', async () => {
+    const { pool } = await fresh('mig_replay');
+    for (const f of ALL) {
+      const sql = readFileSync(join(migrationsDir(), `${f}.sql`), 'utf8');
+      await pool.query(sql);
+      const once = await schemaOf(pool);
+      await pool.query(sql);
+      assert.deepEqual(await schemaOf(pool), once, `${f} twice`);
     }
   });
 
@@ -77,8 +94,13 @@ describe('store: migrations', () => {
       );
     }
     const res = await migrate(pool, logger);
-    assert.deepEqual(res.applied, ['001_init_memory', '002_service_columns', '003_registry_field_order']);
+    assert.deepEqual(res.applied, ALL);
     assert.deepEqual(await schemaOf(pool), await schemaOf(ref));
+    // The old rows are one partition: the old table, attached whole up to the next UTC midnight.
+    const legacy = await pool.query(
+      `SELECT tableoid::regclass::text AS p, count(*)::int AS n FROM log_entries GROUP BY 1`,
+    );
+    assert.deepEqual(legacy.rows, [{ p: 'log_entries_legacy', n: 4 }]);
 
     const rows = await pool.query(
       `SELECT log_entries.seq::int AS seq, timestamp, team_id, subject, received_at = created_at AS kept_received

@@ -1,12 +1,15 @@
 // Row and event factories shared by the store tests.
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { uuidV7 } from '../../src/domain/identity.js';
 import { nowUs } from '../../src/domain/time.js';
 import type { LogRow, RegistryEvent, RejectRow } from '../../src/domain/types.js';
 
+/** A row as ingest makes one: its id a UUIDv7 whose prefix is the row's event time (ms). */
 export function makeRow(over: Partial<LogRow> = {}): LogRow {
   const t = nowUs();
+  const ts = over.timestampUs ?? t;
   return {
-    id: randomUUID(),
+    id: uuidV7(Math.floor(ts / 1000), randomBytes(16).toString('hex')),
     traceId: 'trace-1',
     timestampUs: t,
     level: 'INFO',

@@ -10,7 +10,8 @@ import { BatchWriter } from '../../src/store/batch-writer.js';
 import { CommitNotifier } from '../../src/store/commit-notifier.js';
 import { openDatabase, type Database } from '../../src/store/database.js';
 import { migrate } from '../../src/store/migrate.js';
-import { Retention } from '../../src/store/retention.js';
+import { StoreMaintenance } from '../../src/store/maintenance.js';
+import { DEFAULT_PARTITION_SPEC } from '../../src/store/partitions.js';
 import { nowUs } from '../../src/domain/time.js';
 import { metricsRegistry } from '../../src/metrics.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
@@ -272,16 +273,16 @@ describe('store: batch writer (PostgreSQL)', () => {
     }
   });
 
-  it('retention deletes only old log rows and old dead letters, in batches', async () => {
-    const oldTime = nowUs() - 3 * 86_400_000_000; // 3 days
+  it('retention deletes only old log rows (here: in the default partition) and old dead letters, in batches', async () => {
+    const oldTime = nowUs() - 30 * 86_400_000_000; // 30 days: before every partition, so in the default one
     const old = makeRows(25, { timestampUs: oldTime, source: 'retention-agent' });
     const fresh = makeRows(5, { source: 'retention-agent' });
     const oldReject = makeReject({ subject: 'swarm.retention.old', receivedAtUs: oldTime });
     const freshReject = makeReject({ subject: 'swarm.retention.fresh' });
     await writer.write({ rows: [...old, ...fresh], rejects: [oldReject, freshReject], registry: [] });
-    const ret = new Retention(db, { logRetentionMs: 86_400_000, deadLetterRetentionMs: 86_400_000 }, logger, { batchSize: 10 });
+    const ret = new StoreMaintenance(db, { logRetentionMs: 86_400_000, deadLetterRetentionMs: 86_400_000, partitions: DEFAULT_PARTITION_SPEC }, logger, { batchSize: 10 });
     const out = await ret.runOnce();
-    assert.ok(out.logs >= 25, `deleted ${out.logs}`);
+    assert.ok(out.trimmed >= 25, `deleted ${out.trimmed}`);
     const left = await db.pool.query("SELECT count(*)::int AS n FROM log_entries WHERE source = 'retention-agent'");
     assert.equal(left.rows[0].n, 5);
     const rej = await db.pool.query("SELECT subject FROM ingest_rejects WHERE subject LIKE 'swarm.retention.%'");

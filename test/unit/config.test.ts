@@ -69,6 +69,8 @@ const INVALID: [string, Env, RegExp][] = [
   ['AGENT_OFFLINE_AFTER', { AGENT_OFFLINE_AFTER: '1.5 minutes' }, /expected a duration such as/],
   ['LOG_RETENTION', { LOG_RETENTION: '30 days' }, /expected a duration such as/],
   ['DEAD_LETTER_RETENTION', { DEAD_LETTER_RETENTION: 'week' }, /expected a duration such as/],
+  ['LOG_PARTITION_INTERVAL', { LOG_PARTITION_INTERVAL: '5h' }, /whole hours that divide a day .* or whole days/],
+  ['RETENTION_INTERVAL', { RETENTION_INTERVAL: '100ms' }, /at least 1s/],
   ['SHUTDOWN_TIMEOUT', { SHUTDOWN_TIMEOUT: '20' }, /expected a duration such as/],
 ];
 
