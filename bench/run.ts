@@ -8,6 +8,10 @@
 //      with and without them
 //   5. GetRegistry at 10,000 agents, QueryLogs pages over 1,000,000 rows
 //   6. the service's peak RSS per phase
+//   7. partitions (bench/partitions.ts): the upgrade's lock time at 1,000,000 rows; StreamLogs catch-up
+//      and QueryLogs over 30 daily partitions vs one table; retention of one day of 1,000,000 rows by
+//      partition drop vs batched delete, and the ingest rate while it runs
+//   8. replicas (bench/replicas.ts): two replicas vs one instance draining the same events
 //
 // Everything runs on loopback: a PRIVATE nats-server (so the stream may capture plain `swarm.>`), the
 // shared PostgreSQL with fresh databases (dropped at the end). Every loop is bounded; the run stops by
@@ -31,6 +35,8 @@ import { runBarePipeline, runDirective } from './baselines.js';
 import { emptyFilter, getRegistry, makeClients, openLightTail, openTail, queryLogs, type LightTail } from './clients.js';
 import { buildMessages, createStream, CpuTracker, fmt, nowMs, publishAll, publishPaced, RssMonitor, Samples, serviceCpuTracker, sleep, summarize, until, type DataOptions, type Summary } from './lib.js';
 import { summarizeProfile, type ProfileSummary } from './profile.js';
+import { partitionPhases } from './partitions.js';
+import { replicaPhases } from './replicas.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -43,6 +49,8 @@ const { values: flags } = parseArgs({
     'directive-seconds': { type: 'string' },
     'registry-agents': { type: 'string' },
     'query-rows': { type: 'string' },
+    'partition-rows': { type: 'string' },
+    'replica-events': { type: 'string' },
     profile: { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
     only: { type: 'string' },
@@ -71,11 +79,13 @@ const opts = {
   directiveSeconds: num('directive-seconds', 10, 3),
   registryAgents: Math.round(num('registry-agents', 10_000, 10_000)),
   queryRows: Math.round(num('query-rows', 1_000_000, 60_000)),
+  partitionRows: Math.round(num('partition-rows', 1_000_000, 100_000)),
+  replicaEvents: Math.round(num('replica-events', 150_000, 20_000)),
   profile: flags.profile === true,
   /** Extra node flags for the service (e.g. V8 heap settings), split on spaces. */
   nodeFlags: (flags['node-flags'] ?? '').split(' ').filter((f) => f !== ''),
 };
-const only = new Set((flags.only ?? 'ingest,live').split(','));
+const only = new Set((flags.only ?? 'ingest,live,partitions,replicas').split(','));
 const DATA: DataOptions = { agents: 1000, teams: 40, seed: 42 };
 const log = (msg: string): void => void process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 const resultsDir = join(ROOT, 'bench', 'results');
@@ -156,6 +166,23 @@ async function migrated(label: string, onlyDirective = false): Promise<TestDatab
   return db;
 }
 
+/** This project's schema before partitions (migrations 001-003): one log_entries table. */
+async function migratedUpTo003(label: string): Promise<TestDatabase> {
+  const db = await freshDb(label);
+  const tmp = join(resultsDir, 'migrations-003');
+  mkdirSync(tmp, { recursive: true });
+  for (const f of ['001_init_memory.sql', '002_service_columns.sql', '003_registry_field_order.sql']) {
+    writeFileSync(join(tmp, f), readFileSync(join(ROOT, 'migrations', f)));
+  }
+  const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+  try {
+    await migrate(pool, createLogger('error'), tmp);
+  } finally {
+    await pool.end();
+  }
+  return db;
+}
+
 async function withClient<T>(url: string, f: (c: pg.Client) => Promise<T>): Promise<T> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
@@ -226,6 +253,11 @@ async function ingestPhases(nats: PrivateNats, nc: NatsConnection): Promise<void
   const bare = { ...(await runBarePipeline(nc, stream, bareDb.url, N)), cpuSeconds: {} as Record<string, number> };
   bare.cpuSeconds = bareCpu.stop();
   log(`bare pipeline: ${fmt(bare.eventsPerSec)} events/s`);
+  // The same bare pipeline into one unpartitioned table (the schema before migration 004): what the
+  // partitions cost COPY.
+  const bareOneDb = await migratedUpTo003('bare_one');
+  const bareOne = await runBarePipeline(nc, stream, bareOneDb.url, N);
+  log(`bare pipeline, one table: ${fmt(bareOne.eventsPerSec)} events/s`);
   results['contextBytes'] = await withClient(bareDb.url, async (c) => {
     const r = await c.query<{ avg: string }>('SELECT avg(octet_length(context::text))::int::text AS avg FROM log_entries');
     return Number(r.rows[0]!.avg);
@@ -281,6 +313,7 @@ async function ingestPhases(nats: PrivateNats, nc: NatsConnection): Promise<void
     bareCpuUsPerEvent: perEvent(bare.cpuSeconds, N),
     agents: Number(check.agents),
     bare,
+    bareOneTable: bareOne,
     directive,
     ratioToBare: ours / bare.eventsPerSec,
     ratioToDirective: ours / directive.eventsPerSec,
@@ -616,6 +649,16 @@ async function livePhases(nats: PrivateNats, nc: NatsConnection): Promise<void> 
 
 // ---------------------------------------------------------------------------------------------
 
+interface ReadStats {
+  catchUpUnfiltered: { recordsPerSec: number };
+  queryLogsPageMs: Summary;
+  queryLogsOneDayMs: Summary;
+}
+interface RetentionStats {
+  retentionSeconds: number;
+  ratio: number;
+}
+
 function printTable(): void {
   const r = results as {
     ingest?: { eventsPerSec: number; bare: { eventsPerSec: number }; directive: { eventsPerSec: number }; ratioToBare: number; ratioToDirective: number };
@@ -628,6 +671,8 @@ function printTable(): void {
   if (r.ingest) {
     add('ingest (service, every feature on)', `${fmt(r.ingest.eventsPerSec)} events/s`);
     add('bare pipeline', `${fmt(r.ingest.bare.eventsPerSec)} events/s`);
+    const one = (r.ingest as unknown as { bareOneTable?: { eventsPerSec: number } }).bareOneTable;
+    if (one) add('bare pipeline into one table (no partitions)', `${fmt(one.eventsPerSec)} events/s`);
     add("directive's design", `${fmt(r.ingest.directive.eventsPerSec)} events/s`);
     add('ratio to bare pipeline', `${r.ingest.ratioToBare.toFixed(2)}x`, '>= 0.8x');
     const ci = (r.ingest as unknown as { cpuUsPerEvent: Record<string, number>; bareCpuUsPerEvent: Record<string, number> });
@@ -647,6 +692,23 @@ function printTable(): void {
     add('GetRegistry all pages (1000/page) p50', `${fmt(r.reads.getRegistryAllPagesMs.p50)} ms`);
     add(`QueryLogs page p50/p99 @ ${opts.queryRows} rows`, `${fmt(r.reads.queryLogsPageMs.p50)} / ${fmt(r.reads.queryLogsPageMs.p99)} ms`);
   }
+  const p = results['partitions'] as
+    | {
+        upgrade: { rows: number; fromOwnSchema004Ms: number; fromOwnSchemaPrebuilt004Ms: number };
+        reads: { partitions: number; oneTable: ReadStats; partitioned: ReadStats };
+        retention: { rows: number; partitionDrop: RetentionStats; batchedDelete: RetentionStats };
+      }
+    | undefined;
+  if (p) {
+    add(`upgrade (004) lock at ${p.upgrade.rows} rows / indexes prebuilt`, `${fmt(p.upgrade.fromOwnSchema004Ms / 1000, 2)} / ${fmt(p.upgrade.fromOwnSchemaPrebuilt004Ms / 1000, 2)} s`);
+    add(`StreamLogs catch-up: one table / ${p.reads.partitions} partitions`, `${fmt(p.reads.oneTable.catchUpUnfiltered.recordsPerSec)} / ${fmt(p.reads.partitioned.catchUpUnfiltered.recordsPerSec)} records/s`);
+    add('QueryLogs page p99: one table / partitions', `${fmt(p.reads.oneTable.queryLogsPageMs.p99)} / ${fmt(p.reads.partitioned.queryLogsPageMs.p99)} ms`);
+    add('QueryLogs one day p99: one table / partitions', `${fmt(p.reads.oneTable.queryLogsOneDayMs.p99)} / ${fmt(p.reads.partitioned.queryLogsOneDayMs.p99)} ms`);
+    add(`retention of one day (${p.retention.rows} rows): drop / delete`, `${fmt(p.retention.partitionDrop.retentionSeconds, 2)} / ${fmt(p.retention.batchedDelete.retentionSeconds, 1)} s`);
+    add('ingest while retention runs (ratio to without): drop / delete', `${p.retention.partitionDrop.ratio.toFixed(2)}x / ${p.retention.batchedDelete.ratio.toFixed(2)}x`);
+  }
+  const rep = results['replicas'] as { one: { eventsPerSec: number }; two: { eventsPerSec: number }; ratio: number } | undefined;
+  if (rep) add('ingest: one instance / two replicas', `${fmt(rep.one.eventsPerSec)} / ${fmt(rep.two.eventsPerSec)} events/s (${rep.ratio.toFixed(2)}x)`);
   for (const [phase, mb] of Object.entries(rss)) add(`peak RSS: ${phase}`, `${fmt(mb)} MB`, phase === 'ingestDrain' ? '<= 300 MB' : '');
   const w0 = Math.max(...rows.map((x) => x[0].length));
   const w1 = Math.max(...rows.map((x) => x[1].length));
@@ -669,6 +731,19 @@ async function main(): Promise<void> {
   log(`machine: ${m['nproc']} cores, ${String(m['cpuModel'])}, load ${JSON.stringify(m['loadavgAtStart'])}`);
   if (only.has('ingest')) await ingestPhases(nats, nc);
   if (only.has('live')) await livePhases(nats, nc);
+  if (only.has('partitions')) {
+    results['partitions'] = await partitionPhases(nats, nc, { rows: opts.partitionRows, quick: opts.quick, keep: flags.keep === true, log, cleanup });
+  }
+  if (only.has('replicas')) {
+    results['replicas'] = await replicaPhases(nats, nc, {
+      events: opts.replicaEvents,
+      log,
+      cleanup,
+      freshDb: (label) => freshDb(label),
+      env: (db, stream, consumer) => serviceEnv(nats, db, stream, { CONSUMER_NAME: consumer }),
+      nodeFlags: opts.nodeFlags,
+    });
+  }
   results['rssMb'] = rss;
   (results['machine'] as Record<string, unknown>)['loadavgAtEnd'] = loadavg().map((x) => Math.round(x * 100) / 100);
   results['totalSeconds'] = (nowMs() - started) / 1000;
