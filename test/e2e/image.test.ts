@@ -4,7 +4,7 @@
 // non-root user when we can switch users, and check it serves: the gRPC health names the probes use,
 // /readyz, /metrics, an authenticated MemoryService call, migrations applied from the image's copy.
 import { strict as assert } from 'node:assert';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, posix } from 'node:path';
@@ -14,6 +14,7 @@ import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
 import pg from 'pg';
 import { MemoryServiceClient, type GetRegistryResponse } from '../../src/gen/mycelis/memory/v1/memory.js';
+import { spawnWatched } from '../helpers/child.js';
 import { parseDockerfile, type Instruction } from '../helpers/dockerfile.js';
 import { podSpec, renderKustomization } from '../helpers/kustomize.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
@@ -155,6 +156,7 @@ describe('container image (Dockerfile final stage, reproduced)', () => {
   let grpcAddress = '';
   let httpBase = '';
   let exited: Promise<number | null>;
+  let isDone = (): boolean => true;
   const apiToken = String(secret['stringData']['API_TOKENS']).split(',')[0]!.trim();
 
   before(async () => {
@@ -191,13 +193,18 @@ describe('container image (Dockerfile final stage, reproduced)', () => {
     // service also proves it needs no write access to its own directory.
     const ids = image.user?.split(':').map(Number);
     const asUser = process.getuid?.() === 0 && ids && ids[0]! > 0 ? { uid: ids[0]!, gid: ids[1] ?? ids[0]! } : {};
-    child = spawn(process.execPath, args, { cwd: join(imageRoot, 'app'), env, stdio: ['ignore', 'pipe', 'pipe'], ...asUser });
+    // process.execPath as the image's user: it must be able to read the binary and every directory
+    // above it (.ci/run keeps its Node binaries so). If it cannot, this fails here, at once, saying so.
+    const watched = spawnWatched(process.execPath, args, { cwd: join(imageRoot, 'app'), env, stdio: ['ignore', 'pipe', 'pipe'], ...asUser });
+    child = watched.child;
     for (const s of [child.stdout!, child.stderr!]) s.on('data', (b: Buffer) => output.push(...b.toString('utf8').split('\n').filter(Boolean)));
-    exited = new Promise((resolve) => child!.once('exit', (code) => resolve(code)));
+    exited = watched.exited.then(({ code }) => code);
+    isDone = watched.done;
+    await watched.started;
   });
 
   after(async () => {
-    if (child && child.exitCode === null && child.signalCode === null) {
+    if (child && !isDone()) {
       child.kill('SIGKILL');
       await exited;
     }

@@ -1,13 +1,14 @@
 // Shared by the operator e2e tests (cli-*, page-*): the built service as a child process on a fresh
 // database and a unique stream/subject prefix on the shared NATS, the publish command, direct reads
 // of what was committed, and long-running CLI children (tail, registry --watch) read line by line.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import pg from 'pg';
 import { connect } from 'nats';
 import { CLI, ROOT, freePort, serviceEnv, startService, type ServiceProcess } from '../helpers/service.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
 import { SHARED_NATS_URL, deleteStreamQuietly, uniqueNatsNames, type NatsNames } from '../helpers/nats.js';
 import { waitFor } from '../helpers/wait.js';
+import { spawnWatched } from '../helpers/child.js';
 
 export interface Stack {
   readonly db: TestDatabase;
@@ -104,18 +105,19 @@ const BASE_ENV = (): Record<string, string> => ({ PATH: process.env['PATH'] ?? '
 /** The built CLI, run to completion. */
 export function runCliOnce(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<CliRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...BASE_ENV(), ...env }, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const { child, exited } = spawnWatched(process.execPath, [CLI, ...args], { env: { ...BASE_ENV(), ...env }, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const t = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`mycelis-memory ${args.join(' ')} timed out; stdout: ${stdout.slice(-2000)} stderr: ${stderr.slice(-2000)}`));
     }, timeoutMs);
-    child.once('exit', (code, signal) => {
+    void exited.then(({ code, signal, error }) => {
       clearTimeout(t);
-      resolve({ code, signal, stdout, stderr });
+      if (error) reject(error);
+      else resolve({ code, signal, stdout, stderr });
     });
   });
 }
@@ -133,7 +135,8 @@ export interface CliChild {
 
 /** The built CLI as a long-running child (tail, registry --watch). */
 export function spawnCli(args: string[], env: Record<string, string> = {}): CliChild {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...BASE_ENV(), ...env }, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const watched = spawnWatched(process.execPath, [CLI, ...args], { env: { ...BASE_ENV(), ...env }, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = watched.child;
   const lines: string[] = [];
   let rest = '';
   let err = '';
@@ -143,7 +146,11 @@ export function spawnCli(args: string[], env: Record<string, string> = {}): CliC
     lines.push(...parts);
   });
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  // Settles on exit, or at once when the CLI could not be started (its reason then reads as stderr).
+  const exited = watched.exited.then(({ code, signal, error }) => {
+    if (error) err += error.message;
+    return { code, signal };
+  });
   let done = false;
   void exited.then(() => (done = true));
   return {

@@ -2,7 +2,6 @@
 // (SIGKILL mid-ingest loses and duplicates nothing: acks only after commit + deterministic ids).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +11,7 @@ import { CLI, ROOT, serviceEnv, startService, type ServiceProcess } from '../hel
 import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
 import { SHARED_NATS_URL, deleteStreamQuietly, startPrivateNats, uniqueNatsNames, type PrivateNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/wait.js';
+import { spawnWatched } from '../helpers/child.js';
 import * as grpc from '@grpc/grpc-js';
 import { MemoryServiceClient, type GetRegistryResponse } from '../../src/gen/mycelis/memory/v1/memory.js';
 
@@ -28,22 +28,23 @@ function registryOf(address: string): Promise<GetRegistryResponse> {
 
 function run(args: string[], env: Record<string, string>, timeoutMs = 120_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const { child, exited } = spawnWatched(process.execPath, [CLI, ...args], {
       env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', ...env },
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const t = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`${args.join(' ')} timed out; stderr: ${stderr}`));
     }, timeoutMs);
-    child.once('exit', (code) => {
+    void exited.then(({ code, error }) => {
       clearTimeout(t);
-      resolve({ code, stdout, stderr });
+      if (error) reject(error);
+      else resolve({ code, stdout, stderr });
     });
   });
 }

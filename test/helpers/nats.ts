@@ -6,13 +6,13 @@
 //   nats-server with JetStream on a free port and a temp store dir; stop()/start() keep both, so
 //   streams survive a restart; destroy() kills it and removes the directory. Register destroy() in
 //   an `after` hook so it runs also when the test fails.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NatsConnection } from 'nats';
+import { spawnWatched, type WatchedChild } from './child.js';
 
 export const SHARED_NATS_URL = 'nats://127.0.0.1:4222';
 
@@ -92,22 +92,23 @@ process.once('exit', () => {
 export async function startPrivateNats(): Promise<PrivateNats> {
   const port = await freePort();
   const storeDir = mkdtempSync(join(tmpdir(), 'mm-nats-'));
-  let child: ChildProcess | null = null;
+  let child: WatchedChild | null = null;
   let destroyed = false;
 
   const start = async (): Promise<void> => {
     if (child) return;
-    const c = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir], {
+    const c = spawnWatched('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';
-    c.stderr?.on('data', (d: Buffer) => {
+    c.child.stderr?.on('data', (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-4000);
     });
     child = c;
-    c.once('exit', () => {
+    void c.exited.then(() => {
       if (child === c) child = null;
     });
+    await c.started; // not installed, not executable: fail now, with the reason
     const deadline = Date.now() + 20_000;
     while (!(await canConnect(port))) {
       if (child !== c) throw new Error(`private nats-server exited during start: ${stderr}`);
@@ -119,13 +120,9 @@ export async function startPrivateNats(): Promise<PrivateNats> {
   const stop = async (): Promise<void> => {
     const c = child;
     if (!c) return;
-    const exited = new Promise<void>((resolve) => {
-      if (c.exitCode !== null || c.signalCode !== null) resolve();
-      else c.once('exit', () => resolve());
-    });
-    c.kill('SIGTERM');
-    const t = setTimeout(() => c.kill('SIGKILL'), 5000);
-    await exited;
+    c.child.kill('SIGTERM');
+    const t = setTimeout(() => c.child.kill('SIGKILL'), 5000);
+    await c.exited;
     clearTimeout(t);
     child = null;
   };
@@ -145,7 +142,7 @@ export async function startPrivateNats(): Promise<PrivateNats> {
     },
   };
   live.set(handle, () => {
-    child?.kill('SIGKILL');
+    child?.child.kill('SIGKILL');
     rmSync(storeDir, { recursive: true, force: true });
   });
   try {

@@ -1,6 +1,7 @@
 // The built service as a child process (test/e2e, test/fault): `node dist/src/cli.js serve` with an
 // explicit environment, free ports, and its pino JSON output captured for assertions.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { spawnWatched } from './child.js';
 import { freePort, type NatsNames } from './nats.js';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
@@ -67,11 +68,12 @@ export async function startService(opts: StartOptions): Promise<ServiceProcess> 
     HTTP_PORT: String(httpPort),
     ...opts.env,
   };
-  const child = spawn(process.execPath, [CLI, ...(opts.args ?? ['serve'])], {
+  const watched = spawnWatched(process.execPath, [CLI, ...(opts.args ?? ['serve'])], {
     env,
     cwd: opts.cwd ?? ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  const child = watched.child;
   const output: string[] = [];
   const parsed: Record<string, unknown>[] = [];
   const waiters = new Set<() => void>();
@@ -95,11 +97,11 @@ export async function startService(opts: StartOptions): Promise<ServiceProcess> 
   const errCarry = { rest: '' };
   child.stdout!.on('data', (b: Buffer) => onData(b, outCarry));
   child.stderr!.on('data', (b: Buffer) => onData(b, errCarry));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => {
-      for (const w of waiters) w();
-      resolve({ code, signal });
-    });
+  // Settles on exit, and at once when the process could not be started (see helpers/child.ts).
+  const exited = watched.exited.then(({ code, signal, error }) => {
+    if (error) output.push(error.message);
+    for (const w of waiters) w();
+    return { code, signal };
   });
   let exitedYet = false;
   void exited.then(() => {
@@ -161,6 +163,7 @@ export async function startService(opts: StartOptions): Promise<ServiceProcess> 
       await exited;
     },
   };
+  await watched.started; // a child that cannot start fails here, with the reason
   if (opts.waitReady !== false) {
     try {
       await waitForLog((l) => l['msg'] === 'mycelis-memory started', opts.timeoutMs ?? 60_000);
