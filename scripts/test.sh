@@ -8,4 +8,9 @@ npm run -s build
 shopt -s nullglob
 files=(test/unit/*.test.ts test/integration/*.test.ts test/e2e/*.test.ts test/fault/*.test.ts)
 if [ "${#files[@]}" -eq 0 ]; then echo "no test files" >&2; exit 1; fi
-exec node --import tsx --test --test-reporter=spec --test-concurrency="${TEST_CONCURRENCY:-2}" "${files[@]}"
+# Per-file durations (slowest first) go to test-artifacts/durations-node<version>.txt.
+mkdir -p test-artifacts
+exec node --import tsx --test --test-concurrency="${TEST_CONCURRENCY:-2}" \
+  --test-reporter=spec --test-reporter-destination=stdout \
+  --test-reporter=./scripts/test-durations.mjs --test-reporter-destination="test-artifacts/durations-node$(node -p process.versions.node).txt" \
+  "${files[@]}"
