@@ -3,13 +3,15 @@
 // One prefilled stream; the service drains it into a fresh database again and again, alternating
 // two variants (A B A B ...). A variant is a built service (`--a-dist <dir>` holding src/cli.js; default
 // ./dist; keep it inside the project so its imports resolve), node flags (`--a-flags="<flags>"`) and
-// environment (`--a-env "K=V K=V"`), and SQL run on its database after the migrations (`--a-sql`). Prints, per round and as medians, the drain rate and
+// environment (`--a-env "K=V K=V"`), SQL run on its database after the migrations (`--a-sql`) and the
+// node binary that runs it (`--a-node <path>`, default this process's: compares Node lines). Prints, per round and as medians, the drain rate and
 // the CPU per event of the service's Node process, its PostgreSQL backends and nats-server, the
 // service's peak RSS, and the ratio B/A of each. Build B into ./dist (npm run build) and copy the old build aside for A.
 //
 //   tsx bench/ab.ts --a-dist /tmp/dist-before --rounds 3 --events 100000
 //   tsx bench/ab.ts --b-flags="--max-semi-space-size=32"
 //   tsx bench/ab.ts --b-env "INGEST_BATCH_SIZE=5000"
+//   tsx bench/ab.ts --a-node /opt/nodes/24.22.3/bin/node --b-node /opt/nodes/26.12.1/bin/node
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { connect } from 'nats';
@@ -20,7 +22,7 @@ import { startPrivateNats } from '../test/helpers/nats.js';
 import { createTestDatabase } from '../test/helpers/pg.js';
 import { ROOT } from '../test/helpers/service.js';
 import { buildMessages, createStream, fmt, nowMs, publishAll, RssMonitor, serviceCpuTracker, until } from './lib.js';
-import { startBenchService } from './service.js';
+import { startBenchService, type ServiceRuntime } from './service.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -32,6 +34,8 @@ const { values: flags } = parseArgs({
     'b-env': { type: 'string', default: '' },
     'a-sql': { type: 'string', default: '' },
     'b-sql': { type: 'string', default: '' },
+    'a-node': { type: 'string', default: process.execPath },
+    'b-node': { type: 'string', default: process.execPath },
     rounds: { type: 'string', default: '3' },
     events: { type: 'string', default: '100000' },
   },
@@ -41,8 +45,8 @@ const rounds = Number(flags.rounds);
 const split = (s: string): string[] => s.split(' ').filter((f) => f !== '');
 const envOf = (s: string): Record<string, string> => Object.fromEntries(split(s).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 const variants = {
-  A: { cli: join(resolve(flags['a-dist']), 'src', 'cli.js'), flags: split(flags['a-flags']), env: envOf(flags['a-env']), sql: flags['a-sql'] },
-  B: { cli: join(resolve(flags['b-dist']), 'src', 'cli.js'), flags: split(flags['b-flags']), env: envOf(flags['b-env']), sql: flags['b-sql'] },
+  A: { cli: join(resolve(flags['a-dist']), 'src', 'cli.js'), flags: split(flags['a-flags']), env: envOf(flags['a-env']), sql: flags['a-sql'], node: flags['a-node'] },
+  B: { cli: join(resolve(flags['b-dist']), 'src', 'cli.js'), flags: split(flags['b-flags']), env: envOf(flags['b-env']), sql: flags['b-sql'], node: flags['b-node'] },
 };
 const log = (msg: string): void => void process.stderr.write(`[ab ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
@@ -51,6 +55,7 @@ interface Round {
   eventsPerSec: number;
   usPerEvent: Record<string, number>;
   peakRssMb: number;
+  runtime: ServiceRuntime | undefined;
 }
 
 const nats = await startPrivateNats();
@@ -77,6 +82,7 @@ try {
         v.flags,
         60_000,
         v.cli,
+        v.node,
       );
       const rss = new RssMonitor(svc.pid);
       const cpu = serviceCpuTracker(svc.pid, db.name, nats.storeDir);
@@ -89,7 +95,7 @@ try {
         const secs = cpu.stop();
         const usPerEvent: Record<string, number> = {};
         for (const [k, s] of Object.entries(secs)) usPerEvent[k] = (s / N) * 1e6;
-        const round: Round = { variant, eventsPerSec: N / ((t1 - t0) / 1000), usPerEvent, peakRssMb: rss.peakMb() };
+        const round: Round = { variant, eventsPerSec: N / ((t1 - t0) / 1000), usPerEvent, peakRssMb: rss.peakMb(), runtime: svc.runtime };
         rss.stop();
         results.push(round);
         log(`${variant}: ${fmt(round.eventsPerSec)} events/s, µs/event node ${fmt(usPerEvent['node']!)} pg ${fmt(usPerEvent['postgres']!)} nats ${fmt(usPerEvent['nats']!)}, peak RSS ${fmt(round.peakRssMb)} MB`);
@@ -119,7 +125,11 @@ const rows: [string, (r: Round) => number][] = [
   ['nats µs/event', (r) => r.usPerEvent['nats']!],
   ['peak RSS MB', (r) => r.peakRssMb],
 ];
-process.stdout.write(`A: ${flags['a-dist']} ${flags['a-flags']} ${flags['a-env']}\nB: ${flags['b-dist']} ${flags['b-flags']} ${flags['b-env']}\n`);
+const runtimeOf = (variant: 'A' | 'B'): string => {
+  const r = results.find((x) => x.variant === variant)?.runtime;
+  return r ? `Node ${r.node} (V8 ${r.v8}), flags: ${r.execArgv.join(' ') || 'none'}, heap limit ${r.heapLimitMiB} MiB` : 'runtime not reported';
+};
+process.stdout.write(`A: ${flags['a-dist']} ${flags['a-flags']} ${flags['a-env']}; ${runtimeOf('A')}\nB: ${flags['b-dist']} ${flags['b-flags']} ${flags['b-env']}; ${runtimeOf('B')}\n`);
 for (const [name, f] of rows) {
   const a = med('A', f);
   const b = med('B', f);

@@ -30,7 +30,7 @@ import { migrate } from '../src/store/migrate.js';
 import { startPrivateNats, type PrivateNats } from '../test/helpers/nats.js';
 import { createTestDatabase, type TestDatabase } from '../test/helpers/pg.js';
 import { ROOT } from '../test/helpers/service.js';
-import { startBenchService, type BenchService } from './service.js';
+import { startBenchService, type BenchService, type ServiceRuntime } from './service.js';
 import { runBarePipeline, runDirective } from './baselines.js';
 import { emptyFilter, getRegistry, makeClients, openLightTail, openTail, queryLogs, type LightTail } from './clients.js';
 import { buildMessages, createStream, CpuTracker, fmt, nowMs, publishAll, publishPaced, RssMonitor, Samples, serviceCpuTracker, sleep, summarize, until, type DataOptions, type Summary } from './lib.js';
@@ -136,6 +136,40 @@ function perEvent(cpu: Record<string, number>, events: number): Record<string, n
   }
   out['total'] = Math.round((total / events) * 1e7) / 10;
   return out;
+}
+
+/**
+ * Which runtime every figure of this run comes from (Node lines differ, in garbage collection above
+ * all): the bench's own Node (clients, baselines and the in-process phases run in it), the flags the
+ * bench gives the service, NODE_OPTIONS, and the Node.js release, V8 flags and heap limit the service
+ * reported at start.
+ */
+interface RunRuntime {
+  bench: { node: string; v8: string; execArgv: string[] };
+  nodeFlags: string[];
+  nodeOptions: string;
+  service?: ServiceRuntime | 'not reported';
+}
+const runtimeRecord: RunRuntime = {
+  bench: { node: process.version, v8: process.versions.v8, execArgv: process.execArgv },
+  nodeFlags: opts.nodeFlags,
+  nodeOptions: process.env['NODE_OPTIONS'] ?? '',
+};
+results['runtime'] = runtimeRecord;
+
+function recordRuntime(svc: BenchService): void {
+  if (runtimeRecord.service) return;
+  runtimeRecord.service = svc.runtime ?? 'not reported';
+  log(runtimeLine());
+}
+
+function runtimeLine(): string {
+  const r = runtimeRecord;
+  const s = typeof r.service === 'object' ? r.service : undefined;
+  const extra = r.nodeOptions ? [`NODE_OPTIONS=${r.nodeOptions}`] : [];
+  if (!s) return `runtime: Node ${r.bench.node} (V8 ${r.bench.v8}), in this process${r.service ? '; the service did not report its runtime' : ''}${extra.length ? `, ${extra[0]}` : ''}`;
+  const flags = [...s.execArgv, ...extra];
+  return `runtime: service on Node ${s.node} (V8 ${s.v8}), flags: ${flags.length ? flags.join(' ') : 'none'}, heap limit ${s.heapLimitMiB} MiB`;
 }
 
 async function freshDb(label: string): Promise<TestDatabase> {
@@ -279,6 +313,7 @@ async function ingestPhases(nats: PrivateNats, nc: NatsConnection): Promise<void
   log('service: draining');
   const svc = await startBenchService(serviceEnv(nats, db, stream), [...opts.nodeFlags, ...(opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [])]);
   cleanup.push(() => svc.stop());
+  recordRuntime(svc);
   const mon = new RssMonitor(svc.pid);
   const svcCpu = serviceCpuTracker(svc.pid, db.name, nats.storeDir);
   let t1 = 0;
@@ -503,6 +538,7 @@ async function livePhases(nats: PrivateNats, nc: NatsConnection): Promise<void> 
   }
   const svc = await startBenchService(serviceEnv(nats, db, stream), [...opts.nodeFlags, ...(opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${liveProfDir}`] : [])]);
   cleanup.push(() => svc.stop());
+  recordRuntime(svc);
   const mon = new RssMonitor(svc.pid);
   const address = `127.0.0.1:${svc.grpcPort}`;
   const teams = Array.from({ length: DATA.teams }, (_, i) => i);
@@ -713,7 +749,7 @@ function printTable(): void {
   const w0 = Math.max(...rows.map((x) => x[0].length));
   const w1 = Math.max(...rows.map((x) => x[1].length));
   const out = rows.map(([a, b, c]) => `${a.padEnd(w0)}  ${b.padStart(w1)}  ${c}`).join('\n');
-  process.stdout.write(`\n${out}\n`);
+  process.stdout.write(`\n${runtimeLine()}\n${out}\n`);
 }
 
 async function main(): Promise<void> {

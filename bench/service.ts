@@ -1,9 +1,18 @@
 // The built service as a child process for the benchmark: like test/helpers/service.ts, plus node
 // flags (--cpu-prof cannot go through NODE_OPTIONS).
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { spawnWatched } from '../test/helpers/child.js';
 import { freePort, ROOT } from '../test/helpers/service.js';
+
+/** What the service's start line reports about its runtime (src/main.ts runtime()). */
+export interface ServiceRuntime {
+  node: string;
+  v8: string;
+  execArgv: string[];
+  heapLimitMiB: number;
+}
 
 export interface BenchService {
   readonly child: ChildProcess;
@@ -11,6 +20,8 @@ export interface BenchService {
   readonly grpcPort: number;
   readonly httpPort: number;
   readonly output: string[];
+  /** The Node.js release, V8 flags and heap limit the service reported at start. */
+  readonly runtime: ServiceRuntime | undefined;
   /** Selected samples from the service's /metrics (name{labels} -> value), for the results JSON. */
   metrics(names: readonly string[]): Promise<Record<string, number>>;
   stop(): Promise<void>;
@@ -21,30 +32,42 @@ export async function startBenchService(
   nodeFlags: string[] = [],
   timeoutMs = 60_000,
   cli = join(ROOT, 'dist', 'src', 'cli.js'),
+  node = process.execPath,
 ): Promise<BenchService> {
   if (!existsSync(cli)) throw new Error(`${cli} missing: run npm run build first`);
   const grpcPort = await freePort();
   const httpPort = await freePort();
-  const child = spawn(process.execPath, [...nodeFlags, cli, 'serve'], {
+  const watched = spawnWatched(node, [...nodeFlags, cli, 'serve'], {
     env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', HOST: '127.0.0.1', GRPC_PORT: String(grpcPort), HTTP_PORT: String(httpPort), ...env },
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  const child = watched.child;
   const output: string[] = [];
   let started = false;
+  let runtime: ServiceRuntime | undefined;
   let onLine: (() => void) | null = null;
   const take = (b: Buffer): void => {
     for (const line of b.toString('utf8').split('\n')) {
       if (line === '') continue;
       output.push(line);
       if (output.length > 200) output.shift();
-      if (line.includes('"mycelis-memory started"')) started = true;
+      if (line.includes('"mycelis-memory started"')) {
+        started = true;
+        try {
+          runtime = (JSON.parse(line) as { runtime?: ServiceRuntime }).runtime;
+        } catch {
+          /* not JSON: leave it unknown */
+        }
+      }
     }
     onLine?.();
   };
   child.stdout!.on('data', take);
   child.stderr!.on('data', take);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const exited = watched.exited.then(({ error }) => {
+    if (error) output.push(error.message);
+  });
   let gone = false;
   void exited.then(() => {
     gone = true;
@@ -72,6 +95,7 @@ export async function startBenchService(
     grpcPort,
     httpPort,
     output,
+    runtime,
     async metrics(names) {
       const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
       const out: Record<string, number> = {};

@@ -2,6 +2,7 @@
 // stops them in reverse on SIGTERM/SIGINT (DESIGN 7): health NOT_SERVING -> stop fetching -> flush,
 // commit, ack -> end streams with their cursor -> drain NATS -> close the pool; bounded by
 // SHUTDOWN_TIMEOUT.
+import { getHeapStatistics } from 'node:v8';
 import type { Config } from './config/config.js';
 import type { Logger } from './logger.js';
 import { collectProcessMetrics } from './metrics.js';
@@ -104,10 +105,24 @@ export async function runService(config: Config, logger: Logger, opts: { handleS
       process.once('SIGTERM', onSignal);
       process.once('SIGINT', onSignal);
     }
-    log.info({ grpcPort: grpc.port, httpPort: http.port, store: db.kind, ingest: config.ingest.mode }, 'mycelis-memory started');
+    log.info({ grpcPort: grpc.port, httpPort: http.port, store: db.kind, ingest: config.ingest.mode, runtime: runtime() }, 'mycelis-memory started');
     return { grpcPort: grpc.port, stop };
   } catch (err) {
     await stop('startup failed');
     throw err;
   }
+}
+
+/**
+ * The runtime as the start line reports it (the image pins one Node.js release; other lines behave
+ * differently, e.g. in garbage collection): the Node and V8 versions, the flags node was started with
+ * and the heap size limit V8 ended up with (which flags from NODE_OPTIONS also set).
+ */
+export function runtime(): { node: string; v8: string; execArgv: string[]; heapLimitMiB: number } {
+  return {
+    node: process.version,
+    v8: process.versions.v8,
+    execArgv: process.execArgv,
+    heapLimitMiB: Math.round(getHeapStatistics().heap_size_limit / 2 ** 20),
+  };
 }

@@ -157,6 +157,7 @@ describe('container image (Dockerfile final stage, reproduced)', () => {
   let httpBase = '';
   let exited: Promise<number | null>;
   let isDone = (): boolean => true;
+  let entrypointNodeFlags: string[] = [];
   const apiToken = String(secret['stringData']['API_TOKENS']).split(',')[0]!.trim();
 
   before(async () => {
@@ -189,6 +190,7 @@ describe('container image (Dockerfile final stage, reproduced)', () => {
     assert.equal(env['MEMORY_STORE'], 'postgres');
     const [exe, ...args] = image.argv;
     assert.equal(exe, 'node');
+    entrypointNodeFlags = args.slice(0, args.findIndex((a) => !a.startsWith('-')));
     // Run as the image's USER when this test may switch users (root); files stay root-owned, so the
     // service also proves it needs no write access to its own directory.
     const ids = image.user?.split(':').map(Number);
@@ -255,6 +257,13 @@ describe('container image (Dockerfile final stage, reproduced)', () => {
     assert.equal(ready.status, 200, await ready.text());
     const metrics = await (await fetch(`${httpBase}/metrics`)).text();
     assert.match(metrics, /^mycelis_memory_/m);
+    // The runtime is named, on /metrics and in the start line (with its V8 flags and heap limit).
+    const [major, minor, patch] = process.versions.node.split('.');
+    assert.match(metrics, new RegExp(`^nodejs_version_info\\{version="${process.version}",major="${major}",minor="${minor}",patch="${patch}"\\} 1$`, 'm'));
+    const started = output.map((l) => (l.startsWith('{') ? (JSON.parse(l) as Record<string, any>) : {})).find((l) => l['msg'] === 'mycelis-memory started');
+    assert.equal(started?.['runtime']?.['node'], process.version, `start line: ${JSON.stringify(started)}`);
+    assert.deepEqual(started['runtime']['execArgv'], entrypointNodeFlags, 'the node flags of the ENTRYPOINT');
+    assert.ok(started['runtime']['heapLimitMiB'] > 0);
   });
 
   it('stops cleanly on the image’s STOPSIGNAL', async () => {
