@@ -5,7 +5,8 @@
 import { getHeapStatistics } from 'node:v8';
 import type { Config } from './config/config.js';
 import type { Logger } from './logger.js';
-import { collectProcessMetrics } from './metrics.js';
+import type { V8Limits } from './cli/v8-limits.js';
+import { collectProcessMetrics, exportMemoryBudget } from './metrics.js';
 import { openDatabase } from './store/database.js';
 import { migrate } from './store/migrate.js';
 import { BatchWriter } from './store/batch-writer.js';
@@ -23,9 +24,14 @@ export interface RunningService {
   stop(reason?: string): Promise<void>;
 }
 
-export async function runService(config: Config, logger: Logger, opts: { handleSignals?: boolean } = {}): Promise<RunningService> {
+export async function runService(
+  config: Config,
+  logger: Logger,
+  opts: { handleSignals?: boolean; v8Limits?: V8Limits } = {},
+): Promise<RunningService> {
   const log = logger.child({ component: 'main' });
   collectProcessMetrics();
+  logMemoryBudget(config, opts.v8Limits, log);
   const stack: { name: string; stop: () => Promise<void> }[] = [];
   const push = (name: string, stop: () => Promise<void>): void => {
     stack.push({ name, stop });
@@ -125,4 +131,25 @@ export function runtime(): { node: string; v8: string; execArgv: string[]; heapL
     execArgv: process.execArgv,
     heapLimitMiB: Math.round(getHeapStatistics().heap_size_limit / 2 ** 20),
   };
+}
+
+/** One line at start with the budget every queue got, and the V8 limits in effect; the same on /metrics. */
+function logMemoryBudget(config: Config, v8Limits: V8Limits | undefined, log: Logger): void {
+  const heapSizeLimitBytes = v8Limits?.heapSizeLimitBytes ?? getHeapStatistics().heap_size_limit;
+  exportMemoryBudget(config.memory, heapSizeLimitBytes);
+  const mib = (n: number): number => Math.round((n / 1024 / 1024) * 10) / 10;
+  const b = config.memory;
+  const line = {
+    limitMiB: mib(b.limitBytes),
+    from: b.source,
+    heapMiB: mib(b.heapBytes),
+    semiSpaceMiB: mib(b.semiSpaceBytes),
+    ingestMiB: mib(b.ingestBytes),
+    batchMiB: mib(b.batchBytes),
+    handoverMiB: mib(b.handoverBytes),
+    streamsMiB: mib(b.streamBytes),
+    v8: v8Limits ? { source: v8Limits.source, flags: v8Limits.flags, heapLimitMiB: mib(heapSizeLimitBytes) } : { source: 'in process', heapLimitMiB: mib(heapSizeLimitBytes) },
+  };
+  if (v8Limits?.source === 'not applied') log.warn({ ...line, reason: v8Limits.reason }, 'memory budget (V8 limits NOT applied: the heap may outgrow the limit)');
+  else log.info(line, 'memory budget');
 }

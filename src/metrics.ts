@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { MemoryBudget } from './config/memory-budget.js';
 
 /**
  * The process's Prometheus registry. Components declare their metrics at module level through the
@@ -41,4 +42,23 @@ export function histogram(
   buckets: number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
 ): Histogram<string> {
   return getOrCreate(name, () => new Histogram({ name, help, labelNames, buckets, registers: [metricsRegistry] }));
+}
+
+const budgetGauge = gauge(
+  'mycelis_memory_budget_bytes',
+  'The memory budget (src/config/memory-budget.ts): the limit it was made from, V8 heap and semi-space, and the byte bound of each queue',
+  ['part'],
+);
+const v8HeapLimitGauge = gauge('mycelis_memory_v8_heap_limit_bytes', 'The heap limit V8 reports (old and young generation), after the budget\'s flags');
+
+/** Exports the memory budget and the heap limit in effect (once, at start). */
+export function exportMemoryBudget(b: MemoryBudget, heapSizeLimitBytes: number): void {
+  budgetGauge.labels('limit').set(b.limitBytes);
+  budgetGauge.labels('heap').set(b.heapBytes);
+  budgetGauge.labels('semi_space').set(b.semiSpaceBytes);
+  budgetGauge.labels('ingest').set(b.ingestBytes);
+  budgetGauge.labels('batch').set(b.batchBytes);
+  budgetGauge.labels('handover').set(b.handoverBytes);
+  budgetGauge.labels('streams').set(b.streamBytes);
+  v8HeapLimitGauge.set(heapSizeLimitBytes);
 }

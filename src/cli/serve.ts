@@ -5,6 +5,7 @@ import { parseFlags } from './args.js';
 import { CliError, type CliIo, type Command } from './command.js';
 import { loadCliConfig } from './config-errors.js';
 import { describe, exitCodeFor } from './failure.js';
+import { applyV8Limits } from './v8-limits.js';
 
 export const serveCommand: Command = {
   name: 'serve',
@@ -21,11 +22,13 @@ exits 2; failing to reach NATS or PostgreSQL at start exits 3; any other start-u
   async run(args: string[], io: CliIo) {
     parseFlags(serveCommand, args, {});
     const config = loadCliConfig(io);
+    // May replace the process with itself plus the memory budget's V8 flags (and not return).
+    const v8Limits = applyV8Limits(config);
     const logger = await createServiceLogger(config.logLevel, config.logFormat);
     const { runService } = await import('../main.js');
     try {
       // runService installs its own SIGTERM/SIGINT handling and keeps the process alive.
-      await runService(config, logger);
+      await runService(config, logger, { v8Limits });
     } catch (err) {
       logger.fatal({ err }, 'failed to start');
       // The process exits right after: let the asynchronous destination write the fatal line first.

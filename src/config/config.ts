@@ -1,6 +1,8 @@
 // The only module that reads process.env. Everything else receives a frozen Config.
 // Each variable is parsed once; an invalid value throws a ConfigError naming the variable and the
 // accepted form, which main.ts prints as one line before exiting non-zero.
+import { totalmem } from 'node:os';
+import { heapFlagsIn, memoryBudget, MemoryBudgetError, type MemoryBudget } from './memory-budget.js';
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -92,6 +94,21 @@ export interface Config {
   /** Time between store maintenance passes (partitions ahead, retention). */
   readonly retentionIntervalMs: number;
   readonly shutdownTimeoutMs: number;
+  /** Every byte bound of the process, from MEMORY_LIMIT / the container's limit (memory-budget.ts). */
+  readonly memory: MemoryBudget;
+  /** V8 heap-size flags the operator set in NODE_OPTIONS (they win over the budget's). */
+  readonly nodeOptionsHeapFlags: readonly string[];
+}
+
+/** What the platform says about memory (injected by tests). */
+export interface MemoryPlatform {
+  /** process.constrainedMemory(): the container's limit; 0 or a huge number when there is none. */
+  readonly constrainedMemory: number | undefined;
+  readonly totalMemory: number;
+}
+
+export function currentMemoryPlatform(): MemoryPlatform {
+  return { constrainedMemory: process.constrainedMemory?.(), totalMemory: totalmem() };
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -314,7 +331,7 @@ export function loadNatsConfig(env: Env = process.env): NatsConfig {
   return deepFreeze(parseNats(env));
 }
 
-export function loadConfig(env: Env = process.env): Config {
+export function loadConfig(env: Env = process.env, platform: MemoryPlatform = currentMemoryPlatform()): Config {
   const str = (k: string, dflt: string): string => {
     const v = env[k];
     return v === undefined || v === '' ? dflt : v;
@@ -337,6 +354,21 @@ export function loadConfig(env: Env = process.env): Config {
   ] as const);
 
   const batchSize = parseInteger('INGEST_BATCH_SIZE', str('INGEST_BATCH_SIZE', '5000'), 1, 50_000);
+  const memoryLimitRaw = str('MEMORY_LIMIT', 'auto').trim().toLowerCase();
+  const batchBytesRaw = str('INGEST_BATCH_BYTES', 'auto').trim().toLowerCase();
+  let memory: MemoryBudget;
+  try {
+    memory = memoryBudget({
+      memoryLimit: memoryLimitRaw === 'auto' ? undefined : parseSize('MEMORY_LIMIT', memoryLimitRaw),
+      batchBytes: batchBytesRaw === 'auto' ? undefined : parseSize('INGEST_BATCH_BYTES', batchBytesRaw),
+      constrainedMemory: platform.constrainedMemory,
+      totalMemory: platform.totalMemory,
+    });
+  } catch (err) {
+    if (err instanceof MemoryBudgetError) throw new ConfigError(err.variable, err.message);
+    throw err;
+  }
+  if (memory.batchBytes < 1) throw new ConfigError('INGEST_BATCH_BYTES', 'must be at least 1 byte');
   const maxStreamBytesRaw = str('STREAM_MAX_BYTES', 'unlimited').trim().toLowerCase();
   const streamMaxBytes = maxStreamBytesRaw === 'unlimited' || maxStreamBytesRaw === '-1' ? -1 : parseSize('STREAM_MAX_BYTES', maxStreamBytesRaw);
 
@@ -420,6 +452,8 @@ export function loadConfig(env: Env = process.env): Config {
       return ms;
     })(),
     shutdownTimeoutMs: duration('SHUTDOWN_TIMEOUT', '20s'),
+    memory,
+    nodeOptionsHeapFlags: heapFlagsIn(str('NODE_OPTIONS', '').split(/\s+/)),
   };
   if (config.ingest.ackWaitMs < 5000) {
     // Allowed for tests, but never below the batch wait.

@@ -72,6 +72,11 @@ const INVALID: [string, Env, RegExp][] = [
   ['LOG_PARTITION_INTERVAL', { LOG_PARTITION_INTERVAL: '5h' }, /whole hours that divide a day .* or whole days/],
   ['RETENTION_INTERVAL', { RETENTION_INTERVAL: '100ms' }, /at least 1s/],
   ['SHUTDOWN_TIMEOUT', { SHUTDOWN_TIMEOUT: '20' }, /expected a duration such as/],
+  ['MEMORY_LIMIT', { MEMORY_LIMIT: 'half' }, /expected a byte size such as/],
+  ['MEMORY_LIMIT', { MEMORY_LIMIT: '64MiB' }, /must be at least 128MiB/],
+  ['INGEST_BATCH_BYTES', { INGEST_BATCH_BYTES: 'big' }, /expected a byte size such as/],
+  ['INGEST_BATCH_BYTES', { INGEST_BATCH_BYTES: '0' }, /must be at least 1 byte/],
+  ['INGEST_BATCH_BYTES', { INGEST_BATCH_BYTES: '64MiB' }, /must be at most half of the ingest budget \(16MiB with a memory limit of 512MiB\)/],
 ];
 
 describe('config: every invalid value names its variable and the accepted form', () => {
@@ -97,6 +102,8 @@ describe('config: every invalid value names its variable and the accepted form',
       // Free-form values with no invalid form: paths, secrets, host to bind, data dir.
       'EMBEDDED_DATA_DIR', 'DB_USER', 'DB_PASSWORD', 'HOST', 'API_TOKENS',
       'NATS_TOKEN', 'NATS_USER', 'NATS_PASSWORD', 'NATS_CREDS_FILE', 'NATS_TLS_CA_FILE', 'NATS_TLS_CERT_FILE', 'NATS_TLS_KEY_FILE',
+      // Node's own; only its heap-size flags are looked at.
+      'NODE_OPTIONS',
     ]);
     const tested = new Set(INVALID.map(([v]) => v));
     const missing = [...read].filter((v) => !tested.has(v) && !free.has(v));

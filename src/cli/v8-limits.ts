@@ -1,0 +1,49 @@
+// Puts the memory budget's V8 limits into effect for `serve` (src/config/memory-budget.ts says why).
+//
+// V8 sizes its heap once, when the process starts; a flag set later is ignored. So when the process
+// was started without them, it replaces itself (process.execve: same PID, same environment, same
+// arguments, nothing run yet but config parsing) with the same command plus the budget's flags.
+// Flags the operator gave (on the node command line or in NODE_OPTIONS) win and are kept as given.
+import v8 from 'node:v8';
+import type { Config } from '../config/config.js';
+import { heapFlagsIn, v8FlagsFor } from '../config/memory-budget.js';
+
+export type V8LimitsSource = 'budget' | 'operator' | 'not applied';
+
+export interface V8Limits {
+  readonly source: V8LimitsSource;
+  /** The heap-size flags in effect (command line and NODE_OPTIONS). */
+  readonly flags: readonly string[];
+  /** What V8 reports as its heap limit (old generation, young generation and large objects). */
+  readonly heapSizeLimitBytes: number;
+  /** Why the budget's flags are not in effect (source 'not applied'). */
+  readonly reason?: string;
+}
+
+/**
+ * Re-executes the process with the budget's V8 flags when it has none (does not return then).
+ * Otherwise returns what is in effect, for the start-up log and /metrics.
+ */
+export function applyV8Limits(config: Config): V8Limits {
+  const wanted = v8FlagsFor(config.memory);
+  const onCommandLine = heapFlagsIn(process.execArgv);
+  const given = [...onCommandLine, ...config.nodeOptionsHeapFlags];
+  const heapSizeLimitBytes = v8.getHeapStatistics().heap_size_limit;
+  if (given.length > 0) {
+    const ours = config.nodeOptionsHeapFlags.length === 0 && wanted.every((f) => onCommandLine.includes(f)) && onCommandLine.length === wanted.length;
+    return { source: ours ? 'budget' : 'operator', flags: given, heapSizeLimitBytes };
+  }
+  // Node >= 22.15 / 23.11 (not yet in the @types/node this project compiles against).
+  const execve = (process as NodeJS.Process & { execve?: (file: string, args: readonly string[], env: NodeJS.ProcessEnv) => never }).execve;
+  if (typeof execve !== 'function') {
+    return { source: 'not applied', flags: [], heapSizeLimitBytes, reason: `process.execve is not available on Node ${process.version}` };
+  }
+  try {
+    execve.call(process, process.execPath, [process.execPath, ...process.execArgv, ...wanted, ...process.argv.slice(1)], process.env);
+  } catch (err) {
+    // e.g. ERR_FEATURE_UNAVAILABLE_ON_PLATFORM: run with V8's defaults and say so.
+    return { source: 'not applied', flags: [], heapSizeLimitBytes, reason: (err as Error).message };
+  }
+  // process.execve does not return on success.
+  throw new Error('process.execve returned');
+}

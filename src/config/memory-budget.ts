@@ -1,0 +1,137 @@
+// The memory budget: ONE place that turns the memory the process may use into every byte bound the
+// service keeps (like pg-boss's attorney.ts for its options). Computed once, from configuration, by
+// loadConfig; everything that holds bytes receives its share from config.memory instead of choosing a
+// number of its own.
+//
+// The limit: MEMORY_LIMIT when set, else the container's limit (the cgroup, as Node reports it through
+// process.constrainedMemory()), else DEFAULT_LIMIT - the limit of k8s/base, so a process started by
+// hand or by the tests behaves as it does in its pod.
+//
+// What the limit is divided into (L = the limit):
+// - V8's old generation, L/2 (--max-old-space-size), and its semi-space, L/64 between 1 and 16 MiB
+//   (--max-semi-space-size; the young generation is two of them). Without these V8 sizes its heap from
+//   the machine's memory, not the pod's, and lets garbage grow until it is far past what the work
+//   needs: the same 100,000-event drain peaked at 418 MiB RSS on Node 24 with V8's defaults and at
+//   199 MiB with 256/8 (test/fault/overload.test.ts). src/cli/v8-limits.ts applies them at start.
+// - The queues, L/8 together, of what the process holds that grows with the traffic:
+//   ingest   L/16  messages JetStream delivered that are not yet acked or handed back (the pull
+//                  credit: no pull asks for more), including the batches being decoded and committed;
+//   batch    L/64  one transaction's messages (INGEST_BATCH_BYTES overrides, at most half of ingest,
+//                  so one batch commits while the next fills); a single larger message is a batch alone;
+//   handover L/32  committed rows handed from the writer to the live fan-out, not yet fanned out
+//                  (past it, the fan-out reads them back from PostgreSQL);
+//   streams  L/32  records queued for live streams, all streams together and each one (past it, a
+//                  stream falls back to reading PostgreSQL, as it does past STREAM_BUFFER records).
+//   Each held byte costs more than one byte of memory (a message is also decoded into a row, its
+//   context text, its COPY line and its wire record), which is why the queues get an eighth.
+// - The rest is the process itself: code, libraries, sockets, buffers, and the headroom the garbage
+//   collector needs. Measured peaks and the manifest's limit are in the README ("Memory").
+
+const MiB = 1024 * 1024;
+
+/** The limit assumed when neither MEMORY_LIMIT nor a container limit says otherwise: k8s/base's 512Mi. */
+export const DEFAULT_MEMORY_LIMIT = 512 * MiB;
+/** Below this the service cannot run its own code with any room for work. */
+export const MIN_MEMORY_LIMIT = 128 * MiB;
+
+export type MemoryLimitSource = 'MEMORY_LIMIT' | 'cgroup' | 'default';
+
+export interface MemoryBudget {
+  /** The memory the process may use, in bytes. */
+  readonly limitBytes: number;
+  /** Where limitBytes came from. */
+  readonly source: MemoryLimitSource;
+  /** V8's old generation limit (--max-old-space-size). */
+  readonly heapBytes: number;
+  /** V8's semi-space (--max-semi-space-size). */
+  readonly semiSpaceBytes: number;
+  /** Bytes of JetStream messages delivered and not yet acked or handed back (queue and batches). */
+  readonly ingestBytes: number;
+  /** Bytes of messages in one batch (one transaction). */
+  readonly batchBytes: number;
+  /** Bytes of committed rows handed to the live fan-out and not yet fanned out. */
+  readonly handoverBytes: number;
+  /** Bytes of records queued for live streams, all together (and so each stream's). */
+  readonly streamBytes: number;
+}
+
+export interface MemoryInputs {
+  /** MEMORY_LIMIT in bytes, when set. */
+  readonly memoryLimit: number | undefined;
+  /** INGEST_BATCH_BYTES, when set. */
+  readonly batchBytes: number | undefined;
+  /** process.constrainedMemory(): the cgroup limit, or 0 / a huge number when there is none. */
+  readonly constrainedMemory: number | undefined;
+  /** os.totalmem(): a "limit" at or above it is no limit. */
+  readonly totalMemory: number;
+}
+
+/** Why a budget cannot be made; loadConfig turns it into a ConfigError naming the variable. */
+export class MemoryBudgetError extends Error {
+  override readonly name = 'MemoryBudgetError';
+  constructor(
+    readonly variable: 'MEMORY_LIMIT' | 'INGEST_BATCH_BYTES',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const floorMiB = (n: number): number => Math.max(MiB, Math.floor(n / MiB) * MiB);
+
+/** The budget for a limit. Pure: the caller supplies what the platform reports. */
+export function memoryBudget(inputs: MemoryInputs): MemoryBudget {
+  let limitBytes: number;
+  let source: MemoryLimitSource;
+  const cgroup = inputs.constrainedMemory;
+  if (inputs.memoryLimit !== undefined) {
+    limitBytes = inputs.memoryLimit;
+    source = 'MEMORY_LIMIT';
+    if (limitBytes < MIN_MEMORY_LIMIT) {
+      throw new MemoryBudgetError('MEMORY_LIMIT', `must be at least ${MIN_MEMORY_LIMIT / MiB}MiB (the process alone needs about 100 MiB)`);
+    }
+  } else if (cgroup !== undefined && cgroup > 0 && cgroup < inputs.totalMemory) {
+    limitBytes = Math.max(cgroup, MIN_MEMORY_LIMIT);
+    source = 'cgroup';
+  } else {
+    limitBytes = DEFAULT_MEMORY_LIMIT;
+    source = 'default';
+  }
+  const ingestBytes = floorMiB(limitBytes / 16);
+  let batchBytes = floorMiB(limitBytes / 64);
+  if (inputs.batchBytes !== undefined) {
+    if (inputs.batchBytes > ingestBytes / 2) {
+      throw new MemoryBudgetError(
+        'INGEST_BATCH_BYTES',
+        `must be at most half of the ingest budget (${ingestBytes / 2 / MiB}MiB with a memory limit of ${limitBytes / MiB}MiB), so one batch can commit while the next fills: raise MEMORY_LIMIT or lower it`,
+      );
+    }
+    batchBytes = inputs.batchBytes;
+  }
+  return {
+    limitBytes,
+    source,
+    heapBytes: floorMiB(limitBytes / 2),
+    semiSpaceBytes: Math.min(16 * MiB, floorMiB(limitBytes / 64)),
+    ingestBytes,
+    batchBytes,
+    handoverBytes: floorMiB(limitBytes / 32),
+    streamBytes: floorMiB(limitBytes / 32),
+  };
+}
+
+/** The V8 flags that put the budget's heap limits into effect (in MiB, as V8 takes them). */
+export function v8FlagsFor(b: MemoryBudget): string[] {
+  return [`--max-old-space-size=${Math.floor(b.heapBytes / MiB)}`, `--max-semi-space-size=${Math.floor(b.semiSpaceBytes / MiB)}`];
+}
+
+/** V8 heap-size flags an operator may set themselves (then theirs win). */
+export const V8_HEAP_FLAGS = ['--max-old-space-size', '--max-semi-space-size'] as const;
+
+/** The heap-size flags among these node options (`--flag=value` or `--flag value`; `_` and `-` alike). */
+export function heapFlagsIn(options: readonly string[]): string[] {
+  return options.filter((o) => {
+    const name = o.split('=')[0]!.replace(/_/g, '-');
+    return (V8_HEAP_FLAGS as readonly string[]).includes(name);
+  });
+}

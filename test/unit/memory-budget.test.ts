@@ -1,0 +1,78 @@
+// src/config/memory-budget.ts: one budget, from MEMORY_LIMIT, else the container's limit, else 512 MiB;
+// every share derived from it; the V8 flags that put it into effect; the operator's flags recognised.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import { loadConfig } from '../../src/config/config.js';
+import { DEFAULT_MEMORY_LIMIT, heapFlagsIn, memoryBudget, v8FlagsFor } from '../../src/config/memory-budget.js';
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+const machine = { constrainedMemory: undefined, totalMemory: 24 * GiB };
+
+describe('memory budget', () => {
+  it('without a limit anywhere: the 512 MiB of k8s/base, divided as documented', () => {
+    const b = memoryBudget({ memoryLimit: undefined, batchBytes: undefined, ...machine });
+    assert.deepEqual(b, {
+      limitBytes: DEFAULT_MEMORY_LIMIT,
+      source: 'default',
+      heapBytes: 256 * MiB,
+      semiSpaceBytes: 8 * MiB,
+      ingestBytes: 32 * MiB,
+      batchBytes: 8 * MiB,
+      handoverBytes: 16 * MiB,
+      streamBytes: 16 * MiB,
+    });
+    assert.equal(DEFAULT_MEMORY_LIMIT, 512 * MiB);
+    assert.deepEqual(v8FlagsFor(b), ['--max-old-space-size=256', '--max-semi-space-size=8']);
+  });
+
+  it('takes the container limit (process.constrainedMemory) when it is below the machine', () => {
+    const b = memoryBudget({ memoryLimit: undefined, batchBytes: undefined, constrainedMemory: GiB, totalMemory: 24 * GiB });
+    assert.equal(b.source, 'cgroup');
+    assert.equal(b.limitBytes, GiB);
+    assert.equal(b.heapBytes, 512 * MiB);
+    assert.equal(b.semiSpaceBytes, 16 * MiB);
+    assert.equal(b.ingestBytes, 64 * MiB);
+    // No limit reads as a huge number (2^64) or 0: the default applies.
+    for (const constrainedMemory of [2 ** 64, 0, 24 * GiB]) {
+      assert.equal(memoryBudget({ memoryLimit: undefined, batchBytes: undefined, constrainedMemory, totalMemory: 24 * GiB }).source, 'default');
+    }
+  });
+
+  it('MEMORY_LIMIT wins over the container; the semi-space stays between 1 and 16 MiB', () => {
+    const b = memoryBudget({ memoryLimit: 8 * GiB, batchBytes: undefined, constrainedMemory: GiB, totalMemory: 24 * GiB });
+    assert.equal(b.source, 'MEMORY_LIMIT');
+    assert.equal(b.heapBytes, 4 * GiB);
+    assert.equal(b.semiSpaceBytes, 16 * MiB);
+    const small = memoryBudget({ memoryLimit: 128 * MiB, batchBytes: undefined, ...machine });
+    assert.equal(small.semiSpaceBytes, 2 * MiB);
+    assert.equal(small.batchBytes, 2 * MiB);
+    assert.throws(() => memoryBudget({ memoryLimit: 100 * MiB, batchBytes: undefined, ...machine }), /at least 128MiB/);
+  });
+
+  it('INGEST_BATCH_BYTES replaces the batch share, up to half of the ingest share', () => {
+    assert.equal(memoryBudget({ memoryLimit: undefined, batchBytes: MiB, ...machine }).batchBytes, MiB);
+    assert.equal(memoryBudget({ memoryLimit: undefined, batchBytes: 16 * MiB, ...machine }).batchBytes, 16 * MiB);
+    assert.throws(() => memoryBudget({ memoryLimit: undefined, batchBytes: 16 * MiB + 1, ...machine }), /at most half of the ingest budget/);
+  });
+
+  it('loadConfig computes it once, from the environment and the platform', () => {
+    const c = loadConfig({ MEMORY_LIMIT: '1GiB', INGEST_BATCH_BYTES: '4MiB' }, machine);
+    assert.equal(c.memory.limitBytes, GiB);
+    assert.equal(c.memory.batchBytes, 4 * MiB);
+    assert.ok(Object.isFrozen(c.memory));
+    assert.equal(loadConfig({}, { constrainedMemory: 768 * MiB, totalMemory: 24 * GiB }).memory.limitBytes, 768 * MiB);
+    assert.equal(loadConfig({ MEMORY_LIMIT: 'auto' }, machine).memory.source, 'default');
+    // The Downward API gives the pod's limit as plain bytes.
+    assert.equal(loadConfig({ MEMORY_LIMIT: String(512 * MiB) }, machine).memory.limitBytes, 512 * MiB);
+  });
+
+  it('recognises the heap flags an operator set in NODE_OPTIONS or on the command line', () => {
+    assert.deepEqual(heapFlagsIn(['--max-old-space-size=300', '--enable-source-maps', '--max_semi_space_size=4']), ['--max-old-space-size=300', '--max_semi_space_size=4']);
+    assert.deepEqual(heapFlagsIn(['--max-old-space-size', '300']), ['--max-old-space-size']);
+    assert.deepEqual(heapFlagsIn(['--import', 'tsx', '--max-old-space-size-percentage=50']), []);
+    assert.deepEqual(loadConfig({ NODE_OPTIONS: '--enable-source-maps --max-old-space-size=300' }, machine).nodeOptionsHeapFlags, ['--max-old-space-size=300']);
+    assert.deepEqual(loadConfig({}, machine).nodeOptionsHeapFlags, []);
+  });
+});
