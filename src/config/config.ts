@@ -418,7 +418,7 @@ export function loadConfig(env: Env = process.env, platform: MemoryPlatform = cu
       streamMaxBytes,
       batchSize,
       batchWaitMs: duration('INGEST_BATCH_WAIT', '50ms'),
-      ackWaitMs: duration('ACK_WAIT', '60s'),
+      ackWaitMs: duration('ACK_WAIT', '10s'),
       maxEventBytes: parseSize('MAX_EVENT_BYTES', str('MAX_EVENT_BYTES', '1MiB')),
       coreBufferSize: parseInteger('CORE_BUFFER_SIZE', str('CORE_BUFFER_SIZE', '20000'), 1, 10_000_000),
     },

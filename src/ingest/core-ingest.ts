@@ -1,5 +1,5 @@
 // INGEST_MODE=core: the directive's plain subscription, made honest. Messages go into a bounded
-// buffer (CORE_BUFFER_SIZE) in front of the same batch pipeline; when the buffer is full the message
+// buffer (CORE_BUFFER_SIZE messages, and the memory budget's ingest bytes) in front of the same batch pipeline; when the buffer is full the message
 // is dropped, counted in mycelis_memory_ingest_dropped_total and reported in a rate-limited log line
 // (never a crash, never silent). There is no redelivery in this mode: a message dropped here, or in a
 // batch that fails to commit, is gone; use JetStream mode where that matters.
@@ -9,7 +9,7 @@ import type { Logger } from '../logger.js';
 import type { IncomingMessage } from '../domain/normalize.js';
 import { nowUs } from '../domain/time.js';
 import { IngestPipeline, ingestMetrics, type PipelineOptions } from './pipeline.js';
-import { headersToMap } from './jetstream-ingest.js';
+import { headersToMap, type JetStreamIngestLimits } from './jetstream-ingest.js';
 
 const DROP_LOG_INTERVAL_MS = 10_000;
 const noop = (): void => {};
@@ -30,11 +30,19 @@ export class CoreIngest {
   constructor(
     private readonly nc: NatsConnection,
     private readonly cfg: IngestConfig,
-    pipelineOpts: Omit<PipelineOptions, 'mode' | 'batchSize' | 'batchWaitMs' | 'workingEveryMs'>,
+    private readonly limits: JetStreamIngestLimits,
+    pipelineOpts: Omit<PipelineOptions, 'mode' | 'batchSize' | 'batchBytes' | 'batchWaitMs' | 'workingEveryMs'>,
     logger: Logger,
   ) {
     this.log = logger.child({ component: 'ingest-core' });
-    this.pipeline = new IngestPipeline({ ...pipelineOpts, mode: 'core', batchSize: cfg.batchSize, batchWaitMs: cfg.batchWaitMs, workingEveryMs: 0 });
+    this.pipeline = new IngestPipeline({
+      ...pipelineOpts,
+      mode: 'core',
+      batchSize: cfg.batchSize,
+      batchBytes: limits.batchBytes,
+      batchWaitMs: cfg.batchWaitMs,
+      workingEveryMs: 0,
+    });
   }
 
   get lastCommitAt(): Date | null {
@@ -53,7 +61,8 @@ export class CoreIngest {
               return;
             }
             this.pipeline.received.inc();
-            if (this.pipeline.queued >= this.cfg.coreBufferSize) {
+            // The buffer is bounded by messages and by the memory budget's ingest bytes.
+            if (this.pipeline.queued >= this.cfg.coreBufferSize || this.pipeline.heldBytes + msg.data.length > this.limits.heldBytes) {
               this.drop();
               return;
             }
@@ -72,7 +81,7 @@ export class CoreIngest {
               serverTimeUs: now,
               receivedAtUs: now,
             };
-            this.pipeline.push({ incoming, ack: noop, working: noop });
+            this.pipeline.push({ incoming, bytes: msg.data.length, ack: noop, nak: noop, leave: noop, working: noop });
           },
         }),
       );

@@ -58,14 +58,14 @@ export async function startIngest(deps: IngestDeps): Promise<RunningIngest> {
   let stopping: Promise<void> | undefined;
 
   if (mode === 'jetstream') {
-    const js = new JetStreamIngest(nc, cfg, pipelineOpts, logger);
+    const js = new JetStreamIngest(nc, cfg, { heldBytes: config.memory.ingestBytes, batchBytes: config.memory.batchBytes }, pipelineOpts, logger);
     await js.start();
     return {
       stop: () => (stopping ??= js.stop(abortAfterMs)),
       status: () => ({ mode, connected: connected && !nc.isClosed(), lag: js.lag, lastCommitAt: js.lastCommitAt }),
     };
   }
-  const core = new CoreIngest(nc, cfg, pipelineOpts, logger);
+  const core = new CoreIngest(nc, cfg, { heldBytes: config.memory.ingestBytes, batchBytes: config.memory.batchBytes }, pipelineOpts, logger);
   core.start();
   return {
     stop: () => (stopping ??= core.stop(abortAfterMs)),

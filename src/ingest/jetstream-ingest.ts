@@ -1,19 +1,26 @@
 // INGEST_MODE=jetstream (the default): a durable pull consumer feeding the batch pipeline.
 //
-// Messages arrive through consume()'s callback (synchronous, no per-message promise) into the
-// pipeline's queue; JetStream caps what is delivered-but-unacked at max_ack_pending (2 x batch), so
-// memory stays bounded and a blocked commit (PostgreSQL down) stops delivery: nothing is fetched
-// that cannot be held, and nothing is acked that is not committed.
+// Messages arrive through PullConsumer (pull-consumer.ts) into the pipeline's queue, synchronously
+// (no per-message promise). What the process holds - queue, batch being decoded, batch committing - is
+// bounded by credit in messages (2 x INGEST_BATCH_SIZE) and bytes (the memory budget's ingest share):
+// nothing is asked for that cannot be held, and nothing is acked that is not committed. A blocked
+// commit (PostgreSQL down) therefore stops delivery.
+// A graceful stop sends no new pull and lets the open one end (at most about a second; whatever the
+// server sent for it arrives, and is handed back with nak), commits and acks everything it held when the
+// stop began, and hands back what it must abandon at the deadline (PostgreSQL down): nothing the
+// process was delivered waits for ACK_WAIT. After a crash, the consumer's
+// ack_wait (ACK_WAIT, 10 s) brings back what the dead process held; max_ack_pending leaves room for the
+// windows of several processes, so a dead replica's messages never block the survivor meanwhile.
 // The consume loop survives consumer/stream loss and NATS outages: it backs off, re-ensures the
 // stream and consumer, and resumes; errors are logged rate-limited.
-import type { ConsumerMessages, JetStreamManager, JsMsg, MsgHdrs, NatsConnection } from 'nats';
-import { ConsumerEvents } from 'nats';
+import { type JetStreamManager, type Msg, type MsgHdrs, type NatsConnection } from 'nats';
 import type { IngestConfig } from '../config/config.js';
 import type { Logger } from '../logger.js';
 import type { IncomingMessage } from '../domain/normalize.js';
 import { nowUs } from '../domain/time.js';
 import { IngestPipeline, ingestMetrics, RateLimitedLog, type PendingMessage, type PipelineOptions } from './pipeline.js';
-import { ConsumerConfigMismatchError, ensureConsumer, ensureStream, StreamConfigMismatchError } from './stream-setup.js';
+import { Credit, parseAckSubject, PullConsumer } from './pull-consumer.js';
+import { ConsumerConfigMismatchError, ensureConsumer, ensureStream, maxHeldFor, StreamConfigMismatchError } from './stream-setup.js';
 
 /** NATS headers -> a plain map; multi-valued headers joined by ", ". */
 export function headersToMap(h: MsgHdrs | undefined): ReadonlyMap<string, string> | undefined {
@@ -24,13 +31,25 @@ export function headersToMap(h: MsgHdrs | undefined): ReadonlyMap<string, string
 }
 
 const LAG_REFRESH_MS = 5000;
+/** Pull requests expire after this long on the server (an idle stream costs one request per period; a stop waits for the open one). */
+const PULL_EXPIRES_MS = 1_000;
+/** A request the server expired without a status is taken as ended this long after. */
+const PULL_GRACE_MS = 1_000;
+
+export interface JetStreamIngestLimits {
+  /** Bytes of delivered messages the process may hold (the memory budget's ingest share). */
+  readonly heldBytes: number;
+  /** Bytes per batch. */
+  readonly batchBytes: number;
+}
 
 export class JetStreamIngest {
   private readonly log: Logger;
   private readonly pipeline: IngestPipeline;
   private jsm: JetStreamManager | null = null;
   private streamCreatedUs = 0;
-  private messages: ConsumerMessages | null = null;
+  private puller: PullConsumer | null = null;
+  private readonly credit: Credit;
   private stopping = false;
   private loop: Promise<void> | null = null;
   private lagTimer: NodeJS.Timeout | null = null;
@@ -41,14 +60,17 @@ export class JetStreamIngest {
   constructor(
     private readonly nc: NatsConnection,
     private readonly cfg: IngestConfig,
-    pipelineOpts: Omit<PipelineOptions, 'mode' | 'batchSize' | 'batchWaitMs' | 'workingEveryMs'>,
+    limits: JetStreamIngestLimits,
+    pipelineOpts: Omit<PipelineOptions, 'mode' | 'batchSize' | 'batchBytes' | 'batchWaitMs' | 'workingEveryMs'>,
     logger: Logger,
   ) {
     this.log = logger.child({ component: 'ingest-jetstream' });
+    this.credit = new Credit(maxHeldFor(cfg.batchSize), limits.heldBytes);
     this.pipeline = new IngestPipeline({
       ...pipelineOpts,
       mode: 'jetstream',
       batchSize: cfg.batchSize,
+      batchBytes: limits.batchBytes,
       batchWaitMs: cfg.batchWaitMs,
       // ack_wait must outlast any wait for the database: refresh it at a third of its length.
       workingEveryMs: Math.max(200, Math.floor(cfg.ackWaitMs / 3)),
@@ -78,17 +100,18 @@ export class JetStreamIngest {
     this.lagTimer.unref();
   }
 
-  /** Stop fetching, commit and ack what was delivered; abandons a commit still blocked after abortAfterMs. */
+  /**
+   * Stop fetching: no new pull, and the open one ends (what it brings is handed back); then commit and
+   * ack what was held; a commit still blocked after abortAfterMs is abandoned and its messages handed back.
+   */
   async stop(abortAfterMs: number): Promise<void> {
     this.stopping = true;
     if (this.lagTimer) clearInterval(this.lagTimer);
     this.sleepCancel?.();
-    try {
-      this.messages?.stop();
-    } catch {
-      // already stopped
-    }
+    const heldAtStop = { messages: this.credit.messages, bytes: this.credit.bytes };
+    await this.puller?.stop();
     await this.loop;
+    const committedBefore = this.committedAtStop();
     const t = setTimeout(() => this.pipeline.abortWrites(), abortAfterMs);
     try {
       await this.pipeline.stop();
@@ -99,6 +122,25 @@ export class JetStreamIngest {
     if (!this.nc.isClosed()) {
       await this.nc.flush().catch((err: unknown) => this.log.warn({ err }, 'could not flush acks at stop; unacked messages will be redelivered'));
     }
+    this.log.info(
+      {
+        atStop: {
+          held: heldAtStop.messages,
+          heldBytes: heldAtStop.bytes,
+          arrivedDuringStop: this.arrivedDuringStop,
+          committed: this.committedAtStop() - committedBefore,
+          stillHeld: this.credit.messages,
+        },
+      },
+      'ingest stopped',
+    );
+  }
+
+  /** Messages that arrived after the stop began (from the pull that was open), handed back. */
+  private arrivedDuringStop = 0;
+
+  private committedAtStop(): number {
+    return this.pipeline.committedMessages;
   }
 
   private async setup(): Promise<void> {
@@ -108,20 +150,44 @@ export class JetStreamIngest {
     await ensureConsumer(this.jsm, this.cfg, this.log);
   }
 
-  private onMessage(m: JsMsg): void {
+  private onMessage(m: Msg, bytes: number): void {
+    const info = parseAckSubject(m.reply ?? '');
+    if (info === null) {
+      // Not a JetStream delivery (nothing to ack): count it, never hold it.
+      this.credit.release(bytes);
+      ingestMetrics.errors.labels('deliver').inc();
+      this.errorLog.maybe((suppressed) => this.log.error({ suppressed, subject: m.subject }, 'a pull delivered a message without a JetStream ack subject; ignored'));
+      return;
+    }
+    const pending = new JsPending(m, bytes, this.credit);
+    if (this.stopping) {
+      // The open pull is still ending: what it brings was not held when the stop began, and is handed
+      // back at once (it may come back to the same pull, which only ends it sooner).
+      this.arrivedDuringStop++;
+      pending.nak();
+      ingestMetrics.handedBack.inc();
+      return;
+    }
     this.pipeline.received.inc();
-    const info = m.info;
-    const incoming: IncomingMessage = {
-      subject: m.subject,
-      data: m.data,
-      headers: headersToMap(m.headers),
-      streamName: info.stream,
-      streamCreatedUs: this.streamCreatedUs,
-      streamSeq: info.streamSequence,
-      serverTimeUs: Math.floor(info.timestampNanos / 1000),
-      receivedAtUs: nowUs(),
-    };
-    this.pipeline.push(new JsPending(incoming, m));
+    if (info.deliveryCount > 1) ingestMetrics.redelivered.inc();
+    try {
+      pending.incoming = {
+        subject: m.subject,
+        data: m.data,
+        headers: headersToMap(m.headers),
+        streamName: this.cfg.streamName,
+        streamCreatedUs: this.streamCreatedUs,
+        streamSeq: info.streamSeq,
+        serverTimeUs: Math.floor(info.timestampNanos / 1000),
+        receivedAtUs: nowUs(),
+      };
+      this.pipeline.push(pending);
+    } catch (err) {
+      // Could not take it (e.g. unparseable headers): hand it back rather than hold it unseen.
+      pending.nak();
+      ingestMetrics.errors.labels('deliver').inc();
+      this.errorLog.maybe((suppressed) => this.log.error({ err, suppressed, subject: m.subject }, 'could not take a delivered message; handed back'));
+    }
   }
 
   private async consumeLoop(): Promise<void> {
@@ -131,52 +197,36 @@ export class JetStreamIngest {
       try {
         if (needSetup || this.jsm === null || this.streamCreatedUs === 0) await this.setup();
         needSetup = false;
-        const consumer = await this.nc.jetstream().consumers.get(this.cfg.streamName, this.cfg.consumerName);
         if (this.stopping) break;
-        const messages = await consumer.consume({
-          max_messages: this.cfg.batchSize,
-          expires: 30_000,
-          callback: (m) => {
-            // A throw here would stop nats.js's consumer: count it and leave the message unacked.
-            try {
-              this.onMessage(m);
-            } catch (err) {
-              ingestMetrics.errors.labels('deliver').inc();
-              this.errorLog.maybe((suppressed) => this.log.error({ err, suppressed, subject: m.subject }, 'could not take a delivered message; it will be redelivered'));
-            }
+        const puller = new PullConsumer(
+          this.nc,
+          this.credit,
+          {
+            stream: this.cfg.streamName,
+            consumer: this.cfg.consumerName,
+            expiresMs: PULL_EXPIRES_MS,
+            graceMs: PULL_GRACE_MS,
+            onMessage: (m, bytes) => this.onMessage(m, bytes),
           },
-        });
-        this.messages = messages;
-        if (this.stopping) messages.stop(); // stop() ran while consume() was being set up
-        void this.watchConsumer(messages);
+          this.log,
+        );
+        this.puller = puller;
+        puller.start();
         void this.refreshLag();
-        const closed = await messages.closed();
-        this.messages = null;
+        const err = await puller.closed;
+        this.puller = null;
         if (this.stopping) break;
-        throw closed instanceof Error ? closed : new Error('consumer stopped delivering');
+        if (puller.requestsSent > 1) attempt = 0; // it worked for a while: start the backoff afresh
+        throw err ?? new Error('the pull stopped');
       } catch (err) {
         if (this.stopping) break;
         needSetup = true;
         ingestMetrics.errors.labels('consume').inc();
         const delayMs = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6)) * (0.75 + Math.random() / 2);
         attempt++;
-        this.errorLog.maybe((suppressed) => this.log.error({ err, attempt, suppressed, retryInMs: Math.round(delayMs) }, 'JetStream consume failed; retrying'));
+        this.errorLog.maybe((suppressed) => this.log.error({ err, attempt, suppressed, retryInMs: Math.round(delayMs) }, 'JetStream pull failed; retrying'));
         await this.sleep(delayMs);
       }
-    }
-  }
-
-  private async watchConsumer(messages: ConsumerMessages): Promise<void> {
-    try {
-      for await (const s of await messages.status()) {
-        if (s.type === ConsumerEvents.ConsumerNotFound || s.type === ConsumerEvents.StreamNotFound || s.type === ConsumerEvents.ConsumerDeleted) {
-          // Let the consume loop re-create what is missing instead of polling forever.
-          messages.stop(new Error(`JetStream ${s.type}`));
-          return;
-        }
-      }
-    } catch {
-      // status iterator ends with the consumer
     }
   }
 
@@ -210,18 +260,52 @@ export class JetStreamIngest {
   }
 }
 
-/** A delivered JetStream message held until its batch commits (one object per message, no closures). */
+const ACK = new TextEncoder().encode('+ACK');
+const NAK = new TextEncoder().encode('-NAK');
+const WPI = new TextEncoder().encode('+WPI');
+
+/**
+ * A delivered JetStream message held until its batch commits (one object per message, no closures).
+ * Finished exactly once - ack, nak or leave - which returns its credit.
+ */
 class JsPending implements PendingMessage {
+  incoming!: IncomingMessage;
+  private finished = false;
+
   constructor(
-    readonly incoming: IncomingMessage,
-    private readonly m: JsMsg,
+    private readonly m: Msg,
+    readonly bytes: number,
+    private readonly credit: Credit,
   ) {}
 
   ack(): void {
-    this.m.ack();
+    this.finish(ACK);
+  }
+
+  nak(): void {
+    this.finish(NAK);
+  }
+
+  leave(): void {
+    this.finish(null);
   }
 
   working(): void {
-    this.m.working();
+    if (!this.finished) this.respond(WPI);
+  }
+
+  private finish(answer: Uint8Array | null): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (answer) this.respond(answer);
+    this.credit.release(this.bytes);
+  }
+
+  private respond(answer: Uint8Array): void {
+    try {
+      this.m.respond(answer);
+    } catch {
+      // The connection is closed or draining: JetStream redelivers it after ACK_WAIT.
+    }
   }
 }

@@ -7,7 +7,13 @@
 //   that leaves them unacked in JetStream, and redelivery is harmless (deterministic ids, ON CONFLICT).
 // - Commits never overlap and happen in batch order: batch k+1 is handed to the writer only after
 //   batch k's write resolved. Decoding of batch k+1 runs ahead while k commits, so at most two batches
-//   are in flight (JetStream additionally caps delivered-but-unacked at max_ack_pending = 2 x batch).
+//   are in flight; what the process holds in all (queue and batches) is bounded by the puller's credit
+//   in messages and bytes (pull-consumer.ts).
+// - A batch is bounded by messages (INGEST_BATCH_SIZE) and by bytes (the memory budget's batch share,
+//   INGEST_BATCH_BYTES); a single message larger than the byte bound is a batch of its own.
+// - Every message is finished exactly once: acked after its commit, handed back (nak: redelivered at
+//   once, to this process or another) when a stop abandons its commit, or left to JetStream's
+//   redelivery after ACK_WAIT when its commit failed for a reason a retry would not fix.
 // - No per-message awaits: push() is synchronous, acks are fire-and-forget publishes.
 // - While the writer retries (PostgreSQL down), every delivered message we hold is touched with
 //   working() so its ack_wait restarts and JetStream does not redeliver it elsewhere.
@@ -32,13 +38,27 @@ export const ingestMetrics = {
   ackPending: gauge('mycelis_memory_ingest_ack_pending', 'Messages delivered but not yet acked (num_ack_pending)'),
   errors: counter('mycelis_memory_ingest_errors_total', 'Ingest errors (fetch, consumer, commit)', ['kind']),
   lastCommit: gauge('mycelis_memory_ingest_last_commit_timestamp_seconds', 'Wall time of the last committed batch'),
+  heldBytes: gauge(
+    'mycelis_memory_ingest_held_bytes',
+    'Bytes of delivered messages the ingest holds: queued (not yet in a batch) and in batches being decoded or committed (bounded by the memory budget\'s ingest share)',
+    ['stage'],
+  ),
+  batchBytes: histogram('mycelis_memory_ingest_batch_bytes', 'Bytes of messages per committed batch', [], [1e3, 1e4, 1e5, 1e6, 2e6, 4e6, 8e6, 16e6, 32e6, 64e6]),
+  redelivered: counter('mycelis_memory_ingest_redelivered_total', 'JetStream messages delivered more than once (after a crash, ACK_WAIT, or a hand-back)'),
+  handedBack: counter('mycelis_memory_ingest_handed_back_total', 'JetStream messages handed back (nak) for immediate redelivery: arrived during a stop, or their commit was abandoned at the stop deadline'),
 };
 
 /** A message delivered by NATS, waiting for its batch to commit. */
 export interface PendingMessage {
   readonly incoming: IncomingMessage;
+  /** Its size as delivered (what the batch and the held bytes count). */
+  readonly bytes: number;
   /** Acknowledge (JetStream) — called only after the batch committed. No-op in core mode. */
   ack(): void;
+  /** Hand back for immediate redelivery (JetStream nak). No-op in core mode. */
+  nak(): void;
+  /** Give up on it without an answer: JetStream redelivers it after ACK_WAIT. No-op in core mode. */
+  leave(): void;
   /** Restart the ack timer while the batch waits for the database. No-op in core mode. */
   working(): void;
 }
@@ -51,6 +71,8 @@ export interface PipelineOptions {
   readonly logger: Logger;
   readonly mode: 'jetstream' | 'core';
   readonly batchSize: number;
+  /** Bytes per batch (a single larger message is a batch alone). */
+  readonly batchBytes: number;
   readonly batchWaitMs: number;
   readonly isExcluded: (subject: string) => boolean;
   readonly isLogEntrySubject: (subject: string) => boolean;
@@ -75,6 +97,7 @@ interface MutableBatch {
 interface Prepared {
   readonly batch: MutableBatch;
   readonly msgs: PendingMessage[];
+  readonly bytes: number;
   readonly excluded: number;
   readonly stripped: number;
   readonly rejectReasons: Map<RejectReason, number>;
@@ -102,6 +125,9 @@ export class RateLimitedLog {
 export class IngestPipeline {
   private readonly log: Logger;
   private queue: PendingMessage[] = [];
+  private queueBytes = 0;
+  /** Bytes of the batches cut and not yet finished. */
+  private batchedBytes = 0;
   private queueHeadSinceMs = 0;
   private wake: (() => void) | null = null;
   /** A commit is running (batches wait behind it, up to batchWaitMs). */
@@ -117,6 +143,8 @@ export class IngestPipeline {
   /** Counts every message NATS handed us (including those core mode then drops). */
   readonly received;
   lastCommitAt: Date | null = null;
+  /** Messages finished by a commit (acked) so far. */
+  committedMessages = 0;
 
   constructor(private readonly opts: PipelineOptions) {
     this.log = opts.logger.child({ component: `ingest-${opts.mode}` });
@@ -128,11 +156,22 @@ export class IngestPipeline {
     return this.queue.length;
   }
 
+  /** Bytes of the messages delivered and not yet in a batch. */
+  get queuedBytes(): number {
+    return this.queueBytes;
+  }
+
+  /** Bytes of every message held: queued and in batches being decoded or committed. */
+  get heldBytes(): number {
+    return this.queueBytes + this.batchedBytes;
+  }
+
   /** Synchronous; safe to call from a NATS callback. */
   push(m: PendingMessage): void {
     if (this.queue.length === 0) this.queueHeadSinceMs = Date.now();
     this.queue.push(m);
-    if (this.wake && (this.queue.length >= this.opts.batchSize || this.queue.length === 1)) {
+    this.queueBytes += m.bytes;
+    if (this.wake && (this.queue.length >= this.opts.batchSize || this.queueBytes >= this.opts.batchBytes || this.queue.length === 1)) {
       const w = this.wake;
       this.wake = null;
       w();
@@ -146,14 +185,14 @@ export class IngestPipeline {
     });
   }
 
-  /** Stops taking new batches once the queue is empty, commits what it holds, acks it. */
+  /** Commits what it holds (queue and batches), acks it, then stops. */
   async stop(): Promise<void> {
     this.stopping = true;
     this.wakeUp();
     await this.loop;
   }
 
-  /** Abandons a blocked commit (the writer's retries); the messages stay unacked. */
+  /** Abandons a blocked commit (the writer's retries): what it holds is handed back (nak). */
   abortWrites(): void {
     this.abort.abort();
     this.stopping = true;
@@ -181,7 +220,7 @@ export class IngestPipeline {
    */
   private async waitForBatch(): Promise<void> {
     for (;;) {
-      if (this.queue.length >= this.opts.batchSize) return;
+      if (this.queue.length >= this.opts.batchSize || this.queueBytes >= this.opts.batchBytes) return;
       if (this.stopping) return;
       if (this.queue.length > 0 && !this.committing && this.lastCut < this.opts.batchSize) return;
       let timer: NodeJS.Timeout | undefined;
@@ -210,11 +249,13 @@ export class IngestPipeline {
         continue;
       }
       if (this.abort.signal.aborted) break;
-      const msgs = this.queue.splice(0, this.opts.batchSize);
+      const { msgs, bytes } = this.cut();
       this.lastCut = msgs.length;
       if (this.queue.length > 0) this.queueHeadSinceMs = Date.now();
       this.held.add(msgs);
-      const prepared = this.prepare(msgs);
+      this.batchedBytes += bytes;
+      this.reportHeld();
+      const prepared = this.prepare(msgs, bytes);
       // Commits stay serialized and in order: wait for the previous batch before writing this one.
       await inflight;
       this.committing = true;
@@ -225,9 +266,44 @@ export class IngestPipeline {
       });
     }
     await inflight;
+    // Aborted: what never made it into a batch goes back to JetStream at once.
+    if (this.queue.length > 0) {
+      const left = this.queue;
+      this.queue = [];
+      this.queueBytes = 0;
+      for (const m of left) m.nak();
+      ingestMetrics.handedBack.inc(left.length);
+      this.log.warn({ messages: left.length }, 'shutdown handed back messages it could not commit in time');
+    }
+    this.reportHeld();
   }
 
-  private prepare(msgs: PendingMessage[]): Prepared {
+  /**
+   * The next batch from the head of the queue: up to batchSize messages and batchBytes bytes, and
+   * always at least one message (one larger than batchBytes is committed alone).
+   */
+  private cut(): { msgs: PendingMessage[]; bytes: number } {
+    const q = this.queue;
+    const maxN = Math.min(this.opts.batchSize, q.length);
+    let n = 0;
+    let bytes = 0;
+    while (n < maxN) {
+      const b = q[n]!.bytes;
+      if (n > 0 && bytes + b > this.opts.batchBytes) break;
+      bytes += b;
+      n++;
+    }
+    const msgs = n === q.length ? q.splice(0) : q.splice(0, n);
+    this.queueBytes -= bytes;
+    return { msgs, bytes };
+  }
+
+  private reportHeld(): void {
+    ingestMetrics.heldBytes.labels('queued').set(this.queueBytes);
+    ingestMetrics.heldBytes.labels('batches').set(this.batchedBytes);
+  }
+
+  private prepare(msgs: PendingMessage[], bytes: number): Prepared {
     const rowSources: IncomingMessage[] = [];
     const originOf = (i: number): RowOrigin | undefined => {
       const m = rowSources[i];
@@ -275,7 +351,7 @@ export class IngestPipeline {
       batch.rejects.push(reject);
       rejectReasons.set(reject.reason, (rejectReasons.get(reject.reason) ?? 0) + 1);
     }
-    return { batch, msgs, excluded, stripped, rejectReasons };
+    return { batch, msgs, bytes, excluded, stripped, rejectReasons };
   }
 
   private async commit(p: Prepared): Promise<void> {
@@ -298,23 +374,34 @@ export class IngestPipeline {
       }
       // Committed: now, and only now, ack every message of the batch.
       for (const m of msgs) m.ack();
+      this.committedMessages += msgs.length;
       this.record(p, outcome, started);
     } catch (err) {
       if (this.abort.signal.aborted) {
-        this.log.warn({ messages: msgs.length }, 'shutdown abandoned an uncommitted batch; it stays unacked and will be redelivered');
+        // Handed back at once: another replica (or this one after its restart) takes them now, not
+        // after ACK_WAIT. Whether this commit reached PostgreSQL or not, a redelivery stores nothing twice.
+        for (const m of msgs) m.nak();
+        ingestMetrics.handedBack.inc(msgs.length);
+        this.log.warn({ messages: msgs.length }, 'shutdown abandoned an uncommitted batch; handed back for redelivery');
       } else {
+        // Not retryable here (a bug, or a failure the writer does not retry): JetStream redelivers it
+        // after ACK_WAIT, which also paces the next attempt.
+        for (const m of msgs) m.leave();
         ingestMetrics.errors.labels('commit').inc();
-        this.log.error({ err, messages: msgs.length }, 'batch failed to commit; left unacked for redelivery');
+        this.log.error({ err, messages: msgs.length }, 'batch failed to commit; left unacked for redelivery after ACK_WAIT');
       }
     } finally {
       if (heartbeat) clearInterval(heartbeat);
       this.held.delete(msgs);
+      this.batchedBytes -= p.bytes;
+      this.reportHeld();
     }
   }
 
   private record(p: Prepared, outcome: Pick<CommitResult, 'inserted' | 'duplicates' | 'rejected'>, started: number): void {
     ingestMetrics.batches.inc();
     ingestMetrics.batchSize.observe(p.msgs.length);
+    ingestMetrics.batchBytes.observe(p.bytes);
     ingestMetrics.commitSeconds.observe((performance.now() - started) / 1000);
     ingestMetrics.stored.inc(outcome.inserted);
     ingestMetrics.duplicates.inc(outcome.duplicates);

@@ -5,9 +5,11 @@
 //   captured subject with its own publish ack, and the swarm's request-reply breaks.
 // - An existing stream is never changed: when its subjects, no_ack or storage differ from what we
 //   need, start-up fails with StreamConfigMismatchError naming each difference.
-// - The consumer acks explicitly, with max_ack_pending >= 2 x batch size (one batch committing, one
-//   being decoded) and ack_wait from config (the writer calls working() while it retries, so a long
-//   PostgreSQL outage does not turn into redeliveries).
+// - The consumer acks explicitly, with ack_wait from config (ACK_WAIT, 10 s: what a crash costs; the
+//   pipeline calls working() while a batch commits or is retried, so a slow commit or a long PostgreSQL
+//   outage does not turn into redeliveries) and max_ack_pending = 4 x what one process holds
+//   (maxHeldFor): a replica that dies holding its whole window, or one that is stopping, leaves the
+//   survivor a full window of its own, so the dead one's messages cost their ACK_WAIT and nothing else.
 import {
   AckPolicy,
   DeliverPolicy,
@@ -69,9 +71,17 @@ export function isNotFound(err: unknown, what: 'stream' | 'consumer'): boolean {
   return err.message === `${what} not found`;
 }
 
-/** max_ack_pending for a batch size: one batch committing while the next one is decoded. */
-export function maxAckPendingFor(batchSize: number): number {
+/** Messages one process holds delivered and unacked: one batch committing while the next is decoded. */
+export function maxHeldFor(batchSize: number): number {
   return 2 * batchSize;
+}
+
+/**
+ * max_ack_pending for a batch size: the windows of four processes (two replicas, a third during a
+ * rolling update, and one that died), so the dead never block the living.
+ */
+export function maxAckPendingFor(batchSize: number): number {
+  return 4 * maxHeldFor(batchSize);
 }
 
 function sameSet(a: readonly string[], b: readonly string[]): boolean {

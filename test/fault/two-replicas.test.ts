@@ -1,7 +1,9 @@
 // Fault scenario 8: two replicas on one database and one NATS, sharing the durable consumer. 50,000
-// events; one replica SIGKILLed halfway. 0 duplicates, 0 lost; a tail on each replica receives every
-// record once in cursor order; the killed replica's client resumes on the survivor with its cursor,
-// and its joined sequence equals the survivor's tail.
+// events; one replica SIGKILLed halfway. 0 duplicates, 0 lost; the survivor commits on at once and
+// what the killed one had been delivered is committed within ACK_WAIT (default, 10 s) + 5 s of the
+// kill (issue 13); a tail on each replica receives every record once in cursor order; the killed
+// replica's client resumes on the survivor with its cursor, and its joined sequence equals the
+// survivor's tail.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
@@ -17,6 +19,7 @@ import { textEnvelope } from '../integration/ingest-harness.js';
 import { assertionPool, consumerDrained, countOf, publishTraffic, serviceEnv } from './fault-helpers.js';
 
 const TOTAL = 50_000;
+const ACK_WAIT_MS = 10_000; // the default, stated
 const names = uniqueNatsNames('replicas');
 
 function strictlyIncreasing(xs: number[]): boolean {
@@ -64,7 +67,20 @@ describe('fault: two replicas, one SIGKILLed halfway', { timeout: 240_000 }, () 
     const published = publishTraffic(nc, { count: TOTAL - 1, agents: 300, subjectPrefix: names.prefix, typeHeaders: true, seed: 8 });
     await waitFor('half the events stored', async () => (await countOf(pool, 'SELECT 1 FROM log_entries')) >= TOTAL / 2, { timeoutMs: 120_000, intervalMs: 20 });
     await a.kill();
+    const killedAt = performance.now();
+    const jsm = await nc.jetstreamManager();
+    // Every message delivered so far (to A or B) is committed once A's unacked ones come back: ACK_WAIT
+    // (the default, 10 s) after their delivery; B is never blocked by them (max_ack_pending has room).
+    const deliveredAtKill = (await jsm.consumers.info(names.stream, names.consumer)).delivered.stream_seq;
+    const rowsAtKill = await countOf(pool, 'SELECT 1 FROM log_entries');
+    const aDone = waitFor('every delivery before the kill acked', async () => (await jsm.consumers.info(names.stream, names.consumer)).ack_floor.stream_seq >= deliveredAtKill, {
+      timeoutMs: 60_000,
+      intervalMs: 50,
+    }).then(() => performance.now() - killedAt);
+    await waitFor('B commits on', async () => (await countOf(pool, 'SELECT 1 FROM log_entries')) > rowsAtKill, { timeoutMs: 5_000, intervalMs: 20 });
+    const bResumedMs = performance.now() - killedAt;
     assert.equal(await published, TOTAL - 1);
+    const publishedAt = performance.now();
     await waitFor('A\'s tail sees the replica die', () => tailA.error !== null || tailA.ended, { timeoutMs: 30_000 });
     assert.equal(tailA.error?.code, grpc.status.UNAVAILABLE, `the orphaned tail ends UNAVAILABLE (${tailA.error?.details})`);
     assert.ok(tailA.records.length > 1 && tailA.records.length < TOTAL, `A's tail had ${tailA.records.length} records when A died`);
@@ -73,6 +89,11 @@ describe('fault: two replicas, one SIGKILLed halfway', { timeout: 240_000 }, () 
     const lastCursor = tailA.responses[tailA.responses.length - 1]!.cursor || tailA.records[tailA.records.length - 1]!.cursor;
     const resumed = new StreamCollector(clientB, { afterCursor: lastCursor });
     await waitFor('every event stored', async () => (await countOf(pool, 'SELECT 1 FROM log_entries')) >= TOTAL, { timeoutMs: 120_000, intervalMs: 200 });
+    const finishedMs = performance.now() - publishedAt;
+    const aDoneMs = await aDone;
+    const report = `B committed on ${bResumedMs.toFixed(0)} ms after A's kill; A's deliveries done ${aDoneMs.toFixed(0)} ms after the kill; every event stored ${finishedMs.toFixed(0)} ms after the publisher finished`;
+    console.log(report);
+    assert.ok(aDoneMs <= ACK_WAIT_MS + 5_000, `${report}: more than ACK_WAIT + 5 s`);
     await waitFor('consumer drained (A\'s unacked messages redelivered to B)', () => consumerDrained(SHARED_NATS_URL, names.stream, names.consumer), { timeoutMs: 60_000 });
     await waitFor('B\'s tail complete', () => tailB.records.length >= TOTAL, { timeoutMs: 60_000 });
     await waitFor('the resumed tail complete', () => tailA.records.length + resumed.records.length >= TOTAL, { timeoutMs: 60_000 });

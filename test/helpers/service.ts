@@ -12,7 +12,11 @@ export const CLI = join(ROOT, 'dist', 'src', 'cli.js');
 
 export { freePort };
 
-/** Service environment isolated on shared servers: one database, a unique stream/consumer/subject prefix, short waits. */
+/**
+ * Service environment isolated on shared servers: one database, a unique stream/consumer/subject
+ * prefix, a short batch wait. ACK_WAIT and every other setting keep the production default unless a
+ * test says otherwise.
+ */
 export function serviceEnv(dbEnv: Record<string, string>, natsUrl: string, names: NatsNames, extra: Record<string, string> = {}): Record<string, string> {
   return {
     ...dbEnv,
@@ -23,7 +27,6 @@ export function serviceEnv(dbEnv: Record<string, string>, natsUrl: string, names
     NATS_SUBJECTS: `${names.prefix}.>`,
     LOG_ENTRY_SUBJECTS: `${names.prefix}.log.>`,
     NATS_EXCLUDE_SUBJECTS: `${names.prefix}.council.*.request`,
-    ACK_WAIT: '5s',
     INGEST_BATCH_WAIT: '20ms',
     ...extra,
   };

@@ -130,6 +130,7 @@ describe('config: defaults', () => {
     assert.equal(c.ingest.streamMaxAgeMs, 7 * 86_400_000);
     assert.equal(c.ingest.streamMaxBytes, -1);
     assert.equal(c.ingest.maxEventBytes, 1024 * 1024);
+    assert.equal(c.ingest.ackWaitMs, 10_000);
     assert.ok(c.ingest.ackWaitMs > c.ingest.batchWaitMs);
     assert.equal(c.api.grpcPort, 50051);
     assert.equal(c.api.httpPort, 8080);
