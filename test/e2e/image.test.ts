@@ -262,8 +262,10 @@ describe('container image (Dockerfile final stage, reproduced)', () => {
     assert.match(metrics, new RegExp(`^nodejs_version_info\\{version="${process.version}",major="${major}",minor="${minor}",patch="${patch}"\\} 1$`, 'm'));
     const started = output.map((l) => (l.startsWith('{') ? (JSON.parse(l) as Record<string, any>) : {})).find((l) => l['msg'] === 'mycelis-memory started');
     assert.equal(started?.['runtime']?.['node'], process.version, `start line: ${JSON.stringify(started)}`);
-    assert.deepEqual(started['runtime']['execArgv'], entrypointNodeFlags, 'the node flags of the ENTRYPOINT');
-    assert.ok(started['runtime']['heapLimitMiB'] > 0);
+    // Its flags: the ENTRYPOINT's, then the memory budget's V8 limits that serve adds at start.
+    const budget = output.map((l) => (l.startsWith('{') ? (JSON.parse(l) as Record<string, any>) : {})).find((l) => String(l['msg']).startsWith('memory budget'));
+    assert.deepEqual(started['runtime']['execArgv'], [...entrypointNodeFlags, ...(budget?.['v8']?.['flags'] ?? [])], `start line ${JSON.stringify(started['runtime'])}, budget ${JSON.stringify(budget?.['v8'])}`);
+    assert.equal(started['runtime']['heapLimitMiB'], budget?.['v8']?.['heapLimitMiB']);
   });
 
   it('stops cleanly on the image’s STOPSIGNAL', async () => {
