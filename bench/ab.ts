@@ -3,8 +3,10 @@
 // One prefilled stream; the service drains it into a fresh database again and again, alternating
 // two variants (A B A B ...). A variant is a built service (`--a-dist <dir>` holding src/cli.js; default
 // ./dist; keep it inside the project so its imports resolve), node flags (`--a-flags="<flags>"`) and
-// environment (`--a-env "K=V K=V"`), SQL run on its database after the migrations (`--a-sql`) and the
-// node binary that runs it (`--a-node <path>`, default this process's: compares Node lines). Prints, per round and as medians, the drain rate and
+// environment (`--a-env "K=V K=V"`), the migrations its database gets first (`--a-migrations <dir>`,
+// default ./migrations: an older schema for an older build), SQL run on its database after the
+// migrations (`--a-sql`) and the node binary that runs it (`--a-node <path>`, default this process's:
+// compares Node lines). Prints, per round and as medians, the drain rate and
 // the CPU per event of the service's Node process, its PostgreSQL backends and nats-server, the
 // service's peak RSS, and the ratio B/A of each. Build B into ./dist (npm run build) and copy the old build aside for A.
 //
@@ -36,6 +38,8 @@ const { values: flags } = parseArgs({
     'b-sql': { type: 'string', default: '' },
     'a-node': { type: 'string', default: process.execPath },
     'b-node': { type: 'string', default: process.execPath },
+    'a-migrations': { type: 'string' },
+    'b-migrations': { type: 'string' },
     rounds: { type: 'string', default: '3' },
     events: { type: 'string', default: '100000' },
   },
@@ -45,8 +49,8 @@ const rounds = Number(flags.rounds);
 const split = (s: string): string[] => s.split(' ').filter((f) => f !== '');
 const envOf = (s: string): Record<string, string> => Object.fromEntries(split(s).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 const variants = {
-  A: { cli: join(resolve(flags['a-dist']), 'src', 'cli.js'), flags: split(flags['a-flags']), env: envOf(flags['a-env']), sql: flags['a-sql'], node: flags['a-node'] },
-  B: { cli: join(resolve(flags['b-dist']), 'src', 'cli.js'), flags: split(flags['b-flags']), env: envOf(flags['b-env']), sql: flags['b-sql'], node: flags['b-node'] },
+  A: { cli: join(resolve(flags['a-dist']), 'src', 'cli.js'), flags: split(flags['a-flags']), env: envOf(flags['a-env']), sql: flags['a-sql'], node: flags['a-node'], migrations: flags['a-migrations'] },
+  B: { cli: join(resolve(flags['b-dist']), 'src', 'cli.js'), flags: split(flags['b-flags']), env: envOf(flags['b-env']), sql: flags['b-sql'], node: flags['b-node'], migrations: flags['b-migrations'] },
 };
 const log = (msg: string): void => void process.stderr.write(`[ab ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
@@ -74,7 +78,7 @@ try {
     const db = await createTestDatabase(`ab_${variant}`);
     try {
       const pool = new pg.Pool({ connectionString: db.url, max: 1 });
-      await migrate(pool, createLogger('error'));
+      await migrate(pool, createLogger('error'), v.migrations === undefined ? undefined : resolve(v.migrations));
       if (v.sql !== '') await pool.query(v.sql);
       await pool.end();
       const svc = await startBenchService(
