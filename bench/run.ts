@@ -326,8 +326,9 @@ async function ingestPhases(nats: PrivateNats, nc: NatsConnection): Promise<void
   rss['ingestDrain'] = mon.peakMb();
   const cpuSeconds = svcCpu.stop();
   const check = await withClient(db.url, async (c) => {
-    const r = await c.query<{ n: string; t0: string; rejects: string; agents: string }>(
+    const r = await c.query<{ n: string; t0: string; rejects: string; agents: string; bytes: string }>(
       `SELECT (SELECT count(*) FROM log_entries)::text AS n,
+              (SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'log_entries'::regclass)::bigint::text AS bytes,
               (SELECT (extract(epoch FROM min(received_at)) * 1000)::text FROM log_entries) AS t0,
               (SELECT count(*) FROM ingest_rejects)::text AS rejects,
               (SELECT count(*) FROM agent_registry)::text AS agents`,
@@ -347,6 +348,8 @@ async function ingestPhases(nats: PrivateNats, nc: NatsConnection): Promise<void
     cpuUsPerEvent: perEvent(cpuSeconds, N),
     bareCpuUsPerEvent: perEvent(bare.cpuSeconds, N),
     agents: Number(check.agents),
+    // On disk per stored row: table, TOAST and every index, all partitions.
+    bytesPerRow: Math.round(Number(check.bytes) / Number(check.n)),
     bare,
     bareOneTable: bareOne,
     directive,

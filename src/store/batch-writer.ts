@@ -111,6 +111,10 @@ const batchPaths = counter('mycelis_memory_store_batches_total', 'Committed batc
 const commitSeconds = histogram('mycelis_memory_store_batch_commit_seconds', 'Time to commit one batch (one attempt)');
 const registrySkipped = counter('mycelis_memory_store_registry_rejected_total', 'Agent states PostgreSQL rejected (the rows were stored or dead-lettered; the registry skipped that agent)');
 const retries = counter('mycelis_memory_store_write_retries_total', 'Batch write attempts retried after a transient error');
+const lookedUp = counter(
+  'mycelis_memory_store_rows_looked_up_by_id_total',
+  'Rows whose timestamp is not their id\'s (replaced by server time: clock skew, no timestamp) or near the 5-minute limit, looked up in every partition before writing',
+);
 
 const COPY_SQL =
   'COPY log_entries (id, seq, trace_id, timestamp, level, source, intent, message, context, team_id, subject, received_at) FROM STDIN';
@@ -477,6 +481,7 @@ export class BatchWriter {
     let risky: number[] | null = null;
     for (let i = 0; i < rows.length; i++) if (atRisk(rows[i]!)) (risky ??= []).push(i);
     if (risky === null) return null;
+    lookedUp.inc(risky.length);
     const skip = new Set<number>();
     const seen = new Map<string, number>();
     for (let i = 0; i < rows.length; i++) {

@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { uuidV7 } from '../../src/domain/identity.js';
 import { nowUs } from '../../src/domain/time.js';
 import { createLogger } from '../../src/logger.js';
+import { metricsRegistry } from '../../src/metrics.js';
 import { BatchWriter } from '../../src/store/batch-writer.js';
 import { openDatabase, type Database } from '../../src/store/database.js';
 import { NO_FILTER, QUERY_PAGE_SQL, READ_RANGE_SQL, TAIL_SQL, queryPageParams } from '../../src/store/log-reader.js';
@@ -21,6 +22,11 @@ import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
 import { makeRow, makeRows } from './store-rows.js';
 
 const logger = createLogger('silent');
+
+async function lookedUp(): Promise<number> {
+  const m = metricsRegistry.getSingleMetric('mycelis_memory_store_rows_looked_up_by_id_total');
+  return m ? (await m.get()).values.reduce((s, v) => s + v.value, 0) : 0;
+}
 const HOUR_US = 3_600_000_000;
 const DAY_US = 24 * HOUR_US;
 
@@ -97,11 +103,13 @@ describe('store: log_entries partitioned by event time', () => {
     const kept = await db.pool.query('SELECT seq::text AS s FROM log_entries WHERE id = $1', [row.id]);
     assert.equal(Number(kept.rows[0].s), w.firstSeq, 'the moved row keeps its seq');
 
+    const before = await lookedUp();
     for (const useCopy of [true, false]) {
       const again = await new BatchWriter(db, logger, { useCopy }).write({ rows: [row, makeRow({ source: 'early-bird' })], rejects: [], registry: [] });
       assert.deepEqual([again.inserted, again.duplicates], [1, 1], `useCopy=${useCopy}`);
     }
     assert.deepEqual(await where(), [partitionName(Math.floor(t / 1000 / DAY_MS) * DAY_MS)]);
+    assert.equal(await lookedUp(), before, 'rows stored under their own time are never looked up by id');
   });
 
   it('copies whose timestamp was replaced by server time (another value per copy) still collapse, in one batch and across batches', async () => {
@@ -128,6 +136,7 @@ describe('store: log_entries partitioned by event time', () => {
       const n = await db.pool.query('SELECT count(*)::int AS n FROM log_entries WHERE id = $1', [id]);
       assert.equal(n.rows[0].n, 1);
     }
+    assert.ok((await lookedUp()) >= 10, 'the skewed rows were looked up by id');
   });
 
   it('reads by seq go through each partition\'s seq index; QueryLogs reads only the partitions of its time range', async () => {
