@@ -2,17 +2,21 @@
 // database that has run that long has) and new events; LOG_RETENTION=3d. Within one retention interval
 // the old events are gone, by dropping their partitions: no row of them is deleted one by one (every
 // DELETE the pass issues is counted: only dead letters and the default partition see any). Every new
-// event is stored and none is touched. Old dead letters go in small batches.
+// event is stored and none is touched, and a live StreamLogs tail open all along receives every one of
+// them once, in seq order (the detach's short exclusive lock delays it, never breaks it). Old dead
+// letters go in small batches.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { connect, type NatsConnection } from 'nats';
+import { CommitNotifier } from '../../src/store/commit-notifier.js';
 import { StoreMaintenance } from '../../src/store/maintenance.js';
 import { DAY_MS, ensureLogPartitions, listLogPartitions, partitionSpecFor } from '../../src/store/partitions.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
 import { SHARED_NATS_URL, dropStreamAndClose, uniqueNatsNames } from '../helpers/nats.js';
 import { waitFor } from '../helpers/wait.js';
 import { silentLogger, startHarness, type Harness } from '../integration/ingest-harness.js';
+import { startApi, StreamCollector, type Api } from '../integration/api-harness.js';
 import { countOf, publishTraffic } from './fault-helpers.js';
 
 const names = uniqueNatsNames('retention');
@@ -26,6 +30,8 @@ describe('fault: retention by partition under full-rate ingest', { timeout: 180_
   let tdb: TestDatabase;
   let h: Harness;
   let nc: NatsConnection;
+  let notifier: CommitNotifier | undefined;
+  let api: Api | undefined;
 
   before(async () => {
     tdb = await createTestDatabase('retention');
@@ -43,6 +49,8 @@ describe('fault: retention by partition under full-rate ingest', { timeout: 180_
     );
   });
   after(async () => {
+    await api?.close();
+    await notifier?.stop();
     await h?.close();
     await dropStreamAndClose(nc, names.stream);
     await tdb?.drop();
@@ -82,6 +90,11 @@ describe('fault: retention by partition under full-rate ingest', { timeout: 180_
       silentLogger,
       { batchSize: BATCH, intervalMs: RETENTION_INTERVAL_MS },
     );
+    notifier = new CommitNotifier(h.db, h.writer, silentLogger);
+    await notifier.start();
+    api = await startApi({ tdb, db: h.db, writer: h.writer, notifier, close: async () => undefined });
+    const tail = new StreamCollector(api.client, {});
+    await waitFor('tail attached', () => tail.responses.length > 0);
     const published = publishTraffic(nc, { count: NEW_EVENTS, agents: 100, subjectPrefix: names.prefix, typeHeaders: true, seed: 10 });
     const started = Date.now();
     retention.start();
@@ -99,6 +112,11 @@ describe('fault: retention by partition under full-rate ingest', { timeout: 180_
       await retention.stop();
     }
     process.stdout.write(`# old events gone ${goneAfterMs} ms after retention started (interval ${RETENTION_INTERVAL_MS} ms)\n`);
+    await waitFor('the live tail has every new event', () => tail.records.length >= NEW_EVENTS || tail.error !== null, { timeoutMs: 60_000 });
+    tail.cancel();
+    assert.equal(tail.error, null);
+    const newSeqs = (await h.sql.query<{ s: string }>('SELECT seq::text AS s FROM log_entries ORDER BY log_entries.seq')).rows.map((r) => Number(r.s));
+    assert.deepEqual(tail.records.map((r) => r.seq), newSeqs, 'the live tail: every new event once, in seq order');
     const left = new Set((await listLogPartitions(h.db.pool)).map((p) => p.name));
     assert.deepEqual([...oldParts].filter((p) => left.has(p)), [], 'the old events\' partitions are gone');
     assert.equal(await countOf(h.sql, 'SELECT 1 FROM log_entries'), NEW_EVENTS, 'every new event stored, none deleted');
