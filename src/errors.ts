@@ -25,6 +25,17 @@ export class OutOfRangeError extends Error {
   }
 }
 
+/** What the request names does not exist (e.g. a trace id with no records). */
+export class NotFoundError extends Error {
+  override readonly name = 'NotFoundError';
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(`${field}: ${message}`);
+  }
+}
+
 /** The database (or another dependency) cannot be reached right now; the caller may retry. */
 export class UnavailableError extends Error {
   override readonly name = 'UnavailableError';

@@ -1,5 +1,5 @@
 // API metrics shared by both ports (grpc-js on GRPC_PORT; Connect and gRPC-Web on HTTP_PORT).
-// Labels are bounded: method is one of the three MemoryService methods, protocol one of grpc,
+// Labels are bounded: method is one of the MemoryService methods, protocol one of grpc,
 // connect, grpc-web, code a canonical status name (snake_case, as Connect spells them).
 import { counter, gauge, histogram } from '../metrics.js';
 
@@ -12,11 +12,11 @@ const requests = counter(
 );
 const latency = histogram(
   'mycelis_memory_api_request_duration_seconds',
-  'MemoryService call duration (for StreamLogs: until the stream ended), by method and protocol.',
+  'MemoryService call duration (for streams: until the stream ended), by method and protocol.',
   ['method', 'protocol'],
   [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600],
 );
-const streamsOpen = gauge('mycelis_memory_api_streams_open', 'Open StreamLogs calls, by protocol.', ['protocol']);
+const streamsOpen = gauge('mycelis_memory_api_streams_open', 'Open server streams (StreamLogs, WatchRegistry), by protocol.', ['protocol']);
 
 // gRPC canonical codes by number (grpc-js status and Connect Code share the numbering).
 const CODE_NAMES = [

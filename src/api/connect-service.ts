@@ -5,8 +5,8 @@
 // `buf build` FileDescriptorSet (src/gen/descriptors.binpb) and convert messages through the binary
 // wire format: protobuf-es message -> toBinary -> ts-proto decode, and ts-proto encode -> fromBinary.
 // The proto3 JSON form (field names, Timestamps, Structs, enums, int64 as strings) is therefore
-// exactly protobuf-es', i.e. the canonical one. StreamLogs responses come from the core already
-// encoded (records encoded once in the stream hub) and are decoded once per response.
+// exactly protobuf-es', i.e. the canonical one. Stream responses (StreamLogs, WatchRegistry) come from
+// the core already encoded (shared between streams) and are decoded once per response.
 //
 // Cancellation (STACK.md): when a client goes away while connect-node is blocked writing to it, the
 // library never resumes or returns the handler's generator, so a `finally` in it would never run. We
@@ -29,10 +29,12 @@ import type { Logger } from '../logger.js';
 import {
   GetRegistryRequest,
   GetRegistryResponse,
+  GetTraceRequest,
+  GetTraceResponse,
   QueryLogsRequest,
   QueryLogsResponse,
   StreamLogsRequest,
-  StreamLogsResponse,
+  WatchRegistryRequest,
 } from '../gen/mycelis/memory/v1/memory.js';
 import { openStream, startCall, type ApiProtocol } from './api-metrics.js';
 import { createAuthenticator } from './auth.js';
@@ -108,7 +110,9 @@ export function memoryServiceRoutes(deps: ConnectServiceDeps): (router: ConnectR
   };
   const mGetRegistry = method('GetRegistry');
   const mQueryLogs = method('QueryLogs');
+  const mGetTrace = method('GetTrace');
   const mStreamLogs = method('StreamLogs');
+  const mWatchRegistry = method('WatchRegistry');
 
   const unary =
     <Req, Res>(m: DescMethod, reqFns: WireFns<Req>, resFns: WireFns<Res>, fn: (req: Req, ctx: CallContext) => Promise<Res>): Unary =>
@@ -127,59 +131,67 @@ export function memoryServiceRoutes(deps: ConnectServiceDeps): (router: ConnectR
       }
     };
 
-  const streamLogs: ServerStreaming = async function* (req, hctx) {
-    const protocol = protocolOf(hctx);
-    const timer = startCall('StreamLogs', protocol);
-    let inner: AsyncGenerator<Buffer, void, undefined> | undefined;
-    let closeGauge: (() => void) | undefined;
-    const release = (code: number): void => {
-      timer.end(code);
-      closeGauge?.();
-      hctx.signal.removeEventListener('abort', onAbort);
-    };
-    // The leak fix: finish the core's generator (its finally frees the stream slot and the hub
-    // subscription) even if connect-node never resumes this one.
-    const onAbort = (): void => {
-      inner?.return(undefined).catch(() => undefined);
-      release(Code.Canceled);
-    };
-    try {
-      authenticate(hctx.requestHeader.get('authorization') ?? undefined);
-      inner = core.streamLogsEncoded(fromEs(mStreamLogs.input, StreamLogsRequest, req), callContext(hctx));
-      closeGauge = openStream(protocol);
-      if (hctx.signal.aborted) {
-        onAbort();
-        return;
-      }
-      hctx.signal.addEventListener('abort', onAbort, { once: true });
-      for (;;) {
-        const next = await inner.next();
-        if (next.done) break;
-        if (hctx.signal.aborted) break;
-        // The core's responses are already encoded (records encoded once, shared by all streams).
-        yield fromBinary(mStreamLogs.output, next.value);
-      }
-      release(hctx.signal.aborted ? Code.Canceled : 0);
-    } catch (err) {
-      if (hctx.signal.aborted) {
+  /** A server stream whose core generator yields already-encoded response messages. */
+  const serverStream = <Req>(
+    m: DescMethod,
+    reqFns: WireFns<Req>,
+    open: (req: Req, ctx: CallContext) => AsyncGenerator<Buffer, void, undefined>,
+  ): ServerStreaming =>
+    async function* (req, hctx) {
+      const protocol = protocolOf(hctx);
+      const timer = startCall(m.name, protocol);
+      let inner: AsyncGenerator<Buffer, void, undefined> | undefined;
+      let closeGauge: (() => void) | undefined;
+      const release = (code: number): void => {
+        timer.end(code);
+        closeGauge?.();
+        hctx.signal.removeEventListener('abort', onAbort);
+      };
+      // The leak fix: finish the core's generator (its finally frees the stream slot and its
+      // subscription) even if connect-node never resumes this one.
+      const onAbort = (): void => {
+        inner?.return(undefined).catch(() => undefined);
         release(Code.Canceled);
-        return;
+      };
+      try {
+        authenticate(hctx.requestHeader.get('authorization') ?? undefined);
+        inner = open(fromEs(m.input, reqFns, req), callContext(hctx));
+        closeGauge = openStream(protocol);
+        if (hctx.signal.aborted) {
+          onAbort();
+          return;
+        }
+        hctx.signal.addEventListener('abort', onAbort, { once: true });
+        for (;;) {
+          const next = await inner.next();
+          if (next.done) break;
+          if (hctx.signal.aborted) break;
+          // The core's responses are already encoded (shared between streams).
+          yield fromBinary(m.output, next.value);
+        }
+        release(hctx.signal.aborted ? Code.Canceled : 0);
+      } catch (err) {
+        if (hctx.signal.aborted) {
+          release(Code.Canceled);
+          return;
+        }
+        const ce = toConnectError(err, log, m.name);
+        release(codeOf(ce));
+        throw ce;
+      } finally {
+        // Normal path (the client read to the end, or connect-node returned us): finish the core's
+        // generator too. A no-op when it already finished.
+        await inner?.return(undefined).catch(() => undefined);
+        release(hctx.signal.aborted ? Code.Canceled : 0);
       }
-      const ce = toConnectError(err, log, 'StreamLogs');
-      release(codeOf(ce));
-      throw ce;
-    } finally {
-      // Normal path (the client read to the end, or connect-node returned us): finish the core's
-      // generator too. A no-op when it already finished.
-      await inner?.return(undefined).catch(() => undefined);
-      release(hctx.signal.aborted ? Code.Canceled : 0);
-    }
-  };
+    };
 
   const impl = {
     getRegistry: unary(mGetRegistry, GetRegistryRequest, GetRegistryResponse, (r, c) => core.getRegistry(r, c)),
     queryLogs: unary(mQueryLogs, QueryLogsRequest, QueryLogsResponse, (r, c) => core.queryLogs(r, c)),
-    streamLogs,
+    getTrace: unary(mGetTrace, GetTraceRequest, GetTraceResponse, (r, c) => core.getTrace(r, c)),
+    streamLogs: serverStream(mStreamLogs, StreamLogsRequest, (r, c) => core.streamLogsEncoded(r, c)),
+    watchRegistry: serverStream(mWatchRegistry, WatchRegistryRequest, (r, c) => core.watchRegistryEncoded(r, c)),
   };
   // The descriptor comes from a registry at runtime, so its method map is untyped; the impls above
   // have the shapes connect expects for unary and server-streaming methods.

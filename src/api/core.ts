@@ -1,29 +1,38 @@
 // The transport-free MemoryService: validation, reads, the live tail. The grpc-js server (and the
 // Connect port) are thin adapters that build a CallContext, call these methods and map the typed
 // errors of src/errors.ts to status codes (src/api/status.ts). Nothing here knows about a transport.
+// The capabilities live beside it: queries/ (registry, logs, trace: one request, one answer) and
+// streams/ (WatchRegistry's shared view); the live log's hub is stream-hub.ts.
 import { setMaxListeners } from 'node:events';
 import type { Config } from '../config/config.js';
 import type { Logger } from '../logger.js';
 import { ResourceExhaustedError, ShuttingDownError } from '../errors.js';
 import { gauge } from '../metrics.js';
-import { usToTimestamp } from '../domain/time.js';
 import { LogReader, type PoolHolder } from '../store/log-reader.js';
 import { RegistryReader } from '../store/registry-reader.js';
+import { TraceReader } from '../store/trace-reader.js';
 import {
-  AgentStatus,
-  type Agent,
   type GetRegistryRequest,
   type GetRegistryResponse,
+  type GetTraceRequest,
+  type GetTraceResponse,
+  RegistryChange as RegistryChangeFns,
+  type RegistryChange,
   StreamLogsResponse as StreamLogsResponseFns,
   type QueryLogsRequest,
   type QueryLogsResponse,
   type StreamLogsRequest,
   type StreamLogsResponse,
+  type WatchRegistryRequest,
 } from '../gen/mycelis/memory/v1/memory.js';
-import { encodeCursor, encodePageToken } from './cursor.js';
+import { encodeCursor } from './cursor.js';
 import { encodeStreamResponse, toLogRecord } from './log-record.js';
+import { queryLogs } from './queries/logs.js';
+import { getRegistry } from './queries/registry.js';
+import { getTrace } from './queries/trace.js';
 import { StreamHub, type CommitSource } from './stream-hub.js';
-import { validateGetRegistry, validateQueryLogs, validateStreamLogs } from './validate.js';
+import { RegistryWatchHub } from './streams/registry-watch.js';
+import { validateGetRegistry, validateGetTrace, validateQueryLogs, validateStreamLogs, validateWatchRegistry } from './validate.js';
 
 export interface CallContext {
   /** Aborts when the client cancels or disconnects. */
@@ -38,16 +47,17 @@ export interface MemoryCoreDeps {
   readonly notifier: CommitSource;
   readonly config: Config;
   readonly logger: Logger;
+  /** Bytes of changes WatchRegistry's shared log holds (default REGISTRY_WATCH_LOG_BYTES). */
+  readonly registryWatchLogBytes?: number;
 }
 
-const openStreamsGauge = gauge('mycelis_memory_api_open_streams', 'Open StreamLogs calls (all transports).');
+const openStreamsGauge = gauge('mycelis_memory_api_open_streams', 'Open server streams, StreamLogs and WatchRegistry (all transports; bounded by MAX_STREAMS).');
 
-const STATUS_TO_PROTO: Readonly<Record<string, AgentStatus>> = {
-  IDLE: AgentStatus.AGENT_STATUS_IDLE,
-  BUSY: AgentStatus.AGENT_STATUS_BUSY,
-  OFFLINE: AgentStatus.AGENT_STATUS_OFFLINE,
-  ERROR: AgentStatus.AGENT_STATUS_ERROR,
-};
+/**
+ * Bytes of registry changes WatchRegistry holds for watchers that are behind (one log shared by all
+ * watchers; past it the slowest start over from a snapshot). About 60,000 changes.
+ */
+export const REGISTRY_WATCH_LOG_BYTES = 16 * 1024 * 1024;
 
 export { toLogRecord };
 
@@ -71,7 +81,9 @@ function callSignal(ctx: CallContext): AbortSignal {
 export class MemoryCore {
   readonly logReader: LogReader;
   private readonly registryReader: RegistryReader;
+  private readonly traceReader: TraceReader;
   private readonly hub: StreamHub;
+  private readonly registryHub: RegistryWatchHub;
   private readonly config: Config;
   private readonly log: Logger;
   private openStreams = 0;
@@ -86,6 +98,13 @@ export class MemoryCore {
     this.log = deps.logger.child({ component: 'memory-core' });
     this.logReader = new LogReader(deps.db);
     this.registryReader = new RegistryReader(deps.db);
+    this.traceReader = new TraceReader(deps.db);
+    this.registryHub = new RegistryWatchHub(
+      this.registryReader,
+      deps.notifier,
+      { offlineAfterMs: deps.config.agentOfflineAfterMs, keepaliveMs: deps.config.api.keepaliveMs, logBytes: deps.registryWatchLogBytes ?? REGISTRY_WATCH_LOG_BYTES },
+      deps.logger,
+    );
     this.hub = new StreamHub(
       this.logReader,
       deps.notifier,
@@ -99,53 +118,21 @@ export class MemoryCore {
     return this.openStreams;
   }
 
+  /** WatchRegistry's shared view: watchers, agents held, bytes of changes held, the slowest watcher's lag. */
+  get registryWatchStats(): { readonly watchers: number; readonly agents: number; readonly logBytes: number; readonly behind: number } {
+    return this.registryHub.stats;
+  }
+
   async getRegistry(req: GetRegistryRequest, ctx: CallContext): Promise<GetRegistryResponse> {
-    const v = validateGetRegistry(req);
-    const page = await this.registryReader.page(
-      {
-        teamIds: v.teamIds,
-        statuses: v.statuses,
-        afterAgentId: v.afterAgentId,
-        limit: v.pageSize + 1,
-        asOfUs: v.asOfUs,
-        offlineAfterMs: this.config.agentOfflineAfterMs,
-      },
-      callSignal(ctx),
-    );
-    const more = page.agents.length > v.pageSize;
-    const agents = more ? page.agents.slice(0, v.pageSize) : page.agents;
-    const out: Agent[] = agents.map((a) => ({
-      agentId: a.agentId,
-      teamId: a.teamId,
-      status: STATUS_TO_PROTO[a.effectiveStatus] ?? AgentStatus.AGENT_STATUS_UNSPECIFIED,
-      reportedStatus: STATUS_TO_PROTO[a.reportedStatus] ?? AgentStatus.AGENT_STATUS_UNSPECIFIED,
-      lastSeen: usToTimestamp(a.lastSeenUs),
-      meta: a.meta ?? undefined,
-      lastErrorSummary: a.lastErrorSummary,
-      statusAt: a.statusAtUs === null ? undefined : usToTimestamp(a.statusAtUs),
-    }));
-    const last = agents[agents.length - 1];
-    return {
-      agents: out,
-      nextPageToken: more && last ? encodePageToken('registry', v.hash, { a: last.agentId, t: page.asOfUs }) : '',
-      asOf: usToTimestamp(page.asOfUs),
-    };
+    return getRegistry(this.registryReader, validateGetRegistry(req), this.config.agentOfflineAfterMs, callSignal(ctx));
   }
 
   async queryLogs(req: QueryLogsRequest, ctx: CallContext): Promise<QueryLogsResponse> {
-    const v = validateQueryLogs(req);
-    const rows = await this.logReader.queryPage(
-      v.filter,
-      { sinceUs: v.sinceUs, untilUs: v.untilUs, after: v.after, limit: v.pageSize + 1 },
-      callSignal(ctx),
-    );
-    const more = rows.length > v.pageSize;
-    const page = more ? rows.slice(0, v.pageSize) : rows;
-    const last = page[page.length - 1];
-    return {
-      records: page.map(toLogRecord),
-      nextPageToken: more && last ? encodePageToken('logs', v.hash, { t: last.timestampUs, s: last.seq }) : '',
-    };
+    return queryLogs(this.logReader, validateQueryLogs(req), callSignal(ctx));
+  }
+
+  async getTrace(req: GetTraceRequest, ctx: CallContext): Promise<GetTraceResponse> {
+    return getTrace(this.traceReader, validateGetTrace(req), callSignal(ctx));
   }
 
   /**
@@ -164,22 +151,51 @@ export class MemoryCore {
    */
   async *streamLogsEncoded(req: StreamLogsRequest, ctx: CallContext): AsyncGenerator<Buffer, void, undefined> {
     const v = validateStreamLogs(req);
-    if (this.closing.signal.aborted) throw new ShuttingDownError();
-    if (this.openStreams >= this.config.api.maxStreams) {
-      throw new ResourceExhaustedError(`too many open streams (MAX_STREAMS=${this.config.api.maxStreams}); retry later`);
-    }
-    this.openStreams++;
-    openStreamsGauge.inc();
+    this.takeStreamSlot();
     const signal = callSignal(ctx);
     try {
       for await (const batch of this.hub.follow(v, signal, this.closing.signal)) {
         yield encodeStreamResponse(batch.records, cursorOf(batch.position));
       }
     } finally {
-      this.openStreams--;
-      openStreamsGauge.dec();
-      if (this.openStreams === 0) for (const f of this.streamEnded) f();
+      this.releaseStreamSlot();
     }
+  }
+
+  /**
+   * WatchRegistry: encoded RegistryChange messages (snapshot pages, LIVE, changes, keepalives, RESET;
+   * src/api/streams/registry-watch.ts). Ends when the server shuts down; returns when ctx.signal
+   * aborts. Transports call return() on the generator when the client goes away mid-write.
+   */
+  async *watchRegistryEncoded(req: WatchRegistryRequest, ctx: CallContext): AsyncGenerator<Buffer, void, undefined> {
+    const v = validateWatchRegistry(req);
+    this.takeStreamSlot();
+    try {
+      yield* this.registryHub.watch(v, callSignal(ctx), this.closing.signal);
+    } finally {
+      this.releaseStreamSlot();
+    }
+  }
+
+  /** watchRegistryEncoded, decoded (in-process callers and tests). */
+  async *watchRegistry(req: WatchRegistryRequest, ctx: CallContext): AsyncGenerator<RegistryChange, void, undefined> {
+    for await (const bytes of this.watchRegistryEncoded(req, ctx)) yield RegistryChangeFns.decode(bytes);
+  }
+
+  /** One of MAX_STREAMS (StreamLogs and WatchRegistry together), or RESOURCE_EXHAUSTED. */
+  private takeStreamSlot(): void {
+    if (this.closing.signal.aborted) throw new ShuttingDownError();
+    if (this.openStreams >= this.config.api.maxStreams) {
+      throw new ResourceExhaustedError(`too many open streams (MAX_STREAMS=${this.config.api.maxStreams}); retry later`);
+    }
+    this.openStreams++;
+    openStreamsGauge.inc();
+  }
+
+  private releaseStreamSlot(): void {
+    this.openStreams--;
+    openStreamsGauge.dec();
+    if (this.openStreams === 0) for (const f of this.streamEnded) f();
   }
 
   /**
@@ -205,5 +221,6 @@ export class MemoryCore {
   close(): void {
     this.closing.abort(new ShuttingDownError());
     this.hub.stop();
+    this.registryHub.close();
   }
 }

@@ -14,11 +14,11 @@ import {
   MemoryServiceService,
   type GetRegistryRequest,
   type GetRegistryResponse,
+  type GetTraceRequest,
+  type GetTraceResponse,
   type MemoryServiceServer,
   type QueryLogsRequest,
   type QueryLogsResponse,
-  type StreamLogsRequest,
-  type StreamLogsResponse,
 } from '../gen/mycelis/memory/v1/memory.js';
 import { LogReader, type PoolHolder } from '../store/log-reader.js';
 import { createAuthenticator } from './auth.js';
@@ -98,55 +98,60 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
       );
     };
 
-  const streamLogs = (call: grpc.ServerWritableStream<StreamLogsRequest, StreamLogsResponse>): void => {
-    const { ctx, controller } = callContext(call);
-    const cancelled = controller.signal;
-    const drainOrCancel = (): Promise<void> =>
-      new Promise<void>((resolve) => {
-        const done = (): void => {
-          call.off('drain', done);
-          cancelled.removeEventListener('abort', done);
-          resolve();
-        };
-        call.on('drain', done);
-        cancelled.addEventListener('abort', done, { once: true });
-      });
-    const timer = startCall('StreamLogs', 'grpc');
-    let closeGauge: (() => void) | undefined;
-    (async () => {
-      authenticate(authorizationOf(call.metadata));
-      closeGauge = openStream('grpc');
-      // `for await` + break calls return() on the generator, so its finally releases the stream
-      // even when the client vanished while a write was blocked.
-      for await (const bytes of core.streamLogsEncoded(decoded(call.request), ctx)) {
-        if (cancelled.aborted) break;
-        // Pre-encoded StreamLogsResponse bytes: the definition's responseSerialize passes Buffers through.
-        if (!call.write(bytes as unknown as StreamLogsResponse)) await drainOrCancel();
-        if (cancelled.aborted) break;
-      }
-    })().then(
-      () => {
-        closeGauge?.();
-        timer.end(cancelled.aborted ? grpc.status.CANCELLED : grpc.status.OK);
-        if (!cancelled.aborted) call.end();
-      },
-      (err: unknown) => {
-        closeGauge?.();
-        if (cancelled.aborted) {
-          timer.end(grpc.status.CANCELLED);
-          return;
+  /** A server stream whose core generator yields already-encoded response messages. */
+  const serverStream =
+    <Req, Res>(method: string, open: (req: Req, ctx: CallContext) => AsyncGenerator<Buffer, void, undefined>) =>
+    (call: grpc.ServerWritableStream<Req, Res>): void => {
+      const { ctx, controller } = callContext(call);
+      const cancelled = controller.signal;
+      const drainOrCancel = (): Promise<void> =>
+        new Promise<void>((resolve) => {
+          const done = (): void => {
+            call.off('drain', done);
+            cancelled.removeEventListener('abort', done);
+            resolve();
+          };
+          call.on('drain', done);
+          cancelled.addEventListener('abort', done, { once: true });
+        });
+      const timer = startCall(method, 'grpc');
+      let closeGauge: (() => void) | undefined;
+      (async () => {
+        authenticate(authorizationOf(call.metadata));
+        closeGauge = openStream('grpc');
+        // `for await` + break calls return() on the generator, so its finally releases the stream
+        // even when the client vanished while a write was blocked.
+        for await (const bytes of open(decoded(call.request), ctx)) {
+          if (cancelled.aborted) break;
+          // Pre-encoded response bytes: the definition's responseSerialize passes Buffers through.
+          if (!call.write(bytes as unknown as Res)) await drainOrCancel();
+          if (cancelled.aborted) break;
         }
-        const e = toServiceError(err, log, 'StreamLogs');
-        timer.end(e.code ?? grpc.status.UNKNOWN);
-        call.emit('error', e);
-      },
-    );
-  };
+      })().then(
+        () => {
+          closeGauge?.();
+          timer.end(cancelled.aborted ? grpc.status.CANCELLED : grpc.status.OK);
+          if (!cancelled.aborted) call.end();
+        },
+        (err: unknown) => {
+          closeGauge?.();
+          if (cancelled.aborted) {
+            timer.end(grpc.status.CANCELLED);
+            return;
+          }
+          const e = toServiceError(err, log, method);
+          timer.end(e.code ?? grpc.status.UNKNOWN);
+          call.emit('error', e);
+        },
+      );
+    };
 
   const impl: MemoryServiceServer = {
-    streamLogs,
+    streamLogs: serverStream('StreamLogs', (req, ctx) => core.streamLogsEncoded(req, ctx)),
     getRegistry: unary<GetRegistryRequest, GetRegistryResponse>('GetRegistry', (req, ctx) => core.getRegistry(req, ctx)),
     queryLogs: unary<QueryLogsRequest, QueryLogsResponse>('QueryLogs', (req, ctx) => core.queryLogs(req, ctx)),
+    getTrace: unary<GetTraceRequest, GetTraceResponse>('GetTrace', (req, ctx) => core.getTrace(req, ctx)),
+    watchRegistry: serverStream('WatchRegistry', (req, ctx) => core.watchRegistryEncoded(req, ctx)),
   };
 
   const server = new grpc.Server({ 'grpc.max_send_message_length': 16 * 1024 * 1024 });
@@ -196,7 +201,7 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
   return { port, health, shutdown };
 }
 
-// Responses: a Buffer is taken as the already-encoded message (see streamLogs); anything else is
+// Responses: a Buffer is taken as the already-encoded message (see serverStream); anything else is
 // serialized by the generated function.
 // grpc-js answers INTERNAL when a request deserializer throws. Undecodable request bytes are the
 // client's mistake, not ours (DESIGN 6: our decoding never produces INTERNAL): the deserializer

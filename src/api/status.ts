@@ -7,6 +7,7 @@ import type { Logger } from '../logger.js';
 import {
   CancelledError,
   InvalidArgumentError,
+  NotFoundError,
   OutOfRangeError,
   ResourceExhaustedError,
   ShuttingDownError,
@@ -23,6 +24,7 @@ export interface MappedStatus {
 export function toStatus(err: unknown, log: Logger, method: string): MappedStatus {
   if (err instanceof InvalidArgumentError) return { code: GrpcStatus.INVALID_ARGUMENT, message: err.message };
   if (err instanceof OutOfRangeError) return { code: GrpcStatus.OUT_OF_RANGE, message: err.message };
+  if (err instanceof NotFoundError) return { code: GrpcStatus.NOT_FOUND, message: err.message };
   if (err instanceof UnauthenticatedError) return { code: GrpcStatus.UNAUTHENTICATED, message: err.message };
   if (err instanceof ResourceExhaustedError) return { code: GrpcStatus.RESOURCE_EXHAUSTED, message: err.message };
   if (err instanceof UnavailableError) {
@@ -42,7 +44,7 @@ export function toServiceError(err: unknown, log: Logger, method: string): Parti
 
 /**
  * The same mapping for the Connect port. Connect's Code shares gRPC's numbering; the library turns
- * the code into the HTTP status the Connect protocol defines (invalid_argument and out_of_range 400,
+ * the code into the HTTP status the Connect protocol defines (invalid_argument and out_of_range 400, not_found 404,
  * unauthenticated 401, resource_exhausted 429, unavailable 503, internal 500). A ConnectError raised
  * by the library itself (a request it cannot parse, a bad timeout header) keeps its own code.
  * The cause is kept for logs, never sent to the client.

@@ -4,7 +4,15 @@
 import { InvalidArgumentError } from '../errors.js';
 import { LEVELS } from '../domain/types.js';
 import type { LogRowFilter } from '../store/log-reader.js';
-import { AgentStatus, type GetRegistryRequest, type LogFilter, type QueryLogsRequest, type StreamLogsRequest } from '../gen/mycelis/memory/v1/memory.js';
+import {
+  AgentStatus,
+  type GetRegistryRequest,
+  type GetTraceRequest,
+  type LogFilter,
+  type QueryLogsRequest,
+  type StreamLogsRequest,
+  type WatchRegistryRequest,
+} from '../gen/mycelis/memory/v1/memory.js';
 import type { Timestamp } from '../gen/google/protobuf/timestamp.js';
 import { decodeCursor, decodePageToken, requestHash } from './cursor.js';
 
@@ -152,17 +160,22 @@ export interface ValidGetRegistry {
   readonly asOfUs: number | null;
 }
 
-export function validateGetRegistry(req: GetRegistryRequest): ValidGetRegistry {
-  const teamIds = checkList(req.teamIds, 'team_ids');
-  const rawStatuses = req.statuses ?? [];
-  if (rawStatuses.length > MAX_FILTER_VALUES) throw new InvalidArgumentError('statuses', `more than ${MAX_FILTER_VALUES} values (${rawStatuses.length})`);
-  const statuses = rawStatuses.map((s, i) => {
+/** Registry status filters -> stored status names (IDLE, BUSY, OFFLINE, ERROR). */
+function checkStatuses(raw: readonly AgentStatus[] | undefined, field: string): string[] {
+  const list = raw ?? [];
+  if (list.length > MAX_FILTER_VALUES) throw new InvalidArgumentError(field, `more than ${MAX_FILTER_VALUES} values (${list.length})`);
+  return list.map((s, i) => {
     const name = STATUS_NAMES.get(s);
     if (name === undefined) {
-      throw new InvalidArgumentError(`statuses[${i}]`, `unknown or unspecified status ${String(s)}: expected IDLE, BUSY, OFFLINE or ERROR`);
+      throw new InvalidArgumentError(`${field}[${i}]`, `unknown or unspecified status ${String(s)}: expected IDLE, BUSY, OFFLINE or ERROR`);
     }
     return name;
   });
+}
+
+export function validateGetRegistry(req: GetRegistryRequest): ValidGetRegistry {
+  const teamIds = checkList(req.teamIds, 'team_ids');
+  const statuses = checkStatuses(req.statuses, 'statuses');
   const pageSize = validatePageSize(req.pageSize ?? 0);
   const hash = requestHash(['registry', [...new Set(teamIds)].sort(), [...new Set(statuses)].sort()]);
   let afterAgentId = '';
@@ -179,4 +192,26 @@ export function validateGetRegistry(req: GetRegistryRequest): ValidGetRegistry {
     asOfUs = t;
   }
   return { teamIds, statuses, pageSize, hash, afterAgentId, asOfUs };
+}
+
+/** GetTrace: the trace id, required. */
+export function validateGetTrace(req: GetTraceRequest): string {
+  const traceId = req.traceId ?? '';
+  if (traceId === '') throw new InvalidArgumentError('trace_id', 'required');
+  checkString(traceId, 'trace_id');
+  return traceId;
+}
+
+export interface ValidWatchRegistry {
+  /** Empty = all teams. */
+  readonly teamIds: ReadonlySet<string>;
+  /** Effective status names; empty = all. */
+  readonly statuses: ReadonlySet<string>;
+  readonly snapshot: boolean;
+}
+
+export function validateWatchRegistry(req: WatchRegistryRequest): ValidWatchRegistry {
+  const teamIds = checkList(req.teamIds, 'team_ids');
+  const statuses = checkStatuses(req.statuses, 'statuses');
+  return { teamIds: new Set(teamIds), statuses: new Set(statuses), snapshot: req.snapshot === true };
 }

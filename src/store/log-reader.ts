@@ -60,13 +60,13 @@ const COLUMNS = `id::text AS id, seq::text AS seq_text, trace_id, (extract(epoch
 const TAIL_COLUMNS = 'id, seq_text, trace_id, ts_us, level, source, intent, message, context, team_id, subject, received_us';
 
 // $1..$5 are always the filter.
-const FILTER_SQL = `($1::text[] IS NULL OR source = ANY($1::text[]))
+export const FILTER_SQL = `($1::text[] IS NULL OR source = ANY($1::text[]))
   AND ($2::text[] IS NULL OR team_id = ANY($2::text[]))
   AND ($3::text[] IS NULL OR level = ANY($3::text[]))
   AND ($4::text[] IS NULL OR intent = ANY($4::text[]))
   AND ($5::text IS NULL OR trace_id = $5::text)`;
 
-function filterParams(f: LogRowFilter): unknown[] {
+export function filterParams(f: LogRowFilter): unknown[] {
   const arr = (a: readonly string[]): string[] | null => (a.length === 0 ? null : [...a]);
   return [arr(f.agentIds), arr(f.teamIds), arr(f.levels), arr(f.intents), f.traceId === '' ? null : f.traceId];
 }
@@ -107,7 +107,7 @@ export const TAIL_SQL = `SELECT ${TAIL_COLUMNS} FROM (
      ORDER BY seq DESC LIMIT $7
   ) last_n ORDER BY s ASC`;
 
-interface RawRow {
+export interface RawRow {
   id: string;
   seq_text: string;
   trace_id: string;
@@ -122,7 +122,7 @@ interface RawRow {
   received_us: string;
 }
 
-function toRow(r: RawRow): StoredLogRow {
+export function toRow(r: RawRow): StoredLogRow {
   return {
     id: r.id,
     seq: Number(r.seq_text),

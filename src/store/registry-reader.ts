@@ -47,6 +47,66 @@ interface RawAgent {
   last_error_summary: string | null;
 }
 
+/** One agent row as WatchRegistry reads it: meta as jsonb text (compared, parsed only when sent). */
+export interface RegistryRow {
+  readonly agentId: string;
+  readonly teamId: string;
+  readonly reportedStatus: string;
+  readonly lastSeenUs: number;
+  readonly statusAtUs: number | null;
+  readonly metaText: string | null;
+  readonly lastErrorSummary: string;
+  /** The revision of the commit that last wrote the row (migration 005). */
+  readonly rev: number;
+}
+
+export interface RegistryRead {
+  readonly rows: RegistryRow[];
+  /** The greatest rev the read's snapshot holds (loadAll), or of the rows read (changedSince). */
+  readonly head: number;
+  /** The database's clock when the statement ran, µs. */
+  readonly nowUs: number;
+}
+
+interface RawRegistryRow {
+  now_us: string;
+  head: string | null;
+  agent_id: string | null;
+  team_id: string;
+  status: string;
+  last_seen_us: string;
+  status_at_us: string | null;
+  meta: string | null;
+  last_error_summary: string | null;
+  rev: string;
+}
+
+const ROW_COLUMNS = `g.agent_id, g.team_id, g.status, (extract(epoch FROM g.last_seen) * 1000000)::bigint::text AS last_seen_us,
+  (extract(epoch FROM g.status_at) * 1000000)::bigint::text AS status_at_us, g.meta::text AS meta, g.last_error_summary, g.rev::text AS rev`;
+const NOW_US = `(extract(epoch FROM statement_timestamp()) * 1000000)::bigint::text`;
+
+function toRegistryRead(raw: RawRegistryRow[], afterRev: number): RegistryRead {
+  const rows: RegistryRow[] = [];
+  let head = afterRev;
+  for (const r of raw) {
+    if (r.head !== null) head = Math.max(head, Number(r.head));
+    if (r.agent_id === null) continue;
+    const rev = Number(r.rev);
+    if (rev > head) head = rev;
+    rows.push({
+      agentId: r.agent_id,
+      teamId: r.team_id,
+      reportedStatus: r.status,
+      lastSeenUs: Number(r.last_seen_us),
+      statusAtUs: r.status_at_us === null ? null : Number(r.status_at_us),
+      metaText: r.meta,
+      lastErrorSummary: r.last_error_summary ?? '',
+      rev,
+    });
+  }
+  return { rows, head, nowUs: Number(raw[0]?.now_us ?? 0) };
+}
+
 export class RegistryReader {
   constructor(private readonly db: PoolHolder) {}
 
@@ -104,5 +164,41 @@ export class RegistryReader {
       });
     }
     return { agents, asOfUs };
+  }
+
+  /**
+   * The whole registry and the greatest rev in the same snapshot (one statement), so reading
+   * changedSince(head) afterwards misses nothing and repeats nothing.
+   */
+  async loadAll(signal?: AbortSignal): Promise<RegistryRead> {
+    const raw = await cancellableQuery<RawRegistryRow>(
+      this.db,
+      `SELECT ${NOW_US} AS now_us, (SELECT coalesce(max(rev), 0) FROM agent_registry)::text AS head, ${ROW_COLUMNS}
+         FROM (SELECT 1) one LEFT JOIN agent_registry g ON true`,
+      [],
+      signal,
+      'registry load',
+    );
+    return toRegistryRead(raw, 0);
+  }
+
+  /**
+   * Agents written by commits after revision `afterRev`, ascending by rev, at most `limit`. Commits
+   * take revisions under the commit lock, so a later call with the returned head misses no commit.
+   */
+  async changedSince(afterRev: number, limit: number, signal?: AbortSignal): Promise<RegistryRead> {
+    const raw = await cancellableQuery<RawRegistryRow>(
+      this.db,
+      `SELECT ${NOW_US} AS now_us, NULL::text AS head, r.*
+         FROM (SELECT 1) one
+         LEFT JOIN LATERAL (
+           SELECT ${ROW_COLUMNS} FROM agent_registry g WHERE g.rev > $1::bigint ORDER BY g.rev LIMIT $2
+         ) r ON true
+        ORDER BY r.rev::bigint`,
+      [afterRev, limit],
+      signal,
+      'registry changes',
+    );
+    return toRegistryRead(raw, afterRev);
   }
 }

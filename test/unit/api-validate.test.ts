@@ -5,12 +5,14 @@ import { InvalidArgumentError } from '../../src/errors.js';
 import {
   AgentStatus,
   GetRegistryRequest,
+  GetTraceRequest,
   QueryLogsRequest,
   StreamLogsRequest,
+  WatchRegistryRequest,
   type LogFilter,
 } from '../../src/gen/mycelis/memory/v1/memory.js';
 import { decodeCursor, decodePageToken, encodeCursor, encodePageToken, requestHash } from '../../src/api/cursor.js';
-import { validateGetRegistry, validateQueryLogs, validateStreamLogs } from '../../src/api/validate.js';
+import { validateGetRegistry, validateGetTrace, validateQueryLogs, validateStreamLogs, validateWatchRegistry } from '../../src/api/validate.js';
 import { createAuthenticator } from '../../src/api/auth.js';
 import { UnauthenticatedError } from '../../src/errors.js';
 
@@ -75,6 +77,25 @@ describe('api validation', () => {
     it(`GetRegistry: ${name} -> ${field}`, () => expectField(() => validateGetRegistry(GetRegistryRequest.fromPartial(req)), field));
   }
 
+  const traceCases: [string, Partial<GetTraceRequest>, string][] = [
+    ['missing trace id', {}, 'trace_id'],
+    ['long trace id', { traceId: long }, 'trace_id'],
+    ['NUL in trace id', { traceId: 'a\u0000b' }, 'trace_id'],
+  ];
+  for (const [name, req, field] of traceCases) {
+    it(`GetTrace: ${name} -> ${field}`, () => expectField(() => validateGetTrace(GetTraceRequest.fromPartial(req)), field));
+  }
+
+  const watchCases: [string, Partial<WatchRegistryRequest>, string][] = [
+    ['unspecified status', { statuses: [AgentStatus.AGENT_STATUS_UNSPECIFIED] }, 'statuses[0]'],
+    ['too many statuses', { statuses: Array.from({ length: 101 }, () => AgentStatus.AGENT_STATUS_IDLE) }, 'statuses'],
+    ['too many team ids', { teamIds: many }, 'team_ids'],
+    ['empty team id', { teamIds: ['a', ''] }, 'team_ids[1]'],
+  ];
+  for (const [name, req, field] of watchCases) {
+    it(`WatchRegistry: ${name} -> ${field}`, () => expectField(() => validateWatchRegistry(WatchRegistryRequest.fromPartial(req)), field));
+  }
+
   it('accepts defaults and normalizes levels', () => {
     const s = validateStreamLogs(StreamLogsRequest.fromPartial({ filter: f({ levels: ['warn', 'Error'] }), tail: 10_000 }));
     assert.deepEqual(s.filter.levels, ['WARN', 'ERROR']);
@@ -86,6 +107,9 @@ describe('api validation', () => {
     const r = validateGetRegistry(GetRegistryRequest.fromPartial({ statuses: [AgentStatus.AGENT_STATUS_OFFLINE] }));
     assert.deepEqual(r.statuses, ['OFFLINE']);
     assert.equal(r.pageSize, 100);
+    assert.equal(validateGetTrace(GetTraceRequest.fromPartial({ traceId: 'wf-1' })), 'wf-1');
+    const w = validateWatchRegistry(WatchRegistryRequest.fromPartial({ teamIds: ['t'], statuses: [AgentStatus.AGENT_STATUS_BUSY], snapshot: true }));
+    assert.deepEqual([[...w.teamIds], [...w.statuses], w.snapshot], [['t'], ['BUSY'], true]);
   });
 });
 

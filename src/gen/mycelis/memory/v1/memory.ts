@@ -177,6 +177,147 @@ export interface GetRegistryResponse {
   asOf?: Timestamp | undefined;
 }
 
+export interface GetTraceRequest {
+  /** Required; at most 256 characters. */
+  traceId: string;
+}
+
+export interface GetTraceResponse {
+  traceId: string;
+  /**
+   * In event-time order (timestamp, then commit order): the workflow as it happened. At most 10000
+   * records and about 3 MiB (under the 4 MiB most gRPC clients accept); past either, the first ones
+   * and `truncated`.
+   */
+  records: LogRecord[];
+  /** Every agent with a record in the trace, in order of its first record. */
+  agents: TraceAgent[];
+  /** Event time of the trace's first and last record (the whole trace, also when truncated). */
+  startedAt?: Timestamp | undefined;
+  endedAt?:
+    | Timestamp
+    | undefined;
+  /** True when `records` holds only the first part of the trace. */
+  truncated: boolean;
+  /** Records in the whole trace (more than `records` holds when truncated). */
+  totalRecords: number;
+}
+
+/** One agent's part in a trace (over the whole trace, also when the records are truncated). */
+export interface TraceAgent {
+  /** The records' source. */
+  agentId: string;
+  /** The team of its latest record in the trace that names one. */
+  teamId: string;
+  records: number;
+  /** Records at level ERROR or FATAL. */
+  errors: number;
+  /** Event time of its first and last record in the trace. */
+  firstAt?: Timestamp | undefined;
+  lastAt?: Timestamp | undefined;
+}
+
+export interface WatchRegistryRequest {
+  /** Only agents of these teams; empty = all. */
+  teamIds: string[];
+  /**
+   * Only agents with these effective statuses; empty = all. A change is sent when the agent matches
+   * the filter before or after it (so a watcher also sees agents leave its view).
+   */
+  statuses: AgentStatus[];
+  /** Start with the current registry (SNAPSHOT messages), then the LIVE marker. */
+  snapshot: boolean;
+}
+
+/** One message of a WatchRegistry stream; `kind` says which fields are set. */
+export interface RegistryChange {
+  /** CHANGE: the agent as it is now (effective status included). */
+  agent?:
+    | Agent
+    | undefined;
+  /** CHANGE: its effective status before the change; UNSPECIFIED for an agent new to the registry. */
+  previousStatus: AgentStatus;
+  kind: RegistryChange_Kind;
+  /** SNAPSHOT: one page of the agents matching the request (at most 500). */
+  snapshot: Agent[];
+  /** When the service observed this (CHANGE), computed the snapshot (SNAPSHOT, LIVE, RESET), or now (KEEPALIVE). */
+  observedAt?:
+    | Timestamp
+    | undefined;
+  /**
+   * CHANGE: which of status, reported_status, team_id, meta, last_error_summary changed (all of them
+   * for a new agent).
+   */
+  changedFields: string[];
+  /** CHANGE: the team before the change (equal to agent.team_id unless the agent moved). */
+  previousTeamId: string;
+}
+
+export enum RegistryChange_Kind {
+  KIND_UNSPECIFIED = 0,
+  /** KIND_SNAPSHOT - One page of the registry (`snapshot`), as of `observed_at`, in agent id order. */
+  KIND_SNAPSHOT = 1,
+  /** KIND_LIVE - The marker: the snapshot (if any) is complete; every message after it is live. */
+  KIND_LIVE = 2,
+  /** KIND_CHANGE - One agent changed (`agent`, `previous_status`, `changed_fields`, `previous_team_id`). */
+  KIND_CHANGE = 3,
+  /** KIND_KEEPALIVE - Nothing changed for a while (at least every KEEPALIVE_INTERVAL); `observed_at` is the service's time. */
+  KIND_KEEPALIVE = 4,
+  /**
+   * KIND_RESET - This watcher fell behind and its pending changes were dropped: a fresh snapshot follows
+   * (SNAPSHOT pages, then LIVE), whether or not the request asked for one.
+   */
+  KIND_RESET = 5,
+  UNRECOGNIZED = -1,
+}
+
+export function registryChange_KindFromJSON(object: any): RegistryChange_Kind {
+  switch (object) {
+    case 0:
+    case "KIND_UNSPECIFIED":
+      return RegistryChange_Kind.KIND_UNSPECIFIED;
+    case 1:
+    case "KIND_SNAPSHOT":
+      return RegistryChange_Kind.KIND_SNAPSHOT;
+    case 2:
+    case "KIND_LIVE":
+      return RegistryChange_Kind.KIND_LIVE;
+    case 3:
+    case "KIND_CHANGE":
+      return RegistryChange_Kind.KIND_CHANGE;
+    case 4:
+    case "KIND_KEEPALIVE":
+      return RegistryChange_Kind.KIND_KEEPALIVE;
+    case 5:
+    case "KIND_RESET":
+      return RegistryChange_Kind.KIND_RESET;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return RegistryChange_Kind.UNRECOGNIZED;
+  }
+}
+
+export function registryChange_KindToJSON(object: RegistryChange_Kind): string {
+  switch (object) {
+    case RegistryChange_Kind.KIND_UNSPECIFIED:
+      return "KIND_UNSPECIFIED";
+    case RegistryChange_Kind.KIND_SNAPSHOT:
+      return "KIND_SNAPSHOT";
+    case RegistryChange_Kind.KIND_LIVE:
+      return "KIND_LIVE";
+    case RegistryChange_Kind.KIND_CHANGE:
+      return "KIND_CHANGE";
+    case RegistryChange_Kind.KIND_KEEPALIVE:
+      return "KIND_KEEPALIVE";
+    case RegistryChange_Kind.KIND_RESET:
+      return "KIND_RESET";
+    case RegistryChange_Kind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 function createBaseLogFilter(): LogFilter {
   return { agentIds: [], teamIds: [], levels: [], intents: [], traceId: "" };
 }
@@ -1379,6 +1520,753 @@ export const GetRegistryResponse: MessageFns<GetRegistryResponse> = {
   },
 };
 
+function createBaseGetTraceRequest(): GetTraceRequest {
+  return { traceId: "" };
+}
+
+export const GetTraceRequest: MessageFns<GetTraceRequest> = {
+  encode(message: GetTraceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.traceId !== "") {
+      writer.uint32(10).string(message.traceId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetTraceRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetTraceRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.traceId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetTraceRequest {
+    return {
+      traceId: isSet(object.traceId)
+        ? globalThis.String(object.traceId)
+        : isSet(object.trace_id)
+        ? globalThis.String(object.trace_id)
+        : "",
+    };
+  },
+
+  toJSON(message: GetTraceRequest): unknown {
+    const obj: any = {};
+    if (message.traceId !== "") {
+      obj.traceId = message.traceId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetTraceRequest>, I>>(base?: I): GetTraceRequest {
+    return GetTraceRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetTraceRequest>, I>>(object: I): GetTraceRequest {
+    const message = createBaseGetTraceRequest();
+    message.traceId = object.traceId ?? "";
+    return message;
+  },
+};
+
+function createBaseGetTraceResponse(): GetTraceResponse {
+  return {
+    traceId: "",
+    records: [],
+    agents: [],
+    startedAt: undefined,
+    endedAt: undefined,
+    truncated: false,
+    totalRecords: 0,
+  };
+}
+
+export const GetTraceResponse: MessageFns<GetTraceResponse> = {
+  encode(message: GetTraceResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.traceId !== "") {
+      writer.uint32(10).string(message.traceId);
+    }
+    for (const v of message.records) {
+      LogRecord.encode(v!, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.agents) {
+      TraceAgent.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.startedAt !== undefined) {
+      Timestamp.encode(message.startedAt, writer.uint32(34).fork()).join();
+    }
+    if (message.endedAt !== undefined) {
+      Timestamp.encode(message.endedAt, writer.uint32(42).fork()).join();
+    }
+    if (message.truncated !== false) {
+      writer.uint32(48).bool(message.truncated);
+    }
+    if (message.totalRecords !== 0) {
+      writer.uint32(56).int32(message.totalRecords);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetTraceResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetTraceResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.traceId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.records.push(LogRecord.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.agents.push(TraceAgent.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.startedAt = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.endedAt = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.truncated = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.totalRecords = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetTraceResponse {
+    return {
+      traceId: isSet(object.traceId)
+        ? globalThis.String(object.traceId)
+        : isSet(object.trace_id)
+        ? globalThis.String(object.trace_id)
+        : "",
+      records: globalThis.Array.isArray(object?.records) ? object.records.map((e: any) => LogRecord.fromJSON(e)) : [],
+      agents: globalThis.Array.isArray(object?.agents) ? object.agents.map((e: any) => TraceAgent.fromJSON(e)) : [],
+      startedAt: isSet(object.startedAt)
+        ? fromJsonTimestamp(object.startedAt)
+        : isSet(object.started_at)
+        ? fromJsonTimestamp(object.started_at)
+        : undefined,
+      endedAt: isSet(object.endedAt)
+        ? fromJsonTimestamp(object.endedAt)
+        : isSet(object.ended_at)
+        ? fromJsonTimestamp(object.ended_at)
+        : undefined,
+      truncated: isSet(object.truncated) ? globalThis.Boolean(object.truncated) : false,
+      totalRecords: isSet(object.totalRecords)
+        ? globalThis.Number(object.totalRecords)
+        : isSet(object.total_records)
+        ? globalThis.Number(object.total_records)
+        : 0,
+    };
+  },
+
+  toJSON(message: GetTraceResponse): unknown {
+    const obj: any = {};
+    if (message.traceId !== "") {
+      obj.traceId = message.traceId;
+    }
+    if (message.records?.length) {
+      obj.records = message.records.map((e) => LogRecord.toJSON(e));
+    }
+    if (message.agents?.length) {
+      obj.agents = message.agents.map((e) => TraceAgent.toJSON(e));
+    }
+    if (message.startedAt !== undefined) {
+      obj.startedAt = fromTimestamp(message.startedAt).toISOString();
+    }
+    if (message.endedAt !== undefined) {
+      obj.endedAt = fromTimestamp(message.endedAt).toISOString();
+    }
+    if (message.truncated !== false) {
+      obj.truncated = message.truncated;
+    }
+    if (message.totalRecords !== 0) {
+      obj.totalRecords = Math.round(message.totalRecords);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetTraceResponse>, I>>(base?: I): GetTraceResponse {
+    return GetTraceResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetTraceResponse>, I>>(object: I): GetTraceResponse {
+    const message = createBaseGetTraceResponse();
+    message.traceId = object.traceId ?? "";
+    message.records = object.records?.map((e) => LogRecord.fromPartial(e)) || [];
+    message.agents = object.agents?.map((e) => TraceAgent.fromPartial(e)) || [];
+    message.startedAt = (object.startedAt !== undefined && object.startedAt !== null)
+      ? Timestamp.fromPartial(object.startedAt)
+      : undefined;
+    message.endedAt = (object.endedAt !== undefined && object.endedAt !== null)
+      ? Timestamp.fromPartial(object.endedAt)
+      : undefined;
+    message.truncated = object.truncated ?? false;
+    message.totalRecords = object.totalRecords ?? 0;
+    return message;
+  },
+};
+
+function createBaseTraceAgent(): TraceAgent {
+  return { agentId: "", teamId: "", records: 0, errors: 0, firstAt: undefined, lastAt: undefined };
+}
+
+export const TraceAgent: MessageFns<TraceAgent> = {
+  encode(message: TraceAgent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.agentId !== "") {
+      writer.uint32(10).string(message.agentId);
+    }
+    if (message.teamId !== "") {
+      writer.uint32(18).string(message.teamId);
+    }
+    if (message.records !== 0) {
+      writer.uint32(24).int32(message.records);
+    }
+    if (message.errors !== 0) {
+      writer.uint32(32).int32(message.errors);
+    }
+    if (message.firstAt !== undefined) {
+      Timestamp.encode(message.firstAt, writer.uint32(42).fork()).join();
+    }
+    if (message.lastAt !== undefined) {
+      Timestamp.encode(message.lastAt, writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TraceAgent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTraceAgent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.agentId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.teamId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.records = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.errors = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.firstAt = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.lastAt = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TraceAgent {
+    return {
+      agentId: isSet(object.agentId)
+        ? globalThis.String(object.agentId)
+        : isSet(object.agent_id)
+        ? globalThis.String(object.agent_id)
+        : "",
+      teamId: isSet(object.teamId)
+        ? globalThis.String(object.teamId)
+        : isSet(object.team_id)
+        ? globalThis.String(object.team_id)
+        : "",
+      records: isSet(object.records) ? globalThis.Number(object.records) : 0,
+      errors: isSet(object.errors) ? globalThis.Number(object.errors) : 0,
+      firstAt: isSet(object.firstAt)
+        ? fromJsonTimestamp(object.firstAt)
+        : isSet(object.first_at)
+        ? fromJsonTimestamp(object.first_at)
+        : undefined,
+      lastAt: isSet(object.lastAt)
+        ? fromJsonTimestamp(object.lastAt)
+        : isSet(object.last_at)
+        ? fromJsonTimestamp(object.last_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: TraceAgent): unknown {
+    const obj: any = {};
+    if (message.agentId !== "") {
+      obj.agentId = message.agentId;
+    }
+    if (message.teamId !== "") {
+      obj.teamId = message.teamId;
+    }
+    if (message.records !== 0) {
+      obj.records = Math.round(message.records);
+    }
+    if (message.errors !== 0) {
+      obj.errors = Math.round(message.errors);
+    }
+    if (message.firstAt !== undefined) {
+      obj.firstAt = fromTimestamp(message.firstAt).toISOString();
+    }
+    if (message.lastAt !== undefined) {
+      obj.lastAt = fromTimestamp(message.lastAt).toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TraceAgent>, I>>(base?: I): TraceAgent {
+    return TraceAgent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TraceAgent>, I>>(object: I): TraceAgent {
+    const message = createBaseTraceAgent();
+    message.agentId = object.agentId ?? "";
+    message.teamId = object.teamId ?? "";
+    message.records = object.records ?? 0;
+    message.errors = object.errors ?? 0;
+    message.firstAt = (object.firstAt !== undefined && object.firstAt !== null)
+      ? Timestamp.fromPartial(object.firstAt)
+      : undefined;
+    message.lastAt = (object.lastAt !== undefined && object.lastAt !== null)
+      ? Timestamp.fromPartial(object.lastAt)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseWatchRegistryRequest(): WatchRegistryRequest {
+  return { teamIds: [], statuses: [], snapshot: false };
+}
+
+export const WatchRegistryRequest: MessageFns<WatchRegistryRequest> = {
+  encode(message: WatchRegistryRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.teamIds) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.statuses.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.statuses) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    if (message.snapshot !== false) {
+      writer.uint32(24).bool(message.snapshot);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchRegistryRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchRegistryRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.teamIds.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.statuses.push(reader.int32() as any);
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.statuses.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.snapshot = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchRegistryRequest {
+    return {
+      teamIds: globalThis.Array.isArray(object?.teamIds)
+        ? object.teamIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.team_ids)
+        ? object.team_ids.map((e: any) => globalThis.String(e))
+        : [],
+      statuses: globalThis.Array.isArray(object?.statuses)
+        ? object.statuses.map((e: any) => agentStatusFromJSON(e))
+        : [],
+      snapshot: isSet(object.snapshot) ? globalThis.Boolean(object.snapshot) : false,
+    };
+  },
+
+  toJSON(message: WatchRegistryRequest): unknown {
+    const obj: any = {};
+    if (message.teamIds?.length) {
+      obj.teamIds = message.teamIds;
+    }
+    if (message.statuses?.length) {
+      obj.statuses = message.statuses.map((e) => agentStatusToJSON(e));
+    }
+    if (message.snapshot !== false) {
+      obj.snapshot = message.snapshot;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchRegistryRequest>, I>>(base?: I): WatchRegistryRequest {
+    return WatchRegistryRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchRegistryRequest>, I>>(object: I): WatchRegistryRequest {
+    const message = createBaseWatchRegistryRequest();
+    message.teamIds = object.teamIds?.map((e) => e) || [];
+    message.statuses = object.statuses?.map((e) => e) || [];
+    message.snapshot = object.snapshot ?? false;
+    return message;
+  },
+};
+
+function createBaseRegistryChange(): RegistryChange {
+  return {
+    agent: undefined,
+    previousStatus: 0,
+    kind: 0,
+    snapshot: [],
+    observedAt: undefined,
+    changedFields: [],
+    previousTeamId: "",
+  };
+}
+
+export const RegistryChange: MessageFns<RegistryChange> = {
+  encode(message: RegistryChange, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.agent !== undefined) {
+      Agent.encode(message.agent, writer.uint32(10).fork()).join();
+    }
+    if (message.previousStatus !== 0) {
+      writer.uint32(16).int32(message.previousStatus);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(24).int32(message.kind);
+    }
+    for (const v of message.snapshot) {
+      Agent.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.observedAt !== undefined) {
+      Timestamp.encode(message.observedAt, writer.uint32(42).fork()).join();
+    }
+    for (const v of message.changedFields) {
+      writer.uint32(50).string(v!);
+    }
+    if (message.previousTeamId !== "") {
+      writer.uint32(58).string(message.previousTeamId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegistryChange {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegistryChange();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.agent = Agent.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.previousStatus = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.snapshot.push(Agent.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.observedAt = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.changedFields.push(reader.string());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.previousTeamId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegistryChange {
+    return {
+      agent: isSet(object.agent) ? Agent.fromJSON(object.agent) : undefined,
+      previousStatus: isSet(object.previousStatus)
+        ? agentStatusFromJSON(object.previousStatus)
+        : isSet(object.previous_status)
+        ? agentStatusFromJSON(object.previous_status)
+        : 0,
+      kind: isSet(object.kind) ? registryChange_KindFromJSON(object.kind) : 0,
+      snapshot: globalThis.Array.isArray(object?.snapshot) ? object.snapshot.map((e: any) => Agent.fromJSON(e)) : [],
+      observedAt: isSet(object.observedAt)
+        ? fromJsonTimestamp(object.observedAt)
+        : isSet(object.observed_at)
+        ? fromJsonTimestamp(object.observed_at)
+        : undefined,
+      changedFields: globalThis.Array.isArray(object?.changedFields)
+        ? object.changedFields.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.changed_fields)
+        ? object.changed_fields.map((e: any) => globalThis.String(e))
+        : [],
+      previousTeamId: isSet(object.previousTeamId)
+        ? globalThis.String(object.previousTeamId)
+        : isSet(object.previous_team_id)
+        ? globalThis.String(object.previous_team_id)
+        : "",
+    };
+  },
+
+  toJSON(message: RegistryChange): unknown {
+    const obj: any = {};
+    if (message.agent !== undefined) {
+      obj.agent = Agent.toJSON(message.agent);
+    }
+    if (message.previousStatus !== 0) {
+      obj.previousStatus = agentStatusToJSON(message.previousStatus);
+    }
+    if (message.kind !== 0) {
+      obj.kind = registryChange_KindToJSON(message.kind);
+    }
+    if (message.snapshot?.length) {
+      obj.snapshot = message.snapshot.map((e) => Agent.toJSON(e));
+    }
+    if (message.observedAt !== undefined) {
+      obj.observedAt = fromTimestamp(message.observedAt).toISOString();
+    }
+    if (message.changedFields?.length) {
+      obj.changedFields = message.changedFields;
+    }
+    if (message.previousTeamId !== "") {
+      obj.previousTeamId = message.previousTeamId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RegistryChange>, I>>(base?: I): RegistryChange {
+    return RegistryChange.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RegistryChange>, I>>(object: I): RegistryChange {
+    const message = createBaseRegistryChange();
+    message.agent = (object.agent !== undefined && object.agent !== null) ? Agent.fromPartial(object.agent) : undefined;
+    message.previousStatus = object.previousStatus ?? 0;
+    message.kind = object.kind ?? 0;
+    message.snapshot = object.snapshot?.map((e) => Agent.fromPartial(e)) || [];
+    message.observedAt = (object.observedAt !== undefined && object.observedAt !== null)
+      ? Timestamp.fromPartial(object.observedAt)
+      : undefined;
+    message.changedFields = object.changedFields?.map((e) => e) || [];
+    message.previousTeamId = object.previousTeamId ?? "";
+    return message;
+  },
+};
+
 /** The memory of the swarm: its event log and its agent registry. */
 export type MemoryServiceDefinition = typeof MemoryServiceDefinition;
 export const MemoryServiceDefinition = {
@@ -1411,6 +2299,28 @@ export const MemoryServiceDefinition = {
       responseType: QueryLogsResponse as typeof QueryLogsResponse,
       responseStream: false,
       options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
+    },
+    /** One workflow across agents: every record with a trace id, in event-time order. */
+    getTrace: {
+      name: "GetTrace",
+      requestType: GetTraceRequest as typeof GetTraceRequest,
+      requestStream: false,
+      responseType: GetTraceResponse as typeof GetTraceResponse,
+      responseStream: false,
+      options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
+    },
+    /**
+     * The registry as it changes: an optional snapshot, a marker, then every change as it happens
+     * (a commit on any replica, or an agent going OFFLINE by silence).
+     * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+     */
+    watchRegistry: {
+      name: "WatchRegistry",
+      requestType: WatchRegistryRequest as typeof WatchRegistryRequest,
+      requestStream: false,
+      responseType: RegistryChange as typeof RegistryChange,
+      responseStream: true,
+      options: {},
     },
   },
 } as const;
@@ -1448,6 +2358,30 @@ export const MemoryServiceService = {
     responseSerialize: (value: QueryLogsResponse): Buffer => Buffer.from(QueryLogsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): QueryLogsResponse => QueryLogsResponse.decode(value),
   },
+  /** One workflow across agents: every record with a trace id, in event-time order. */
+  getTrace: {
+    path: "/mycelis.memory.v1.MemoryService/GetTrace" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetTraceRequest): Buffer => Buffer.from(GetTraceRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetTraceRequest => GetTraceRequest.decode(value),
+    responseSerialize: (value: GetTraceResponse): Buffer => Buffer.from(GetTraceResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetTraceResponse => GetTraceResponse.decode(value),
+  },
+  /**
+   * The registry as it changes: an optional snapshot, a marker, then every change as it happens
+   * (a commit on any replica, or an agent going OFFLINE by silence).
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   */
+  watchRegistry: {
+    path: "/mycelis.memory.v1.MemoryService/WatchRegistry" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchRegistryRequest): Buffer => Buffer.from(WatchRegistryRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchRegistryRequest => WatchRegistryRequest.decode(value),
+    responseSerialize: (value: RegistryChange): Buffer => Buffer.from(RegistryChange.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RegistryChange => RegistryChange.decode(value),
+  },
 } as const;
 
 export interface MemoryServiceServer extends UntypedServiceImplementation {
@@ -1457,6 +2391,14 @@ export interface MemoryServiceServer extends UntypedServiceImplementation {
   getRegistry: handleUnaryCall<GetRegistryRequest, GetRegistryResponse>;
   /** Pages through the log, newest first. */
   queryLogs: handleUnaryCall<QueryLogsRequest, QueryLogsResponse>;
+  /** One workflow across agents: every record with a trace id, in event-time order. */
+  getTrace: handleUnaryCall<GetTraceRequest, GetTraceResponse>;
+  /**
+   * The registry as it changes: an optional snapshot, a marker, then every change as it happens
+   * (a commit on any replica, or an agent going OFFLINE by silence).
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   */
+  watchRegistry: handleServerStreamingCall<WatchRegistryRequest, RegistryChange>;
 }
 
 export interface MemoryServiceClient extends Client {
@@ -1499,6 +2441,33 @@ export interface MemoryServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: QueryLogsResponse) => void,
   ): ClientUnaryCall;
+  /** One workflow across agents: every record with a trace id, in event-time order. */
+  getTrace(
+    request: GetTraceRequest,
+    callback: (error: ServiceError | null, response: GetTraceResponse) => void,
+  ): ClientUnaryCall;
+  getTrace(
+    request: GetTraceRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetTraceResponse) => void,
+  ): ClientUnaryCall;
+  getTrace(
+    request: GetTraceRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetTraceResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The registry as it changes: an optional snapshot, a marker, then every change as it happens
+   * (a commit on any replica, or an agent going OFFLINE by silence).
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   */
+  watchRegistry(request: WatchRegistryRequest, options?: Partial<CallOptions>): ClientReadableStream<RegistryChange>;
+  watchRegistry(
+    request: WatchRegistryRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<RegistryChange>;
 }
 
 export const MemoryServiceClient = makeGenericClientConstructor(

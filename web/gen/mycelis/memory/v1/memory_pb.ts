@@ -16,7 +16,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file mycelis/memory/v1/memory.proto.
  */
 export const file_mycelis_memory_v1_memory: GenFile = /*@__PURE__*/
-  fileDesc("Ch5teWNlbGlzL21lbW9yeS92MS9tZW1vcnkucHJvdG8SEW15Y2VsaXMubWVtb3J5LnYxImMKCUxvZ0ZpbHRlchIRCglhZ2VudF9pZHMYASADKAkSEAoIdGVhbV9pZHMYAiADKAkSDgoGbGV2ZWxzGAMgAygJEg8KB2ludGVudHMYBCADKAkSEAoIdHJhY2VfaWQYBSABKAkioQEKCUxvZ1JlY29yZBIKCgJpZBgBIAEoCRIOCgZjdXJzb3IYAiABKAkSKQoFZW50cnkYAyABKAsyGi5teWNlbGlzLnN3YXJtLnYxLkxvZ0VudHJ5Eg8KB3N1YmplY3QYBCABKAkSLwoLaW5nZXN0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgsKA3NlcRgGIAEoAyJlChFTdHJlYW1Mb2dzUmVxdWVzdBIsCgZmaWx0ZXIYASABKAsyHC5teWNlbGlzLm1lbW9yeS52MS5Mb2dGaWx0ZXISFAoMYWZ0ZXJfY3Vyc29yGAIgASgJEgwKBHRhaWwYAyABKA0iUwoSU3RyZWFtTG9nc1Jlc3BvbnNlEi0KB3JlY29yZHMYASADKAsyHC5teWNlbGlzLm1lbW9yeS52MS5Mb2dSZWNvcmQSDgoGY3Vyc29yGAIgASgJIr0BChBRdWVyeUxvZ3NSZXF1ZXN0EiwKBmZpbHRlchgBIAEoCzIcLm15Y2VsaXMubWVtb3J5LnYxLkxvZ0ZpbHRlchIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCRIpCgVzaW5jZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoFdW50aWwYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlsKEVF1ZXJ5TG9nc1Jlc3BvbnNlEi0KB3JlY29yZHMYASADKAsyHC5teWNlbGlzLm1lbW9yeS52MS5Mb2dSZWNvcmQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIrQCCgVBZ2VudBIQCghhZ2VudF9pZBgBIAEoCRIPCgd0ZWFtX2lkGAIgASgJEi4KBnN0YXR1cxgDIAEoDjIeLm15Y2VsaXMubWVtb3J5LnYxLkFnZW50U3RhdHVzEjcKD3JlcG9ydGVkX3N0YXR1cxgEIAEoDjIeLm15Y2VsaXMubWVtb3J5LnYxLkFnZW50U3RhdHVzEi0KCWxhc3Rfc2VlbhgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJQoEbWV0YRgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSGgoSbGFzdF9lcnJvcl9zdW1tYXJ5GAcgASgJEi0KCXN0YXR1c19hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifwoSR2V0UmVnaXN0cnlSZXF1ZXN0EhAKCHRlYW1faWRzGAEgAygJEjAKCHN0YXR1c2VzGAIgAygOMh4ubXljZWxpcy5tZW1vcnkudjEuQWdlbnRTdGF0dXMSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkigwEKE0dldFJlZ2lzdHJ5UmVzcG9uc2USKAoGYWdlbnRzGAEgAygLMhgubXljZWxpcy5tZW1vcnkudjEuQWdlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEikKBWFzX29mGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCqLAQoLQWdlbnRTdGF0dXMSHAoYQUdFTlRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFQoRQUdFTlRfU1RBVFVTX0lETEUQARIVChFBR0VOVF9TVEFUVVNfQlVTWRACEhgKFEFHRU5UX1NUQVRVU19PRkZMSU5FEAMSFgoSQUdFTlRfU1RBVFVTX0VSUk9SEAQyrAIKDU1lbW9yeVNlcnZpY2USWwoKU3RyZWFtTG9ncxIkLm15Y2VsaXMubWVtb3J5LnYxLlN0cmVhbUxvZ3NSZXF1ZXN0GiUubXljZWxpcy5tZW1vcnkudjEuU3RyZWFtTG9nc1Jlc3BvbnNlMAESYQoLR2V0UmVnaXN0cnkSJS5teWNlbGlzLm1lbW9yeS52MS5HZXRSZWdpc3RyeVJlcXVlc3QaJi5teWNlbGlzLm1lbW9yeS52MS5HZXRSZWdpc3RyeVJlc3BvbnNlIgOQAgESWwoJUXVlcnlMb2dzEiMubXljZWxpcy5tZW1vcnkudjEuUXVlcnlMb2dzUmVxdWVzdBokLm15Y2VsaXMubWVtb3J5LnYxLlF1ZXJ5TG9nc1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_mycelis_swarm_v1_swarm]);
+  fileDesc("Ch5teWNlbGlzL21lbW9yeS92MS9tZW1vcnkucHJvdG8SEW15Y2VsaXMubWVtb3J5LnYxImMKCUxvZ0ZpbHRlchIRCglhZ2VudF9pZHMYASADKAkSEAoIdGVhbV9pZHMYAiADKAkSDgoGbGV2ZWxzGAMgAygJEg8KB2ludGVudHMYBCADKAkSEAoIdHJhY2VfaWQYBSABKAkioQEKCUxvZ1JlY29yZBIKCgJpZBgBIAEoCRIOCgZjdXJzb3IYAiABKAkSKQoFZW50cnkYAyABKAsyGi5teWNlbGlzLnN3YXJtLnYxLkxvZ0VudHJ5Eg8KB3N1YmplY3QYBCABKAkSLwoLaW5nZXN0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgsKA3NlcRgGIAEoAyJlChFTdHJlYW1Mb2dzUmVxdWVzdBIsCgZmaWx0ZXIYASABKAsyHC5teWNlbGlzLm1lbW9yeS52MS5Mb2dGaWx0ZXISFAoMYWZ0ZXJfY3Vyc29yGAIgASgJEgwKBHRhaWwYAyABKA0iUwoSU3RyZWFtTG9nc1Jlc3BvbnNlEi0KB3JlY29yZHMYASADKAsyHC5teWNlbGlzLm1lbW9yeS52MS5Mb2dSZWNvcmQSDgoGY3Vyc29yGAIgASgJIr0BChBRdWVyeUxvZ3NSZXF1ZXN0EiwKBmZpbHRlchgBIAEoCzIcLm15Y2VsaXMubWVtb3J5LnYxLkxvZ0ZpbHRlchIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCRIpCgVzaW5jZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoFdW50aWwYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlsKEVF1ZXJ5TG9nc1Jlc3BvbnNlEi0KB3JlY29yZHMYASADKAsyHC5teWNlbGlzLm1lbW9yeS52MS5Mb2dSZWNvcmQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIrQCCgVBZ2VudBIQCghhZ2VudF9pZBgBIAEoCRIPCgd0ZWFtX2lkGAIgASgJEi4KBnN0YXR1cxgDIAEoDjIeLm15Y2VsaXMubWVtb3J5LnYxLkFnZW50U3RhdHVzEjcKD3JlcG9ydGVkX3N0YXR1cxgEIAEoDjIeLm15Y2VsaXMubWVtb3J5LnYxLkFnZW50U3RhdHVzEi0KCWxhc3Rfc2VlbhgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJQoEbWV0YRgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSGgoSbGFzdF9lcnJvcl9zdW1tYXJ5GAcgASgJEi0KCXN0YXR1c19hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifwoSR2V0UmVnaXN0cnlSZXF1ZXN0EhAKCHRlYW1faWRzGAEgAygJEjAKCHN0YXR1c2VzGAIgAygOMh4ubXljZWxpcy5tZW1vcnkudjEuQWdlbnRTdGF0dXMSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkigwEKE0dldFJlZ2lzdHJ5UmVzcG9uc2USKAoGYWdlbnRzGAEgAygLMhgubXljZWxpcy5tZW1vcnkudjEuQWdlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEikKBWFzX29mGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIjCg9HZXRUcmFjZVJlcXVlc3QSEAoIdHJhY2VfaWQYASABKAkiigIKEEdldFRyYWNlUmVzcG9uc2USEAoIdHJhY2VfaWQYASABKAkSLQoHcmVjb3JkcxgCIAMoCzIcLm15Y2VsaXMubWVtb3J5LnYxLkxvZ1JlY29yZBItCgZhZ2VudHMYAyADKAsyHS5teWNlbGlzLm1lbW9yeS52MS5UcmFjZUFnZW50Ei4KCnN0YXJ0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgl0cnVuY2F0ZWQYBiABKAgSFQoNdG90YWxfcmVjb3JkcxgHIAEoBSKrAQoKVHJhY2VBZ2VudBIQCghhZ2VudF9pZBgBIAEoCRIPCgd0ZWFtX2lkGAIgASgJEg8KB3JlY29yZHMYAyABKAUSDgoGZXJyb3JzGAQgASgFEiwKCGZpcnN0X2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCgdsYXN0X2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJsChRXYXRjaFJlZ2lzdHJ5UmVxdWVzdBIQCgh0ZWFtX2lkcxgBIAMoCRIwCghzdGF0dXNlcxgCIAMoDjIeLm15Y2VsaXMubWVtb3J5LnYxLkFnZW50U3RhdHVzEhAKCHNuYXBzaG90GAMgASgIIqwDCg5SZWdpc3RyeUNoYW5nZRInCgVhZ2VudBgBIAEoCzIYLm15Y2VsaXMubWVtb3J5LnYxLkFnZW50EjcKD3ByZXZpb3VzX3N0YXR1cxgCIAEoDjIeLm15Y2VsaXMubWVtb3J5LnYxLkFnZW50U3RhdHVzEjQKBGtpbmQYAyABKA4yJi5teWNlbGlzLm1lbW9yeS52MS5SZWdpc3RyeUNoYW5nZS5LaW5kEioKCHNuYXBzaG90GAQgAygLMhgubXljZWxpcy5tZW1vcnkudjEuQWdlbnQSLwoLb2JzZXJ2ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmNoYW5nZWRfZmllbGRzGAYgAygJEhgKEHByZXZpb3VzX3RlYW1faWQYByABKAkicwoES2luZBIUChBLSU5EX1VOU1BFQ0lGSUVEEAASEQoNS0lORF9TTkFQU0hPVBABEg0KCUtJTkRfTElWRRACEg8KC0tJTkRfQ0hBTkdFEAMSEgoOS0lORF9LRUVQQUxJVkUQBBIOCgpLSU5EX1JFU0VUEAUqiwEKC0FnZW50U3RhdHVzEhwKGEFHRU5UX1NUQVRVU19VTlNQRUNJRklFRBAAEhUKEUFHRU5UX1NUQVRVU19JRExFEAESFQoRQUdFTlRfU1RBVFVTX0JVU1kQAhIYChRBR0VOVF9TVEFUVVNfT0ZGTElORRADEhYKEkFHRU5UX1NUQVRVU19FUlJPUhAEMuUDCg1NZW1vcnlTZXJ2aWNlElsKClN0cmVhbUxvZ3MSJC5teWNlbGlzLm1lbW9yeS52MS5TdHJlYW1Mb2dzUmVxdWVzdBolLm15Y2VsaXMubWVtb3J5LnYxLlN0cmVhbUxvZ3NSZXNwb25zZTABEmEKC0dldFJlZ2lzdHJ5EiUubXljZWxpcy5tZW1vcnkudjEuR2V0UmVnaXN0cnlSZXF1ZXN0GiYubXljZWxpcy5tZW1vcnkudjEuR2V0UmVnaXN0cnlSZXNwb25zZSIDkAIBElsKCVF1ZXJ5TG9ncxIjLm15Y2VsaXMubWVtb3J5LnYxLlF1ZXJ5TG9nc1JlcXVlc3QaJC5teWNlbGlzLm1lbW9yeS52MS5RdWVyeUxvZ3NSZXNwb25zZSIDkAIBElgKCEdldFRyYWNlEiIubXljZWxpcy5tZW1vcnkudjEuR2V0VHJhY2VSZXF1ZXN0GiMubXljZWxpcy5tZW1vcnkudjEuR2V0VHJhY2VSZXNwb25zZSIDkAIBEl0KDVdhdGNoUmVnaXN0cnkSJy5teWNlbGlzLm1lbW9yeS52MS5XYXRjaFJlZ2lzdHJ5UmVxdWVzdBohLm15Y2VsaXMubWVtb3J5LnYxLlJlZ2lzdHJ5Q2hhbmdlMAFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_mycelis_swarm_v1_swarm]);
 
 /**
  * Every non-empty field narrows the match (AND); values within a repeated field are alternatives (OR).
@@ -358,6 +358,284 @@ export const GetRegistryResponseSchema: GenMessage<GetRegistryResponse> = /*@__P
   messageDesc(file_mycelis_memory_v1_memory, 8);
 
 /**
+ * @generated from message mycelis.memory.v1.GetTraceRequest
+ */
+export type GetTraceRequest = Message<"mycelis.memory.v1.GetTraceRequest"> & {
+  /**
+   * Required; at most 256 characters.
+   *
+   * @generated from field: string trace_id = 1;
+   */
+  traceId: string;
+};
+
+/**
+ * Describes the message mycelis.memory.v1.GetTraceRequest.
+ * Use `create(GetTraceRequestSchema)` to create a new message.
+ */
+export const GetTraceRequestSchema: GenMessage<GetTraceRequest> = /*@__PURE__*/
+  messageDesc(file_mycelis_memory_v1_memory, 9);
+
+/**
+ * @generated from message mycelis.memory.v1.GetTraceResponse
+ */
+export type GetTraceResponse = Message<"mycelis.memory.v1.GetTraceResponse"> & {
+  /**
+   * @generated from field: string trace_id = 1;
+   */
+  traceId: string;
+
+  /**
+   * In event-time order (timestamp, then commit order): the workflow as it happened. At most 10000
+   * records and about 3 MiB (under the 4 MiB most gRPC clients accept); past either, the first ones
+   * and `truncated`.
+   *
+   * @generated from field: repeated mycelis.memory.v1.LogRecord records = 2;
+   */
+  records: LogRecord[];
+
+  /**
+   * Every agent with a record in the trace, in order of its first record.
+   *
+   * @generated from field: repeated mycelis.memory.v1.TraceAgent agents = 3;
+   */
+  agents: TraceAgent[];
+
+  /**
+   * Event time of the trace's first and last record (the whole trace, also when truncated).
+   *
+   * @generated from field: google.protobuf.Timestamp started_at = 4;
+   */
+  startedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp ended_at = 5;
+   */
+  endedAt?: Timestamp | undefined;
+
+  /**
+   * True when `records` holds only the first part of the trace.
+   *
+   * @generated from field: bool truncated = 6;
+   */
+  truncated: boolean;
+
+  /**
+   * Records in the whole trace (more than `records` holds when truncated).
+   *
+   * @generated from field: int32 total_records = 7;
+   */
+  totalRecords: number;
+};
+
+/**
+ * Describes the message mycelis.memory.v1.GetTraceResponse.
+ * Use `create(GetTraceResponseSchema)` to create a new message.
+ */
+export const GetTraceResponseSchema: GenMessage<GetTraceResponse> = /*@__PURE__*/
+  messageDesc(file_mycelis_memory_v1_memory, 10);
+
+/**
+ * One agent's part in a trace (over the whole trace, also when the records are truncated).
+ *
+ * @generated from message mycelis.memory.v1.TraceAgent
+ */
+export type TraceAgent = Message<"mycelis.memory.v1.TraceAgent"> & {
+  /**
+   * The records' source.
+   *
+   * @generated from field: string agent_id = 1;
+   */
+  agentId: string;
+
+  /**
+   * The team of its latest record in the trace that names one.
+   *
+   * @generated from field: string team_id = 2;
+   */
+  teamId: string;
+
+  /**
+   * @generated from field: int32 records = 3;
+   */
+  records: number;
+
+  /**
+   * Records at level ERROR or FATAL.
+   *
+   * @generated from field: int32 errors = 4;
+   */
+  errors: number;
+
+  /**
+   * Event time of its first and last record in the trace.
+   *
+   * @generated from field: google.protobuf.Timestamp first_at = 5;
+   */
+  firstAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp last_at = 6;
+   */
+  lastAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message mycelis.memory.v1.TraceAgent.
+ * Use `create(TraceAgentSchema)` to create a new message.
+ */
+export const TraceAgentSchema: GenMessage<TraceAgent> = /*@__PURE__*/
+  messageDesc(file_mycelis_memory_v1_memory, 11);
+
+/**
+ * @generated from message mycelis.memory.v1.WatchRegistryRequest
+ */
+export type WatchRegistryRequest = Message<"mycelis.memory.v1.WatchRegistryRequest"> & {
+  /**
+   * Only agents of these teams; empty = all.
+   *
+   * @generated from field: repeated string team_ids = 1;
+   */
+  teamIds: string[];
+
+  /**
+   * Only agents with these effective statuses; empty = all. A change is sent when the agent matches
+   * the filter before or after it (so a watcher also sees agents leave its view).
+   *
+   * @generated from field: repeated mycelis.memory.v1.AgentStatus statuses = 2;
+   */
+  statuses: AgentStatus[];
+
+  /**
+   * Start with the current registry (SNAPSHOT messages), then the LIVE marker.
+   *
+   * @generated from field: bool snapshot = 3;
+   */
+  snapshot: boolean;
+};
+
+/**
+ * Describes the message mycelis.memory.v1.WatchRegistryRequest.
+ * Use `create(WatchRegistryRequestSchema)` to create a new message.
+ */
+export const WatchRegistryRequestSchema: GenMessage<WatchRegistryRequest> = /*@__PURE__*/
+  messageDesc(file_mycelis_memory_v1_memory, 12);
+
+/**
+ * One message of a WatchRegistry stream; `kind` says which fields are set.
+ *
+ * @generated from message mycelis.memory.v1.RegistryChange
+ */
+export type RegistryChange = Message<"mycelis.memory.v1.RegistryChange"> & {
+  /**
+   * CHANGE: the agent as it is now (effective status included).
+   *
+   * @generated from field: mycelis.memory.v1.Agent agent = 1;
+   */
+  agent?: Agent | undefined;
+
+  /**
+   * CHANGE: its effective status before the change; UNSPECIFIED for an agent new to the registry.
+   *
+   * @generated from field: mycelis.memory.v1.AgentStatus previous_status = 2;
+   */
+  previousStatus: AgentStatus;
+
+  /**
+   * @generated from field: mycelis.memory.v1.RegistryChange.Kind kind = 3;
+   */
+  kind: RegistryChange_Kind;
+
+  /**
+   * SNAPSHOT: one page of the agents matching the request (at most 500).
+   *
+   * @generated from field: repeated mycelis.memory.v1.Agent snapshot = 4;
+   */
+  snapshot: Agent[];
+
+  /**
+   * When the service observed this (CHANGE), computed the snapshot (SNAPSHOT, LIVE, RESET), or now (KEEPALIVE).
+   *
+   * @generated from field: google.protobuf.Timestamp observed_at = 5;
+   */
+  observedAt?: Timestamp | undefined;
+
+  /**
+   * CHANGE: which of status, reported_status, team_id, meta, last_error_summary changed (all of them
+   * for a new agent).
+   *
+   * @generated from field: repeated string changed_fields = 6;
+   */
+  changedFields: string[];
+
+  /**
+   * CHANGE: the team before the change (equal to agent.team_id unless the agent moved).
+   *
+   * @generated from field: string previous_team_id = 7;
+   */
+  previousTeamId: string;
+};
+
+/**
+ * Describes the message mycelis.memory.v1.RegistryChange.
+ * Use `create(RegistryChangeSchema)` to create a new message.
+ */
+export const RegistryChangeSchema: GenMessage<RegistryChange> = /*@__PURE__*/
+  messageDesc(file_mycelis_memory_v1_memory, 13);
+
+/**
+ * @generated from enum mycelis.memory.v1.RegistryChange.Kind
+ */
+export enum RegistryChange_Kind {
+  /**
+   * @generated from enum value: KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * One page of the registry (`snapshot`), as of `observed_at`, in agent id order.
+   *
+   * @generated from enum value: KIND_SNAPSHOT = 1;
+   */
+  SNAPSHOT = 1,
+
+  /**
+   * The marker: the snapshot (if any) is complete; every message after it is live.
+   *
+   * @generated from enum value: KIND_LIVE = 2;
+   */
+  LIVE = 2,
+
+  /**
+   * One agent changed (`agent`, `previous_status`, `changed_fields`, `previous_team_id`).
+   *
+   * @generated from enum value: KIND_CHANGE = 3;
+   */
+  CHANGE = 3,
+
+  /**
+   * Nothing changed for a while (at least every KEEPALIVE_INTERVAL); `observed_at` is the service's time.
+   *
+   * @generated from enum value: KIND_KEEPALIVE = 4;
+   */
+  KEEPALIVE = 4,
+
+  /**
+   * This watcher fell behind and its pending changes were dropped: a fresh snapshot follows
+   * (SNAPSHOT pages, then LIVE), whether or not the request asked for one.
+   *
+   * @generated from enum value: KIND_RESET = 5;
+   */
+  RESET = 5,
+}
+
+/**
+ * Describes the enum mycelis.memory.v1.RegistryChange.Kind.
+ */
+export const RegistryChange_KindSchema: GenEnum<RegistryChange_Kind> = /*@__PURE__*/
+  enumDesc(file_mycelis_memory_v1_memory, 13, 0);
+
+/**
  * @generated from enum mycelis.memory.v1.AgentStatus
  */
 export enum AgentStatus {
@@ -428,6 +706,28 @@ export const MemoryService: GenService<{
     methodKind: "unary";
     input: typeof QueryLogsRequestSchema;
     output: typeof QueryLogsResponseSchema;
+  },
+  /**
+   * One workflow across agents: every record with a trace id, in event-time order.
+   *
+   * @generated from rpc mycelis.memory.v1.MemoryService.GetTrace
+   */
+  getTrace: {
+    methodKind: "unary";
+    input: typeof GetTraceRequestSchema;
+    output: typeof GetTraceResponseSchema;
+  },
+  /**
+   * The registry as it changes: an optional snapshot, a marker, then every change as it happens
+   * (a commit on any replica, or an agent going OFFLINE by silence).
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   *
+   * @generated from rpc mycelis.memory.v1.MemoryService.WatchRegistry
+   */
+  watchRegistry: {
+    methodKind: "server_streaming";
+    input: typeof WatchRegistryRequestSchema;
+    output: typeof RegistryChangeSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_mycelis_memory_v1_memory, 0);
