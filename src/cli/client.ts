@@ -1,4 +1,4 @@
-// The MemoryService client shared by the operator commands (tail, registry): one set of flags for the
+// The MemoryService client shared by the operator commands (tail, trace, registry): one set of flags for the
 // address, token and TLS, two transports with the same typed client (protobuf-es types from web/gen,
 // the same ones the browser page uses):
 // - native gRPC over HTTP/2 (default, --addr host:port, default 127.0.0.1:50051), h2c unless --tls/--ca;
@@ -154,6 +154,8 @@ export function clientFailure(err: unknown, opts: ClientOptions, what: string): 
     case Code.InvalidArgument:
     case Code.OutOfRange:
       return new CliError(`${what}: the service rejected the request: ${detail}`, EXIT.USAGE, { cause: err });
+    case Code.NotFound:
+      return new CliError(`${what}: ${detail}`, EXIT.FAILURE, { cause: err });
     case Code.Unavailable:
     case Code.DeadlineExceeded:
       return new CliError(`${what}: cannot connect to the service at ${opts.target}: ${describe(err)}`, EXIT.CONNECT, { cause: err });

@@ -1,9 +1,18 @@
-// `mycelis-memory registry`: the agent registry (GetRegistry) as a table, once or refreshed (--watch).
+// `mycelis-memory registry`: the agent registry as a table, once (GetRegistry) or followed live
+// (--watch: WatchRegistry, a snapshot then every change as the service sees it, OFFLINE included).
 // Everything shown comes from the service: the effective status (OFFLINE after AGENT_OFFLINE_AFTER is
-// the service's decision) and "12s ago" measured against the response's as_of, the service's clock,
-// so a skewed operator clock cannot make agents look fresher or staler than they are.
+// the service's decision) and "12s ago" measured against the service's clock (the response's as_of,
+// or the watch's latest observed_at plus the time since), so a skewed operator clock cannot make
+// agents look fresher or staler than they are.
 import { toJsonString, type JsonObject, type JsonValue } from '@bufbuild/protobuf';
-import { AgentSchema, AgentStatus, type Agent } from '../../web/gen/mycelis/memory/v1/memory_pb.js';
+import {
+  AgentSchema,
+  AgentStatus,
+  RegistryChange_Kind as Kind,
+  RegistryChangeSchema,
+  type Agent,
+  type RegistryChange,
+} from '../../web/gen/mycelis/memory/v1/memory_pb.js';
 import { numberFlag, parseFlags } from './args.js';
 import { CLIENT_FLAG_OPTIONS, CLIENT_FLAGS_HELP, clientFailure, clientOptions, createMemoryClient, isTransient, sleep, type ClientHandle } from './client.js';
 import { CliError, type CliIo, type Command, UsageError } from './command.js';
@@ -26,9 +35,13 @@ service's AGENT_OFFLINE_AFTER; the reported status in brackets when it differs),
 Flags:
       --team ID            only these teams (repeatable)
       --status S           only agents with this effective status: IDLE, BUSY, OFFLINE, ERROR (repeatable)
-  -w, --watch              redraw every --interval seconds until Ctrl-C
-      --interval SECONDS   refresh period for --watch (default 2)
-      --json               one JSON object per agent per line (the Agent in proto3 JSON)
+  -w, --watch              follow the registry live (WatchRegistry) until Ctrl-C: on a terminal the
+                           table is redrawn as agents change, with the latest changes under it; in a
+                           pipe the table is printed once, then one line per change
+      --interval SECONDS   on a terminal, redraw at least this often for the "last seen" ages (default 2)
+      --json               one JSON object per agent per line (the Agent in proto3 JSON); with --watch,
+                           every RegistryChange message (snapshot pages, LIVE, CHANGE, RESET;
+                           keepalives left out) in proto3 JSON, one per line
 
 ${CLIENT_FLAGS_HELP}`,
   run: runRegistry,
@@ -152,26 +165,16 @@ async function runRegistry(args: string[], io: CliIo): Promise<ExitCode> {
       for (const a of snap.agents) io.stdout.write(toJsonString(AgentSchema, a) + '\n');
       return;
     }
-    const table = renderTable(snap, paint, columns());
-    // On a terminal, redraw in place; in a pipe, append each refresh after a blank line.
-    if (watch && tty) io.stdout.write('\x1b[H\x1b[2J' + table + '\n');
-    else io.stdout.write(table + (watch ? '\n\n' : '\n'));
+    io.stdout.write(renderTable(snap, paint, columns()) + '\n');
   };
   try {
-    let first = true;
-    for (;;) {
-      try {
-        print(await fetchRegistry(handle, teamIds, statuses, stop.signal));
-      } catch (err) {
-        if (stop.signal.aborted) return EXIT.INTERRUPTED;
-        // The first fetch decides the exit code; while watching, a restart or blip is shown and ridden out.
-        if (first || !watch || !isTransient(err)) throw clientFailure(err, opts, 'registry');
-        io.stderr.write(`registry: cannot reach ${opts.target} (${describe(err)}); retrying\n`);
-      }
-      first = false;
-      if (!watch) return EXIT.OK;
-      await sleep(intervalS * 1000, stop.signal);
+    if (watch) return await watchRegistry({ handle, teamIds, statuses, json, tty, paint, columns, intervalS, io, signal: stop.signal });
+    try {
+      print(await fetchRegistry(handle, teamIds, statuses, stop.signal));
+      return EXIT.OK;
+    } catch (err) {
       if (stop.signal.aborted) return EXIT.INTERRUPTED;
+      throw clientFailure(err, opts, 'registry');
     }
   } catch (err) {
     if (err instanceof CliError) throw err;
@@ -179,5 +182,144 @@ async function runRegistry(args: string[], io: CliIo): Promise<ExitCode> {
   } finally {
     process.removeListener('SIGINT', onSigint);
     handle.close();
+  }
+}
+
+/** "12:00:01 agent-a IDLE -> OFFLINE (silent)", "… team a -> b", "… meta", "… new agent, BUSY". */
+export function describeChange(c: RegistryChange, paint: Paint): string {
+  const a = c.agent!;
+  const at = tsMs(c.observedAt);
+  const when = paint('dim', at === undefined ? '-' : new Date(at).toISOString());
+  const status = STATUS_LABEL[a.status] ?? 'UNKNOWN';
+  const what: string[] = [];
+  if (c.previousStatus === AgentStatus.UNSPECIFIED) what.push(`new agent, ${paint(STATUS_STYLE[status] ?? 'bold', status)}`);
+  else {
+    if (c.changedFields.includes('status')) {
+      what.push(`${STATUS_LABEL[c.previousStatus] ?? 'UNKNOWN'} -> ${paint(STATUS_STYLE[status] ?? 'bold', status)}`);
+    } else if (c.changedFields.includes('reported_status')) {
+      what.push(`reported ${STATUS_LABEL[a.reportedStatus] ?? 'UNKNOWN'}`);
+    }
+    if (c.changedFields.includes('team_id')) what.push(`team ${oneLine(c.previousTeamId) || '-'} -> ${oneLine(a.teamId)}`);
+    if (c.changedFields.includes('meta')) what.push(`meta ${metaSummary(a.meta, 60)}`);
+    if (c.changedFields.includes('last_error_summary')) what.push(paint('red', `error: ${truncate(oneLine(a.lastErrorSummary), 80)}`));
+  }
+  return `${when} ${paint('bold', oneLine(a.agentId))} ${what.join('; ')}`;
+}
+
+interface WatchOptions {
+  readonly handle: ClientHandle;
+  readonly teamIds: string[];
+  readonly statuses: AgentStatus[];
+  readonly json: boolean;
+  readonly tty: boolean;
+  readonly paint: Paint;
+  readonly columns: () => number;
+  readonly intervalS: number;
+  readonly io: CliIo;
+  readonly signal: AbortSignal;
+}
+
+const RECENT_CHANGES = 8;
+
+/**
+ * Follows WatchRegistry: the snapshot (pages until LIVE) becomes the table, each CHANGE updates it
+ * (an agent that no longer matches the filters leaves it), RESET starts a fresh snapshot. Reconnects
+ * with backoff when the connection drops or the service restarts, with a fresh snapshot each time.
+ */
+async function watchRegistry(o: WatchOptions): Promise<ExitCode> {
+  const { handle, io, paint } = o;
+  const teams = new Set(o.teamIds);
+  const wanted = new Set(o.statuses);
+  const matches = (a: Agent): boolean => (teams.size === 0 || teams.has(a.teamId)) && (wanted.size === 0 || wanted.has(a.status));
+  let agents = new Map<string, Agent>();
+  let pending: Map<string, Agent> | null = null;
+  let serverMs = Date.now();
+  let localMs = Date.now();
+  const recent: string[] = [];
+  let everConnected = false;
+  let attempt = 0;
+  let dirty = false;
+  let lastDraw = 0;
+
+  const snapshot = (): RegistrySnapshot => ({
+    agents: [...agents.values()].sort((a, b) => (a.agentId < b.agentId ? -1 : a.agentId > b.agentId ? 1 : 0)),
+    asOfMs: serverMs + (Date.now() - localMs),
+  });
+  const draw = (): void => {
+    dirty = false;
+    lastDraw = Date.now();
+    const lines = [renderTable(snapshot(), paint, o.columns())];
+    if (recent.length > 0) lines.push('', paint('bold', 'Latest changes'), ...recent);
+    io.stdout.write('\x1b[H\x1b[2J' + lines.join('\n') + '\n');
+  };
+  // On a terminal: redraw when something changed (at most 4 times a second) and every --interval.
+  const timer = o.tty && !o.json ? setInterval(() => {
+    if (dirty || Date.now() - lastDraw >= o.intervalS * 1000) draw();
+  }, 250) : undefined;
+
+  try {
+    for (;;) {
+      try {
+        for await (const m of handle.client.watchRegistry({ teamIds: o.teamIds, statuses: o.statuses, snapshot: true }, { signal: o.signal })) {
+          if (!everConnected || attempt > 0) {
+            if (everConnected) io.stderr.write(`registry: reconnected to ${handle.options.target}\n`);
+            everConnected = true;
+            attempt = 0;
+          }
+          const at = tsMs(m.observedAt);
+          if (at !== undefined) {
+            serverMs = at;
+            localMs = Date.now();
+          }
+          if (o.json && m.kind !== Kind.KEEPALIVE) io.stdout.write(toJsonString(RegistryChangeSchema, m) + '\n');
+          switch (m.kind) {
+            case Kind.RESET:
+              pending = new Map();
+              break;
+            case Kind.SNAPSHOT:
+              pending ??= new Map();
+              for (const a of m.snapshot) pending.set(a.agentId, a);
+              break;
+            case Kind.LIVE:
+              if (pending) agents = pending;
+              pending = null;
+              if (!o.json) {
+                if (o.tty) draw();
+                else io.stdout.write(renderTable(snapshot(), paint, o.columns()) + '\n');
+              }
+              break;
+            case Kind.CHANGE: {
+              const a = m.agent;
+              if (!a) break;
+              if (matches(a)) agents.set(a.agentId, a);
+              else agents.delete(a.agentId);
+              if (o.json) break;
+              const line = describeChange(m, paint);
+              if (o.tty) {
+                recent.unshift(line);
+                recent.length = Math.min(recent.length, RECENT_CHANGES);
+                dirty = true;
+              } else io.stdout.write(line + '\n');
+              break;
+            }
+            default:
+              break;
+          }
+        }
+        if (o.signal.aborted) return EXIT.INTERRUPTED;
+        io.stderr.write(`registry: the service at ${handle.options.target} ended the watch; reconnecting\n`);
+      } catch (err) {
+        if (o.signal.aborted) return EXIT.INTERRUPTED;
+        // The first connection decides the exit code; later, a restart or blip is shown and ridden out.
+        if (!everConnected || !isTransient(err)) throw clientFailure(err, handle.options, 'registry');
+        if (attempt === 0) io.stderr.write(`registry: connection to ${handle.options.target} lost (${describe(err)}); reconnecting\n`);
+      }
+      attempt++;
+      pending = null;
+      await sleep(Math.min(5000, 250 * 2 ** Math.min(attempt - 1, 5)) * (0.5 + Math.random() / 2), o.signal);
+      if (o.signal.aborted) return EXIT.INTERRUPTED;
+    }
+  } finally {
+    if (timer) clearInterval(timer);
   }
 }

@@ -167,7 +167,15 @@ export function* generateTraffic(opts: TrafficOptions): Generator<TrafficMessage
     const seconds = Math.floor(lastUs / 1_000_000);
     return { seconds: String(seconds), nanos: (lastUs - seconds * 1_000_000) * 1000 };
   };
-  const trace = (): string => rng.hex(32);
+  // Workflows: a team's messages share a trace id for a run of 3-24 of them, so a trace spans several
+  // agents (what GetTrace and `mycelis-memory trace` show); a tool result shares its call's trace.
+  const workflows = new Map<string, { id: string; left: number }>();
+  const trace = (agent: Agent): string => {
+    let w = workflows.get(agent.team);
+    if (w === undefined || w.left <= 0) workflows.set(agent.team, (w = { id: rng.hex(32), left: rng.int(3, 24) }));
+    w.left--;
+    return w.id;
+  };
   const span = (): string => rng.hex(16);
   const swarmContext = (agent: Agent): Record<string, unknown> => ({
     mission: `${agent.team}-m${rng.int(100, 999)}`,
@@ -181,7 +189,7 @@ export function* generateTraffic(opts: TrafficOptions): Generator<TrafficMessage
   });
 
   // Open tool calls, oldest first: results come back roughly in call order, from the caller.
-  const openCalls: { agent: Agent; callId: string }[] = [];
+  const openCalls: { agent: Agent; callId: string; traceId: string }[] = [];
 
   for (let n = 0; n < count; n++) {
     let agent = rng.pick(agents);
@@ -197,11 +205,13 @@ export function* generateTraffic(opts: TrafficOptions): Generator<TrafficMessage
     }
     // A result answers the oldest open call, from the agent that made it; with none open, call first.
     let callId = '';
+    let callTrace = '';
     if (kind === 'tool_result') {
       const open = openCalls.shift();
       if (open) {
         agent = open.agent;
         callId = open.callId;
+        callTrace = open.traceId;
         agent.pending.splice(agent.pending.indexOf(callId), 1);
       } else {
         kind = 'tool_call';
@@ -258,14 +268,15 @@ export function* generateTraffic(opts: TrafficOptions): Generator<TrafficMessage
         const tool = rng.pick(TOOLS);
         callId = `call-${agent.id}-${++agent.calls}-${rng.hex(6)}`;
         agent.pending.push(callId);
-        openCalls.push({ agent, callId });
+        const traceId = trace(agent);
+        openCalls.push({ agent, callId, traceId });
         const env: MsgEnvelope = {
           id: `tc-${rng.hex(16)}`,
           timestamp: timestamp(),
           sourceAgentId: agent.id,
           type: MessageType.MESSAGE_TYPE_TOOL_CALL,
           payload: { $case: 'toolCall', value: { callId, toolName: tool.name, arguments: tool.args(rng) } },
-          traceId: trace(),
+          traceId,
           spanId: span(),
           teamId: agent.team,
           swarmContext: undefined,
@@ -286,7 +297,7 @@ export function* generateTraffic(opts: TrafficOptions): Generator<TrafficMessage
               ? { callId, result: { exit_code: 1 }, isError: true, errorMessage: rng.pick(TOOL_ERRORS) }
               : { callId, result: { exit_code: 0, rows: rng.int(0, 500), duration_ms: rng.int(3, 4000) }, isError: false, errorMessage: '' },
           },
-          traceId: trace(),
+          traceId: callTrace,
           spanId: span(),
           teamId: agent.team,
           swarmContext: undefined,
@@ -304,7 +315,7 @@ export function* generateTraffic(opts: TrafficOptions): Generator<TrafficMessage
             $case: 'text',
             value: { content: rng.pick(SENTENCES), recipientId: rng.pick(agents).id, intent: rng.pick(INTENTS), contextId: `thread-${rng.int(1, 400)}` },
           },
-          traceId: trace(),
+          traceId: trace(agent),
           spanId: span(),
           teamId: agent.team,
           swarmContext: undefined,
@@ -323,7 +334,7 @@ export function* generateTraffic(opts: TrafficOptions): Generator<TrafficMessage
             $case: 'event',
             value: { eventType, streamId: rng.pick(['main', 'payments', 'tasks']), data: { ref: `${eventType}-${rng.hex(8)}`, amount: rng.int(1, 5000), ok: rng.next() < 0.9 } },
           },
-          traceId: trace(),
+          traceId: trace(agent),
           spanId: span(),
           teamId: agent.team,
           swarmContext: swarmContext(agent),
@@ -335,7 +346,7 @@ export function* generateTraffic(opts: TrafficOptions): Generator<TrafficMessage
         const errorMessage = rng.pick(LOG_ERRORS);
         const entry: LogEntry = {
           timestamp: timestamp(),
-          traceId: trace(),
+          traceId: trace(agent),
           agentId: agent.id,
           teamId: agent.team,
           sourceUri: `swarm:${agent.id.split('-')[0]}`,

@@ -1,7 +1,8 @@
 // The operator CLI as a process against the built service (API_TOKENS on): tail sees published
 // events (history with --tail, live after a cursor, filters, --json, plain text without colour in a
-// pipe), survives a service restart with no record lost or repeated, registry shows every agent,
-// and failures have distinct exit codes (unreachable 3, refused token 4, bad cursor 64).
+// pipe), survives a service restart with no record lost or repeated, registry shows every agent and
+// follows changes live (--watch), trace prints a workflow as a timeline, and failures have distinct
+// exit codes (unreachable 3, refused token 4, bad cursor 64).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { waitFor } from '../helpers/wait.js';
@@ -112,15 +113,60 @@ describe('cli tail and registry against a running service', () => {
     }
   });
 
-  it('registry --watch redraws until Ctrl-C (exit 130)', async () => {
-    const watch = spawnCli(['registry', '--addr', addr, '--watch', '--interval', '0.3'], AUTH);
-    try {
-      await waitFor('two refreshes', () => watch.lines.filter((l) => /^AGENT\s+STATUS/.test(l)).length >= 2, { timeoutMs: 30_000 });
-      const end = await watch.stop('SIGINT');
-      assert.equal(end.code, 130, watch.stderr());
-    } finally {
-      await watch.stop('SIGKILL');
+  it('registry --watch follows WatchRegistry: the table once, then a line per change, until Ctrl-C (exit 130)', async () => {
+    for (const [i, via] of [['--addr', addr], ['--connect', stack.httpBase]].entries()) {
+      const watch = spawnCli(['registry', ...via, '--watch'], AUTH);
+      try {
+        await waitFor('the table', () => watch.lines.some((l) => /^\d+ agents \(/.test(l)), { timeoutMs: 30_000 });
+        assert.equal(watch.lines.filter((l) => /^AGENT\s+STATUS/.test(l)).length, 1, 'in a pipe the table is printed once');
+        // New agents join: each is one line, as it happens (no polling).
+        const before = (await stack.pool.query<{ n: number }>('select count(*)::int as n from agent_registry')).rows[0]!.n;
+        await stack.publish(60, 7 + i, before + 4); // agent ids go by index: more agents, new ids
+        const after = await waitFor('new agents registered', async () => {
+          const n = (await stack.pool.query<{ n: number }>('select count(*)::int as n from agent_registry')).rows[0]!.n;
+          return n > before ? n : false;
+        });
+        await waitFor('their lines', () => watch.lines.filter((l) => /new agent, (IDLE|BUSY|ERROR)/.test(l)).length >= after - before, { timeoutMs: 30_000 });
+        const end = await watch.stop('SIGINT');
+        assert.equal(end.code, 130, watch.stderr());
+      } finally {
+        await watch.stop('SIGKILL');
+      }
     }
+  });
+
+  it('trace <id> prints the workflow as a timeline with a lane per agent, over gRPC and Connect; --json; exit codes', async () => {
+    const busiest = await stack.pool.query<{ trace_id: string; n: number; agents: number }>(
+      `select trace_id, count(*)::int as n, count(distinct source)::int as agents from log_entries where trace_id <> ''
+        group by trace_id order by count(distinct source) desc, count(*) desc limit 1`,
+    );
+    const t = busiest.rows[0]!;
+    assert.ok(t.agents >= 2, 'the sample traffic has workflows across agents');
+    for (const via of [['--addr', addr], ['--connect', stack.httpBase]]) {
+      const r = await runCliOnce(['trace', t.trace_id, ...via], AUTH);
+      assert.equal(r.code, 0, r.stderr);
+      const lines = r.stdout.split('\n');
+      assert.match(lines[0]!, new RegExp(`^trace ${t.trace_id}: ${t.n} records?, ${t.agents} agents, `));
+      const header = lines.findIndex((l) => l.includes('+OFFSET'));
+      const timeline = lines.slice(header + 1).filter((l) => l.length > 0);
+      assert.equal(timeline.length, t.n);
+      assert.ok(timeline.every((l) => l.includes('●')), 'every record marks its agent');
+      assert.match(timeline[0]!, /^\s*\+0ms\s+-\s/);
+    }
+    const json = await runCliOnce(['trace', t.trace_id, '--addr', addr, '--json'], AUTH);
+    assert.equal(json.code, 0, json.stderr);
+    const res = JSON.parse(json.stdout) as { traceId: string; records: { id: string; entry: { timestamp: string } }[]; agents: unknown[] };
+    assert.equal(res.records.length, t.n);
+    const ts = res.records.map((x) => Date.parse(x.entry.timestamp));
+    assert.deepEqual(ts, [...ts].sort((a, b) => a - b), 'event-time order');
+
+    const missing = await runCliOnce(['trace', 'no-such-trace', '--addr', addr], AUTH);
+    assert.equal(missing.code, 1, missing.stderr);
+    assert.match(missing.stderr, /trace: trace_id: no records with trace id "no-such-trace"/);
+    const usage = await runCliOnce(['trace', '--addr', addr], AUTH);
+    assert.equal(usage.code, 64, usage.stderr);
+    const noToken = await runCliOnce(['trace', t.trace_id, '--addr', addr]);
+    assert.equal(noToken.code, 4, noToken.stderr);
   });
 
   it('the same commands work over Connect on the HTTP port (--connect)', async () => {

@@ -45,7 +45,7 @@ async function schemaOf(pool: pg.Pool): Promise<unknown> {
   return { cols: cols.rows, idx: idx.rows, ext: ext.rows, kinds: kinds.rows };
 }
 
-const ALL = ['001_init_memory', '002_service_columns', '003_registry_field_order', '004_partition_log_entries'];
+const ALL = ['001_init_memory', '002_service_columns', '003_registry_field_order', '004_partition_log_entries', '005_registry_revision'];
 
 describe('store: migrations', () => {
   it('apply once, then find nothing pending; two concurrent runs apply each file once', async () => {
@@ -57,7 +57,7 @@ describe('store: migrations', () => {
     const again = await migrate(pool, logger);
     assert.deepEqual(again.applied, []);
     const tracked = await pool.query('SELECT version, checksum FROM schema_migrations ORDER BY version');
-    assert.equal(tracked.rowCount, 4);
+    assert.equal(tracked.rowCount, ALL.length);
     assert.ok(tracked.rows.every((r: { checksum: string }) => /^[0-9a-f]{64}$/.test(r.checksum)));
   });
 
