@@ -1,8 +1,8 @@
 // The live page in headless Chromium (Debian's chromium driven by playwright-core) against the built
 // service with API_TOKENS on and AGENT_OFFLINE_AFTER=2s: token entry, published events appear,
-// agents grey out as OFFLINE after silence, filters narrow the stream, pause/resume and a service
-// restart neither lose nor duplicate rows, and the DOM stays bounded. Saves screenshots to
-// test-artifacts/.
+// agents grey out as OFFLINE after silence (the registry follows WatchRegistry: no polling), filters
+// narrow the stream, pause/resume and a service restart neither lose nor duplicate rows, the DOM stays
+// bounded, and a record's trace opens as a timeline. Saves screenshots to test-artifacts/.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
@@ -161,6 +161,45 @@ describe('live page in headless Chromium', { skip }, () => {
     await page.screenshot({ path: join(ARTIFACTS, 'page-live-agents-offline.png'), fullPage: true });
   });
 
+  it('the registry follows WatchRegistry (one stream, no polling); a trace id in the log opens the trace as a timeline', async () => {
+    // No GetRegistry polling: count the registry requests the page makes over a few seconds.
+    const calls: string[] = [];
+    const onRequest = (r: { url(): string }): void => {
+      const m = /MemoryService\/(\w+)/.exec(r.url());
+      if (m) calls.push(m[1]!);
+    };
+    page.on('request', onRequest);
+    await new Promise((r) => setTimeout(r, 3000));
+    page.off('request', onRequest);
+    assert.ok(!calls.includes('GetRegistry') && !calls.includes('WatchRegistry'), `registry requests while nothing changed: ${calls.join(', ')}`);
+
+    // The workflow with the most agents among the rows on the page.
+    const traces = await stack.pool.query<{ trace_id: string; n: number; agents: string[] }>(
+      `select trace_id, count(*)::int as n, array_agg(source order by timestamp, seq) as agents from log_entries
+        where trace_id <> '' group by trace_id order by count(distinct source) desc, count(*) desc limit 1`,
+    );
+    const t = traces.rows[0]!;
+    await page.fill('#filter-agent', t.agents[0]!);
+    await page.click(`#log-rows a.trace-link[href="#trace=${t.trace_id}"]`);
+    await page.waitForSelector('#trace-view[data-state=shown]');
+    assert.equal(await page.evaluate('location.hash'), `#trace=${t.trace_id}`);
+    const lanes = await page.$$eval('#trace-view .lane[data-agent]', (els) => els.map((e) => (e as unknown as DataEl).dataset['agent'] ?? ''));
+    assert.deepEqual(lanes, [...new Set(t.agents)], 'one lane per agent, in order of first appearance');
+    assert.equal(await page.$$eval('#trace-view .dot', (els) => els.length), t.n, 'a dot per record');
+    assert.equal(await page.$$eval('#trace-view tbody tr', (els) => els.length), t.n);
+    const offsets = await page.$$eval('#trace-view tbody tr td:first-child', (els) => els.map((e) => (e as unknown as { textContent: string }).textContent));
+    assert.equal(offsets[0], '+0ms');
+    await page.screenshot({ path: join(ARTIFACTS, 'page-live-trace.png'), fullPage: false });
+    // Esc closes it; Back opens it again (it is an address).
+    await page.keyboard.press('Escape');
+    await page.waitForSelector('#trace-view', { state: 'hidden' });
+    await page.goBack();
+    await page.waitForSelector('#trace-view[data-state=shown]');
+    await page.click('#trace-view .trace-close');
+    await page.waitForSelector('#trace-view', { state: 'hidden' });
+    await page.fill('#filter-agent', '');
+  });
+
   it('filters by level, team and agent narrow the stream', async () => {
     await page.check('#filter-levels input[value=ERROR]');
     let want = (await stack.rows(`level = 'ERROR'`)).map((r) => r.seq);
@@ -240,8 +279,9 @@ describe('live page in headless Chromium', { skip }, () => {
   });
 
   it('an answer to a request sent before the token was entered does not ask for the token again', async () => {
-    // The race CI once lost: the page's first GetRegistry (no token) is still in flight when the user
-    // submits the token; its UNAUTHENTICATED answer arrives afterwards and must not bring the form back.
+    // The race CI once lost: the page's first registry request (WatchRegistry, no token) is still in
+    // flight when the user submits the token; its UNAUTHENTICATED answer arrives afterwards and must not
+    // bring the form back.
     const ctx = await browser.newContext();
     const p = await ctx.newPage();
     let releaseStale!: () => void;
@@ -250,7 +290,7 @@ describe('live page in headless Chromium', { skip }, () => {
     const staleDone = new Promise<void>((r) => (staleAnswered = r));
     let held = false;
     try {
-      await p.route('**/mycelis.memory.v1.MemoryService/GetRegistry**', async (route) => {
+      await p.route('**/mycelis.memory.v1.MemoryService/WatchRegistry**', async (route) => {
         if (!held && !route.request().headers()['authorization']) {
           held = true;
           await staleHeld;
@@ -262,7 +302,7 @@ describe('live page in headless Chromium', { skip }, () => {
       });
       await p.goto(`${stack.httpBase}/?refresh=60000`);
       await p.waitForSelector('#token-form:not([hidden])'); // asked for by the refused stream
-      await waitFor('the first GetRegistry held', () => held);
+      await waitFor('the first WatchRegistry held', () => held);
       await p.fill('#token-input', TOKEN);
       await p.click('#token-form button[type=submit]');
       await p.waitForSelector('#conn[data-state=live]');

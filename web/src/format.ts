@@ -62,3 +62,13 @@ export function splitList(s: string): string[] {
     .map((x) => x.trim())
     .filter((x) => x.length > 0);
 }
+
+/** "0ms", "850ms", "1.23s", "12.4s", "3m05s", "2h04m" (the CLI's trace uses the same). */
+export function duration(msTotal: number): string {
+  if (msTotal < 0) return `-${duration(-msTotal)}`;
+  if (msTotal < 1000) return `${Math.round(msTotal)}ms`;
+  if (msTotal < 60_000) return `${(msTotal / 1000).toFixed(msTotal < 10_000 ? 2 : 1)}s`;
+  const s = Math.floor(msTotal / 1000);
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor(s / 60) % 60).padStart(2, '0')}m`;
+}

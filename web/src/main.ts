@@ -1,15 +1,17 @@
-// The live page served at / on the HTTP port: the agent registry (GetRegistry, re-fetched every few
-// seconds; statuses and "last seen" exactly as the service computes them, so agents grey out as
-// OFFLINE when the service says so) and the live log (StreamLogs over Connect-Web).
+// The live page served at / on the HTTP port: the agent registry (WatchRegistry: a snapshot, then each
+// change as the service sees it; statuses and "last seen" exactly as the service computes them, so
+// agents grey out as OFFLINE when the service says so), the live log (StreamLogs over Connect-Web),
+// and a trace view (GetTrace: a record's trace id opens the workflow as a timeline, one lane per agent).
 // Invariants of the log view: records are shown in cursor order, none twice and none skipped across
 // reconnects and pauses: every (re)connect after the first asks for `after_cursor` = the last cursor
 // received (responses carry one even when empty), and a record whose seq is not above the last shown
 // one is dropped. The DOM holds at most `maxRows` rows (oldest removed first).
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import type { Agent, LogFilterSchema, LogRecord, StreamLogsRequestSchema } from '../gen/mycelis/memory/v1/memory_pb.js';
+import { RegistryChange_Kind, type Agent, type LogFilterSchema, type LogRecord, type StreamLogsRequestSchema } from '../gen/mycelis/memory/v1/memory_pb.js';
 import { createMemoryClient, getToken, setToken } from './client.js';
 import { ago, clock, iso, metaSummary, ms, splitList, STATUS_NAME } from './format.js';
+import { TraceView } from './trace.js';
 import './style.css';
 
 const params = new URLSearchParams(location.search);
@@ -19,7 +21,8 @@ const numParam = (name: string, dflt: number, min: number, max: number): number 
 };
 const MAX_ROWS = numParam('rows', 500, 10, 5000);
 const INITIAL_TAIL = numParam('tail', 100, 0, 10_000);
-const REGISTRY_EVERY_MS = numParam('refresh', 2000, 250, 60_000);
+// How often the registry's "last seen" ages are redrawn (changes themselves are drawn as they come).
+const AGES_EVERY_MS = numParam('refresh', 1000, 250, 60_000);
 // The service sends a keepalive at least every 15 s; silence well past that means a dead connection.
 const STREAM_SILENCE_MS = numParam('silence', 45_000, 1000, 600_000);
 const BACKOFF_MIN_MS = 250;
@@ -75,6 +78,7 @@ function setCut(td: HTMLTableCellElement | undefined, text: string, title = text
 
 /** Click on a cut cell: show its whole value wrapped, or cut it again. False when the click was elsewhere. */
 function toggleOpen(ev: MouseEvent): boolean {
+  if ((ev.target as HTMLElement).closest('a')) return false; // a link (a trace) does its own thing
   const td = (ev.target as HTMLElement).closest<HTMLTableCellElement>('td.cut-cell');
   const cut = td?.querySelector<HTMLElement>('.cut');
   if (!td || !cut) return false;
@@ -103,7 +107,7 @@ tokenForm.addEventListener('submit', (ev) => {
   tokenMsg.textContent = '';
   tokenForm.hidden = true;
   logs.restart(false);
-  void refreshRegistry();
+  registry.restart();
 });
 $<HTMLButtonElement>('token-button').addEventListener('click', () => {
   if (tokenForm.hidden) askForToken(getToken() ? 'a token is set for this tab; submit empty to forget it' : '');
@@ -137,14 +141,15 @@ function recordRow(r: LogRecord): HTMLTableRowElement {
   const message = e?.message ?? '';
   // The message's title also carries what phones do not show as columns (team, intent) and the trace.
   const context = [intent && `intent ${intent}`, team && `team ${team}`, e?.traceId && `trace ${e.traceId}`].filter(Boolean).join(' · ');
-  tr.append(
-    time,
-    el('td', level, 'lvl'),
-    cutCell(agent, '', true),
-    cutCell(team, 'wide-only', true),
-    cutCell(intent, 'wide-only', true),
-    cutCell(message, 'fill', false, context ? `${message}\n\n${context}` : message),
-  );
+  const messageTd = cutCell(message, 'fill', false, context ? `${message}\n\n${context}` : message);
+  if (e?.traceId) {
+    // The record's trace opens as a timeline (#trace=<id>: linkable, Back closes it).
+    const link = el('a', '↗', 'trace-link');
+    link.href = `#trace=${encodeURIComponent(e.traceId)}`;
+    link.title = `open trace ${e.traceId} as a timeline`;
+    messageTd.prepend(link);
+  }
+  tr.append(time, el('td', level, 'lvl'), cutCell(agent, '', true), cutCell(team, 'wide-only', true), cutCell(intent, 'wide-only', true), messageTd);
   return tr;
 }
 
@@ -309,6 +314,7 @@ function renderRegistry(agents: Agent[], asOfMs: number): void {
     tr.cells[0]!.title = `${a.agentId}\nteam ${a.teamId}\n(click to follow its log)`;
     setCut(tr.cells[2], a.teamId);
     const lastSeen = ago(ms(a.lastSeen), asOfMs);
+    tr.dataset['seen'] = String(ms(a.lastSeen) ?? '');
     if (tr.cells[3]!.textContent !== lastSeen) tr.cells[3]!.textContent = lastSeen;
     tr.cells[3]!.title = iso(a.lastSeen);
     setCut(tr.cells[4], meta);
@@ -326,10 +332,25 @@ function renderRegistry(agents: Agent[], asOfMs: number): void {
   }
   const parts = ['IDLE', 'BUSY', 'ERROR', 'OFFLINE'].filter((s) => counts[s]).map((s) => `${counts[s]} ${s.toLowerCase()}`);
   registrySummary.textContent = `${agents.length} agents${parts.length ? ' · ' + parts.join(', ') : ''} · as of ${new Date(asOfMs).toLocaleTimeString()}`;
-  const teamList = $<HTMLDataListElement>('teams');
-  const agentList = $<HTMLDataListElement>('agents');
-  teamList.replaceChildren(...[...teams].sort().map((t) => Object.assign(el('option'), { value: t })));
-  agentList.replaceChildren(...agents.map((a) => Object.assign(el('option'), { value: a.agentId })));
+  // The filter suggestions change only when agents or teams come or go.
+  const key = `${[...teams].sort().join('\u0000')}\u0001${agents.map((a) => a.agentId).join('\u0000')}`;
+  if (key !== suggestionsKey) {
+    suggestionsKey = key;
+    $<HTMLDataListElement>('teams').replaceChildren(...[...teams].sort().map((t) => Object.assign(el('option'), { value: t })));
+    $<HTMLDataListElement>('agents').replaceChildren(...agents.map((a) => Object.assign(el('option'), { value: a.agentId })));
+  }
+}
+let suggestionsKey = '';
+
+/** Only the "last seen" ages (between changes the service's clock moves on, and so do they). */
+function renderAges(asOfMs: number): void {
+  for (const tr of registryRows.rows) {
+    const td = tr.cells[3];
+    const seen = tr.dataset['seen'];
+    if (!td || seen === undefined) continue;
+    const text = ago(Number(seen), asOfMs);
+    if (td.textContent !== text) td.textContent = text;
+  }
 }
 
 logRows.addEventListener('click', (ev) => void toggleOpen(ev));
@@ -343,43 +364,117 @@ registryRows.addEventListener('click', (ev) => {
   onFilterChange();
 });
 
-let registryBusy = false;
-let registryAgain = false;
-async function refreshRegistry(): Promise<void> {
-  if (registryBusy) {
-    // A refresh asked for while one runs (a new token, say) runs right after it, with what is current then.
-    registryAgain = true;
-    return;
+/**
+ * The registry, followed live: WatchRegistry's snapshot pages (until LIVE) become the table, each
+ * CHANGE updates one agent, RESET starts a fresh snapshot. Reconnects with backoff (a fresh snapshot
+ * each time); "last seen" ages count on from the service's latest time (observed_at).
+ */
+class RegistryWatch {
+  private generation = 0;
+  private controller: AbortController | undefined;
+  private agents = new Map<string, Agent>();
+  private serverMs = Date.now();
+  private localMs = performance.now();
+  private drawPending = false;
+
+  nowMs(): number {
+    return this.serverMs + (performance.now() - this.localMs);
   }
-  registryBusy = true;
-  registryAgain = false;
-  // The token this request goes out with: an answer to a request made with an older token says nothing
-  // about the current one (the user may have entered it while this request was in flight).
-  const usedToken = getToken();
-  try {
-    const agents: Agent[] = [];
-    let pageToken = '';
-    let asOfMs: number | undefined;
-    do {
-      const res = await client.getRegistry({ pageSize: 1000, pageToken }, { timeoutMs: 10_000 });
-      agents.push(...res.agents);
-      asOfMs ??= ms(res.asOf);
-      pageToken = res.nextPageToken;
-    } while (pageToken && agents.length < 10_000);
-    renderRegistry(agents, asOfMs ?? Date.now());
-    registryError.hidden = true;
-  } catch (err) {
-    const ce = ConnectError.from(err);
-    if (usedToken !== getToken()) return; // stale: the finally block runs the refresh again with the new token
-    if (ce.code === Code.Unauthenticated) askForToken(usedToken ? 'the service refused this token' : 'this service requires an API token');
-    registryError.textContent = `registry unavailable: ${ce.rawMessage || Code[ce.code]}`;
-    registryError.hidden = false;
-  } finally {
-    registryBusy = false;
-    if (registryAgain || usedToken !== getToken()) void refreshRegistry();
+
+  restart(): void {
+    this.generation++;
+    this.controller?.abort();
+    void this.run(this.generation);
+  }
+
+  private draw(): void {
+    if (this.drawPending) return;
+    this.drawPending = true;
+    requestAnimationFrame(() => {
+      this.drawPending = false;
+      const list = [...this.agents.values()].sort((a, b) => (a.agentId < b.agentId ? -1 : a.agentId > b.agentId ? 1 : 0));
+      renderRegistry(list, this.nowMs());
+    });
+  }
+
+  private async run(gen: number): Promise<void> {
+    // The token this watch goes out with: an answer to a request made with an older token says
+    // nothing about the current one (the user may have entered it while this request was in flight).
+    const usedToken = getToken();
+    let attempt = 0;
+    while (gen === this.generation) {
+      const ac = new AbortController();
+      this.controller = ac;
+      let watchdog = setTimeout(() => ac.abort(), STREAM_SILENCE_MS);
+      let pending: Map<string, Agent> | null = null;
+      try {
+        for await (const m of client.watchRegistry({ snapshot: true }, { signal: ac.signal })) {
+          if (gen !== this.generation) return;
+          clearTimeout(watchdog);
+          watchdog = setTimeout(() => ac.abort(), STREAM_SILENCE_MS);
+          const at = ms(m.observedAt);
+          if (at !== undefined) {
+            this.serverMs = at;
+            this.localMs = performance.now();
+          }
+          switch (m.kind) {
+            case RegistryChange_Kind.RESET:
+              pending = new Map();
+              break;
+            case RegistryChange_Kind.SNAPSHOT:
+              pending ??= new Map();
+              for (const a of m.snapshot) pending.set(a.agentId, a);
+              break;
+            case RegistryChange_Kind.LIVE:
+              this.agents = pending ?? new Map();
+              pending = null;
+              attempt = 0;
+              registryError.hidden = true;
+              this.draw();
+              break;
+            case RegistryChange_Kind.CHANGE:
+              if (m.agent) this.agents.set(m.agent.agentId, m.agent);
+              this.draw();
+              break;
+            default:
+              break;
+          }
+        }
+        // A normal end means the service is shutting down: reconnect.
+      } catch (err) {
+        if (gen !== this.generation || usedToken !== getToken()) return;
+        const ce = ConnectError.from(err);
+        if (ce.code === Code.Unauthenticated) {
+          askForToken(usedToken ? 'the service refused this token' : 'this service requires an API token');
+          registryError.textContent = `registry unavailable: ${ce.rawMessage}`;
+          registryError.hidden = false;
+          return; // a new token restarts the watch
+        }
+        registryError.textContent = `registry: ${ce.rawMessage || Code[ce.code]}; reconnecting`;
+        registryError.hidden = false;
+      } finally {
+        clearTimeout(watchdog);
+      }
+      if (gen !== this.generation) return;
+      attempt++;
+      const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(attempt - 1, 10)) * (0.5 + Math.random() / 2);
+      await new Promise((r) => setTimeout(r, delay));
+    }
   }
 }
 
-void refreshRegistry();
-setInterval(() => void refreshRegistry(), REGISTRY_EVERY_MS);
+const registry = new RegistryWatch();
+registry.restart();
+setInterval(() => renderAges(registry.nowMs()), AGES_EVERY_MS);
+
+// ---- trace --------------------------------------------------------------------------------------
+
+const traceView = new TraceView(client, $<HTMLElement>('trace-view'), () => askForToken(getToken() ? 'the service refused this token' : 'this service requires an API token'));
+const followHash = (): void => {
+  const m = /^#trace=(.+)$/.exec(location.hash);
+  if (m) void traceView.open(decodeURIComponent(m[1]!));
+  else traceView.close();
+};
+window.addEventListener('hashchange', followHash);
+followHash();
 logs.restart(true);
