@@ -5,6 +5,7 @@ import {
   MemoryServiceClient,
   type GetRegistryRequest,
   type GetRegistryResponse,
+  type GetTraceResponse,
   type LogFilter,
   StreamLogsRequest,
   type QueryLogsRequest,
@@ -172,5 +173,11 @@ export function queryLogs(client: MemoryServiceClient, req: Partial<QueryLogsReq
   const full: QueryLogsRequest = { filter: emptyFilter(), pageSize: 0, pageToken: '', since: undefined, until: undefined, ...req };
   return new Promise((resolve, reject) => {
     client.queryLogs(full, (err, res) => (err ? reject(err) : resolve(res!)));
+  });
+}
+
+export function getTrace(client: MemoryServiceClient, traceId: string): Promise<GetTraceResponse> {
+  return new Promise((resolve, reject) => {
+    client.getTrace({ traceId }, (err, res) => (err ? reject(err) : resolve(res!)));
   });
 }

@@ -6,12 +6,14 @@
 //   3. latency: publish at a fixed rate while one StreamLogs client tails
 //   4. fan-out: C concurrent StreamLogs clients with mixed filters at that rate; burst ingest rate
 //      with and without them
-//   5. GetRegistry at 10,000 agents, QueryLogs pages over 1,000,000 rows
+//   5. GetRegistry at 10,000 agents, QueryLogs pages and GetTrace over 1,000,000 rows
 //   6. the service's peak RSS per phase
 //   7. partitions (bench/partitions.ts): the upgrade's lock time at 1,000,000 rows; StreamLogs catch-up
 //      and QueryLogs over 30 daily partitions vs one table; retention of one day of 1,000,000 rows by
 //      partition drop vs batched delete, and the ingest rate while it runs
 //   8. replicas (bench/replicas.ts): two replicas vs one instance draining the same events
+//   9. watch (bench/watch.ts): WatchRegistry, 1,000 watchers of 10,000 agents, OFFLINE delivered after
+//      the threshold
 //
 // Everything runs on loopback: a PRIVATE nats-server (so the stream may capture plain `swarm.>`), the
 // shared PostgreSQL with fresh databases (dropped at the end). Every loop is bounded; the run stops by
@@ -32,11 +34,12 @@ import { createTestDatabase, type TestDatabase } from '../test/helpers/pg.js';
 import { ROOT } from '../test/helpers/service.js';
 import { startBenchService, type BenchService, type ServiceRuntime } from './service.js';
 import { runBarePipeline, runDirective } from './baselines.js';
-import { emptyFilter, getRegistry, makeClients, openLightTail, openTail, queryLogs, type LightTail } from './clients.js';
+import { emptyFilter, getRegistry, getTrace, makeClients, openLightTail, openTail, queryLogs, type LightTail } from './clients.js';
 import { buildMessages, createStream, CpuTracker, fmt, nowMs, publishAll, publishPaced, RssMonitor, Samples, serviceCpuTracker, sleep, summarize, until, type DataOptions, type Summary } from './lib.js';
 import { summarizeProfile, type ProfileSummary } from './profile.js';
 import { partitionPhases } from './partitions.js';
 import { replicaPhases } from './replicas.js';
+import { watchPhase } from './watch.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -56,6 +59,8 @@ const { values: flags } = parseArgs({
     only: { type: 'string' },
     'batch-size': { type: 'string' },
     'node-flags': { type: 'string' },
+    watchers: { type: 'string' },
+    'offline-after': { type: 'string' },
   },
 });
 
@@ -81,11 +86,14 @@ const opts = {
   queryRows: Math.round(num('query-rows', 1_000_000, 60_000)),
   partitionRows: Math.round(num('partition-rows', 1_000_000, 100_000)),
   replicaEvents: Math.round(num('replica-events', 150_000, 20_000)),
+  watchers: Math.round(num('watchers', 1000, 200)),
+  /** AGENT_OFFLINE_AFTER of the watch phase's service, ms. */
+  offlineAfterMs: Math.round(num('offline-after', 30_000, 10_000)),
   profile: flags.profile === true,
   /** Extra node flags for the service (e.g. V8 heap settings), split on spaces. */
   nodeFlags: (flags['node-flags'] ?? '').split(' ').filter((f) => f !== ''),
 };
-const only = new Set((flags.only ?? 'ingest,live,partitions,replicas').split(','));
+const only = new Set((flags.only ?? 'ingest,live,partitions,replicas,watch').split(','));
 const DATA: DataOptions = { agents: 1000, teams: 40, seed: 42 };
 const log = (msg: string): void => void process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 const resultsDir = join(ROOT, 'bench', 'results');
@@ -470,6 +478,22 @@ async function readPhases(svc: BenchService, db: TestDatabase, mon: RssMonitor):
     }
   }
   rss['queryLogs'] = mon.peakMb();
+
+  // GetTrace on workflows of the ingested traffic (a team's run of messages; copies of them shifted
+  // back in time share the trace id, so a trace here holds about 4 times its run).
+  const traceIds = await withClient(db.url, async (c) =>
+    (await c.query<{ trace_id: string }>(`SELECT trace_id FROM (SELECT DISTINCT trace_id FROM log_entries WHERE trace_id <> '') t ORDER BY md5(trace_id) LIMIT $1`, [opts.quick ? 100 : 400])).rows.map((r) => r.trace_id),
+  );
+  mon.reset();
+  const tr: number[] = [];
+  let traceRecords = 0;
+  for (const traceId of traceIds) {
+    const t = nowMs();
+    const res = await getTrace(client!, traceId);
+    tr.push(nowMs() - t);
+    traceRecords += res.records.length;
+  }
+  rss['getTrace'] = mon.peakMb();
   client!.close();
   results['reads'] = {
     registryAgents: opts.registryAgents,
@@ -478,8 +502,10 @@ async function readPhases(svc: BenchService, db: TestDatabase, mon: RssMonitor):
     queryRows: opts.queryRows,
     queryLogsPageMs: summarize(q),
     queryLogsPagesFollowed: pagesFollowed,
+    getTraceMs: summarize(tr),
+    traceRecordsMean: traceIds.length > 0 ? traceRecords / traceIds.length : 0,
   };
-  log(`GetRegistry p50 ${fmt(summarize(reg).p50)} ms p99 ${fmt(summarize(reg).p99)} ms; QueryLogs p99 ${fmt(summarize(q).p99)} ms`);
+  log(`GetRegistry p50 ${fmt(summarize(reg).p50)} ms p99 ${fmt(summarize(reg).p99)} ms; QueryLogs p99 ${fmt(summarize(q).p99)} ms; GetTrace p99 ${fmt(summarize(tr).p99)} ms`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -687,6 +713,45 @@ async function livePhases(nats: PrivateNats, nc: NatsConnection): Promise<void> 
 }
 
 // ---------------------------------------------------------------------------------------------
+// Phase 6: WatchRegistry.
+
+async function watchPhases(nats: PrivateNats, nc: NatsConnection): Promise<void> {
+  const db = await freshDb('watch');
+  const stream = 'BENCH_WATCH';
+  await createStream(nc, stream);
+  const svc = await startBenchService(
+    serviceEnv(nats, db, stream, { AGENT_OFFLINE_AFTER: `${opts.offlineAfterMs}ms`, MAX_STREAMS: String(opts.watchers + 100) }),
+    opts.nodeFlags,
+  );
+  cleanup.push(() => svc.stop());
+  const mon = new RssMonitor(svc.pid);
+  const cpu = serviceCpuTracker(svc.pid, db.name, nats.storeDir);
+  const clients = makeClients(`127.0.0.1:${svc.grpcPort}`, 10);
+  const started = nowMs();
+  const res = await withClient(db.url, (c) =>
+    watchPhase(
+      nc,
+      clients,
+      { agents: opts.registryAgents, watchers: opts.watchers, silent: 100, offlineAfterMs: opts.offlineAfterMs, teams: 40 },
+      async () => Number((await c.query<{ n: string }>('SELECT count(*)::text AS n FROM agent_registry')).rows[0]!.n),
+      log,
+    ),
+  );
+  const cpuSeconds = cpu.stop();
+  rss['watch'] = mon.peakMb();
+  mon.stop();
+  for (const c of clients) c.close();
+  results['watch'] = { ...res, seconds: (nowMs() - started) / 1000, cpuSeconds };
+  log(
+    `watch: OFFLINE delivered p50 ${fmt(res.offlineDeliveryMs.p50)} p99 ${fmt(res.offlineDeliveryMs.p99)} max ${fmt(res.offlineDeliveryMs.max)} ms after the threshold ` +
+      `(${res.deliveriesReceived}/${res.deliveriesExpected} deliveries, ${res.falseOffline} false)`,
+  );
+  await svc.stop();
+  cleanup.pop();
+  await nc.jetstreamManager().then((j) => j.streams.delete(stream)).catch(() => undefined);
+}
+
+// ---------------------------------------------------------------------------------------------
 
 interface ReadStats {
   catchUpUnfiltered: { recordsPerSec: number };
@@ -703,7 +768,8 @@ function printTable(): void {
     ingest?: { eventsPerSec: number; bare: { eventsPerSec: number }; directive: { eventsPerSec: number }; ratioToBare: number; ratioToDirective: number };
     latency?: { ms: Summary };
     fanout?: { deliveryMs: Summary; ingestRatioWithTails: number; burstWithoutTails: { eventsPerSec: number }; burstWithTails: { eventsPerSec: number }; clients: number };
-    reads?: { getRegistryMs: Summary; queryLogsPageMs: Summary; getRegistryAllPagesMs: Summary };
+    reads?: { getRegistryMs: Summary; queryLogsPageMs: Summary; getRegistryAllPagesMs: Summary; getTraceMs?: Summary; traceRecordsMean?: number };
+    watch?: { watchers: number; agents: number; snapshotsMs: number; offlineDeliveryMs: Summary; deliveriesReceived: number; deliveriesExpected: number; falseOffline: number };
   };
   const rows: [string, string, string][] = [];
   const add = (what: string, value: string, target = ''): void => void rows.push([what, value, target]);
@@ -730,6 +796,13 @@ function printTable(): void {
     add(`GetRegistry p50/p99 @ ${opts.registryAgents} agents`, `${fmt(r.reads.getRegistryMs.p50)} / ${fmt(r.reads.getRegistryMs.p99)} ms`, 'p99 <= 20 ms');
     add('GetRegistry all pages (1000/page) p50', `${fmt(r.reads.getRegistryAllPagesMs.p50)} ms`);
     add(`QueryLogs page p50/p99 @ ${opts.queryRows} rows`, `${fmt(r.reads.queryLogsPageMs.p50)} / ${fmt(r.reads.queryLogsPageMs.p99)} ms`);
+    if (r.reads.getTraceMs) add(`GetTrace p50/p99 (${fmt(r.reads.traceRecordsMean ?? 0)} records/trace)`, `${fmt(r.reads.getTraceMs.p50)} / ${fmt(r.reads.getTraceMs.p99)} ms`, 'p99 <= 20 ms');
+  }
+  if (r.watch) {
+    const w = r.watch;
+    add(`WatchRegistry: ${w.watchers} snapshots of ${w.agents} agents`, `${fmt(w.snapshotsMs)} ms`);
+    add('WatchRegistry: OFFLINE after threshold p50/p99', `${fmt(w.offlineDeliveryMs.p50)} / ${fmt(w.offlineDeliveryMs.p99)} ms`, 'p99 <= 1000 ms');
+    add('WatchRegistry: deliveries, false OFFLINE', `${w.deliveriesReceived}/${w.deliveriesExpected}, ${w.falseOffline}`, 'all, 0');
   }
   const p = results['partitions'] as
     | {
@@ -783,6 +856,7 @@ async function main(): Promise<void> {
       nodeFlags: opts.nodeFlags,
     });
   }
+  if (only.has('watch')) await watchPhases(nats, nc);
   results['rssMb'] = rss;
   (results['machine'] as Record<string, unknown>)['loadavgAtEnd'] = loadavg().map((x) => Math.round(x * 100) / 100);
   results['totalSeconds'] = (nowMs() - started) / 1000;
