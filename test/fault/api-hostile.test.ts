@@ -27,12 +27,16 @@ const ORIGIN = 'https://ui.example.com';
 const logLines: string[] = [];
 const logger = createLogger('trace', new Writable({ write(chunk: Buffer, _enc, cb) { logLines.push(chunk.toString()); cb(); } }));
 
-const METHODS = ['streamLogs', 'getRegistry', 'queryLogs'] as const;
-const GRPC_PATH: Record<(typeof METHODS)[number], string> = {
+const METHODS = ['streamLogs', 'getRegistry', 'queryLogs', 'getTrace', 'watchRegistry'] as const;
+type Method = (typeof METHODS)[number];
+const GRPC_PATH: Record<Method, string> = {
   streamLogs: '/mycelis.memory.v1.MemoryService/StreamLogs',
   getRegistry: '/mycelis.memory.v1.MemoryService/GetRegistry',
   queryLogs: '/mycelis.memory.v1.MemoryService/QueryLogs',
+  getTrace: '/mycelis.memory.v1.MemoryService/GetTrace',
+  watchRegistry: '/mycelis.memory.v1.MemoryService/WatchRegistry',
 };
+const isStream = (m: Method): boolean => m === 'streamLogs' || m === 'watchRegistry';
 const KINDS: Kind[] = ['connect-json-h1', 'connect-binary-h2c', 'grpc-web-h1', 'grpc-web-binary-h2c'];
 /** Every field name a rejection may name (proto names, with indexes and the filter prefix). */
 const FIELD = /^(request: |(filter\.)?(agent_ids|team_ids|levels|intents|trace_id|page_size|page_token|since|until|after_cursor|tail|statuses)(\[\d+\])?(\.(seconds|nanos))?: )/;
@@ -124,20 +128,28 @@ describe('fault: hostile API clients (fuzz, injection, auth, CORS)', { timeout: 
       ['extended', `Bearer ${TOKEN}x`],
       ['basic', `Basic ${Buffer.from(`u:${TOKEN}`).toString('base64')}`],
     ];
-    const valid = { getRegistry: {}, queryLogs: { pageSize: 1 }, streamLogs: { tail: 1 } } as const;
-    const grpcValid = { getRegistry: Buffer.alloc(0), queryLogs: Buffer.from([0x10, 0x01]), streamLogs: Buffer.from([0x18, 0x01]) };
+    const valid = { getRegistry: {}, queryLogs: { pageSize: 1 }, streamLogs: { tail: 1 }, getTrace: { traceId: 'no-such-trace' }, watchRegistry: { snapshot: true } } as const;
+    const grpcValid = {
+      getRegistry: Buffer.alloc(0),
+      queryLogs: Buffer.from([0x10, 0x01]),
+      streamLogs: Buffer.from([0x18, 0x01]),
+      getTrace: Buffer.concat([Buffer.from([0x0a, 13]), Buffer.from('no-such-trace')]),
+      watchRegistry: Buffer.from([0x18, 0x01]),
+    };
+    // With a valid token: streams open (then the test cancels them), a trace with no records is NOT_FOUND.
+    const grpcOk = (m: Method): number => (isStream(m) ? grpc.status.CANCELLED : m === 'getTrace' ? grpc.status.NOT_FOUND : 0);
     for (const method of METHODS) {
       for (const [label, value] of bad) {
         const md = new grpc.Metadata();
         if (value !== undefined) md.set('authorization', value);
-        const r = await rawGrpc(address, GRPC_PATH[method], grpcValid[method], md, method === 'streamLogs');
+        const r = await rawGrpc(address, GRPC_PATH[method], grpcValid[method], md, isStream(method));
         assert.equal(r.code, grpc.status.UNAUTHENTICATED, `gRPC ${method} with ${label} token: ${r.details}`);
         for (const kind of KINDS) {
           const c = createClient(service, transport(baseUrl, kind)) as unknown as Record<string, (req: object, opts?: object) => unknown>;
           const headers = value === undefined ? {} : { authorization: value };
           let code: Code | undefined;
           try {
-            if (method === 'streamLogs') {
+            if (isStream(method)) {
               for await (const _ of c[method]!(valid[method], { headers, timeoutMs: 3000 }) as AsyncIterable<unknown>) break;
             } else await c[method]!(valid[method], { headers, timeoutMs: 3000 });
           } catch (err) {
@@ -150,12 +162,16 @@ describe('fault: hostile API clients (fuzz, injection, auth, CORS)', { timeout: 
       for (const token of [TOKEN, OTHER_TOKEN]) {
         const md = new grpc.Metadata();
         md.set('authorization', `bearer ${token}`);
-        const r = await rawGrpc(address, GRPC_PATH[method], grpcValid[method], md, method === 'streamLogs');
-        assert.equal(r.code, method === 'streamLogs' ? grpc.status.CANCELLED : 0, `gRPC ${method} with a valid token: ${r.details}`);
+        const r = await rawGrpc(address, GRPC_PATH[method], grpcValid[method], md, isStream(method));
+        assert.equal(r.code, grpcOk(method), `gRPC ${method} with a valid token: ${r.details}`);
         const c = createClient(service, transport(baseUrl, 'connect-json-h1')) as unknown as Record<string, (req: object, opts?: object) => unknown>;
-        if (method === 'streamLogs') {
+        if (isStream(method)) {
           for await (const _ of c[method]!(valid[method], { headers: { authorization: `Bearer ${token}` }, timeoutMs: 5000 }) as AsyncIterable<unknown>) break;
-        } else await c[method]!(valid[method], { headers: { authorization: `Bearer ${token}` }, timeoutMs: 5000 });
+        } else {
+          await (c[method]!(valid[method], { headers: { authorization: `Bearer ${token}` }, timeoutMs: 5000 }) as Promise<unknown>).catch((err: unknown) => {
+            if (method !== 'getTrace' || ConnectError.from(err).code !== Code.NotFound) throw err;
+          });
+        }
       }
     }
     // Health and reflection stay open.
@@ -241,7 +257,7 @@ describe('fault: hostile API clients (fuzz, injection, auth, CORS)', { timeout: 
     for (let i = 0; i < 150; i++) {
       const method = pick(METHODS);
       const body = Buffer.from(Array.from({ length: Math.floor(rand() * 64) }, () => Math.floor(rand() * 256)));
-      const r = await rawGrpc(address, GRPC_PATH[method], body, authMd(), method === 'streamLogs');
+      const r = await rawGrpc(address, GRPC_PATH[method], body, authMd(), isStream(method));
       check(`grpc ${method} random ${body.toString('hex')}`, r.code, r.details);
     }
     // 2. Structured boundary values over gRPC (typed client) and Connect JSON (raw, including wrong types).
@@ -260,12 +276,14 @@ describe('fault: hostile API clients (fuzz, injection, auth, CORS)', { timeout: 
       { since: { seconds: '100', nanos: 0 }, until: { seconds: '50', nanos: 0 } },
       { teamIds: big(Math.floor(rand() * 200), pick(weird)) },
       { statuses: [pick([0, 5, -1, 99, 2147483647])] },
+      { traceId: pick(weird) },
+      { snapshot: pick([true, false]), teamIds: [pick(weird)] },
     ];
     for (let round = 0; round < 6; round++) {
       for (const req of requests()) {
         for (const method of METHODS) {
           // Connect JSON over HTTP/1.1, as a browser would send it (stream methods need the envelope: unary only here).
-          if (method !== 'streamLogs') {
+          if (!isStream(method)) {
             // proto3 JSON spells a Timestamp as RFC 3339: boundary values in that form too.
             const jsonReq = { ...req };
             if (jsonReq['since'] !== undefined && rand() < 0.5) {
@@ -285,8 +303,8 @@ describe('fault: hostile API clients (fuzz, injection, auth, CORS)', { timeout: 
       }
     }
     // 3. Wrong JSON types and non-JSON bodies over Connect: the library's own parse errors, never INTERNAL.
-    const wrongTypes = ['{"pageSize":"ten"}', '{"pageSize":1.5}', '{"pageSize":99999999999}', '{"filter":[]}', '{"filter":{"agentIds":"a"}}', '{"filter":{"agentIds":[1,2]}}', '{"statuses":["NOPE"]}', '{"since":"yesterday"}', '[]', 'null', '"x"', '{', 'x'.repeat(1000), '{"unknownField":1}', '{"pageToken":{}}'];
-    for (const method of ['GetRegistry', 'QueryLogs']) {
+    const wrongTypes = ['{"pageSize":"ten"}', '{"pageSize":1.5}', '{"pageSize":99999999999}', '{"filter":[]}', '{"filter":{"agentIds":"a"}}', '{"filter":{"agentIds":[1,2]}}', '{"statuses":["NOPE"]}', '{"since":"yesterday"}', '[]', 'null', '"x"', '{', 'x'.repeat(1000), '{"unknownField":1}', '{"pageToken":{}}', '{"traceId":5}', '{"traceId":["a"]}'];
+    for (const method of ['GetRegistry', 'QueryLogs', 'GetTrace']) {
       for (const body of wrongTypes) {
         const res = await fetch(`${baseUrl}/mycelis.memory.v1.MemoryService/${method}`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` }, body });
         const parsed = (await res.json().catch(() => ({}))) as { code?: string; message?: string };
