@@ -60,5 +60,6 @@ export function exportMemoryBudget(b: MemoryBudget, heapSizeLimitBytes: number):
   budgetGauge.labels('batch').set(b.batchBytes);
   budgetGauge.labels('handover').set(b.handoverBytes);
   budgetGauge.labels('streams').set(b.streamBytes);
+  budgetGauge.labels('watch').set(b.watchBytes);
   v8HeapLimitGauge.set(heapSizeLimitBytes);
 }

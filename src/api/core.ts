@@ -47,17 +47,12 @@ export interface MemoryCoreDeps {
   readonly notifier: CommitSource;
   readonly config: Config;
   readonly logger: Logger;
-  /** Bytes of changes WatchRegistry's shared log holds (default REGISTRY_WATCH_LOG_BYTES). */
+  /** Bytes of changes WatchRegistry's shared log holds (default: the memory budget's watchBytes). */
   readonly registryWatchLogBytes?: number;
 }
 
 const openStreamsGauge = gauge('mycelis_memory_api_open_streams', 'Open server streams, StreamLogs and WatchRegistry (all transports; bounded by MAX_STREAMS).');
 
-/**
- * Bytes of registry changes WatchRegistry holds for watchers that are behind (one log shared by all
- * watchers; past it the slowest start over from a snapshot). About 60,000 changes.
- */
-export const REGISTRY_WATCH_LOG_BYTES = 16 * 1024 * 1024;
 
 export { toLogRecord };
 
@@ -102,7 +97,7 @@ export class MemoryCore {
     this.registryHub = new RegistryWatchHub(
       this.registryReader,
       deps.notifier,
-      { offlineAfterMs: deps.config.agentOfflineAfterMs, keepaliveMs: deps.config.api.keepaliveMs, logBytes: deps.registryWatchLogBytes ?? REGISTRY_WATCH_LOG_BYTES },
+      { offlineAfterMs: deps.config.agentOfflineAfterMs, keepaliveMs: deps.config.api.keepaliveMs, logBytes: deps.registryWatchLogBytes ?? deps.config.memory.watchBytes },
       deps.logger,
     );
     this.hub = new StreamHub(

@@ -21,7 +21,9 @@
 //   handover L/32  committed rows handed from the writer to the live fan-out, not yet fanned out
 //                  (past it, the fan-out reads them back from PostgreSQL);
 //   streams  L/32  records queued for live streams, all streams together and each one (past it, a
-//                  stream falls back to reading PostgreSQL, as it does past STREAM_BUFFER records).
+//                  stream falls back to reading PostgreSQL, as it does past STREAM_BUFFER records);
+//   watch    L/64  registry changes WatchRegistry keeps for its watchers, one log shared by all of
+//                  them (past it, a watcher that is behind starts over from a fresh snapshot).
 //   Each held byte costs more than one byte of memory (a message is also decoded into a row, its
 //   context text, its COPY line and its wire record), which is why the queues get an eighth.
 // - The rest is the process itself: code, libraries, sockets, buffers, and the headroom the garbage
@@ -53,6 +55,8 @@ export interface MemoryBudget {
   readonly handoverBytes: number;
   /** Bytes of records queued for live streams, all together (and so each stream's). */
   readonly streamBytes: number;
+  /** Bytes of registry changes held for WatchRegistry's watchers, one log for all. */
+  readonly watchBytes: number;
 }
 
 export interface MemoryInputs {
@@ -117,6 +121,7 @@ export function memoryBudget(inputs: MemoryInputs): MemoryBudget {
     batchBytes,
     handoverBytes: floorMiB(limitBytes / 32),
     streamBytes: floorMiB(limitBytes / 32),
+    watchBytes: floorMiB(limitBytes / 64),
   };
 }
 

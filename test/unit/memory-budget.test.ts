@@ -22,6 +22,7 @@ describe('memory budget', () => {
       batchBytes: 8 * MiB,
       handoverBytes: 16 * MiB,
       streamBytes: 16 * MiB,
+      watchBytes: 8 * MiB,
     });
     assert.equal(DEFAULT_MEMORY_LIMIT, 512 * MiB);
     assert.deepEqual(v8FlagsFor(b), ['--max-old-space-size=256', '--max-semi-space-size=8']);
