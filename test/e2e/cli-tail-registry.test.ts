@@ -216,15 +216,17 @@ describe('cli tail and registry against a running service', () => {
     try {
       await tail.waitForLines(5);
       const startSeq = BigInt(parse(tail.lines)[0]!.seq);
+      // Counted from here: the tests before this one published their own traffic.
+      const base = (await stack.rows()).length;
       await stack.publish(30, 3);
-      await stack.waitRows(130);
+      await stack.waitRows(base + 30);
       await stack.stopService();
       // Published while the service is down: JetStream keeps them for the restarted service.
       await stack.publish(30, 4);
       await tail.waitForStderr(/reconnecting/);
       await stack.startService();
       await stack.publish(30, 5);
-      await stack.waitRows(190);
+      await stack.waitRows(base + 90);
       const all = await stack.rows('seq >= $1', [String(startSeq)]);
       await tail.waitForLines(all.length);
       const recs = parse(tail.lines);
