@@ -13,6 +13,7 @@ import { setImmediate as yieldTurn } from 'node:timers/promises';
 import type { Logger } from '../logger.js';
 import { counter, gauge } from '../metrics.js';
 import type { Database } from './database.js';
+import { sqlstateOf } from './errors.js';
 import {
   countRowsUpTo,
   dropDetachedLeftovers,
@@ -138,14 +139,21 @@ export class StoreMaintenance {
     };
     const partitioned = await isPartitioned(pool);
     if (partitioned) {
-      const ensured = await ensureLogPartitions(pool, this.config.partitions, {
-        nowMs,
-        retentionMs: this.config.logRetentionMs,
-        lockTimeoutMs: this.lockTimeoutMs,
-        log: this.log,
-      });
-      result.created = ensured.created;
-      created.inc(ensured.created.length);
+      // A lock not granted in time (readers of the default partition) only postpones the partitions
+      // ahead to the next pass (they are made days early); retention still runs.
+      try {
+        const ensured = await ensureLogPartitions(pool, this.config.partitions, {
+          nowMs,
+          retentionMs: this.config.logRetentionMs,
+          lockTimeoutMs: this.lockTimeoutMs,
+          log: this.log,
+        });
+        result.created = ensured.created;
+        created.inc(ensured.created.length);
+      } catch (err) {
+        if (sqlstateOf(err) !== '55P03') throw err;
+        this.log.warn({ err: (err as Error).message }, 'log partitions not created (lock not granted in time); next pass tries again');
+      }
       const leftovers = await dropDetachedLeftovers(pool);
       if (leftovers.length > 0) this.log.info({ tables: leftovers }, 'dropped partitions detached by an earlier pass');
     }

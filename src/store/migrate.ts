@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import type { Logger } from '../logger.js';
-import { MigrationError, StoreError } from './errors.js';
+import { MigrationError, sqlstateOf, StoreError } from './errors.js';
 import { DEFAULT_PARTITION_SPEC, ensureLogPartitions, type PartitionSpec } from './partitions.js';
 
 /** pg_advisory_lock key of the migration run ('mig1'); distinct from the writer's commit lock. */
@@ -125,9 +125,16 @@ export async function migrate(pool: pg.Pool, logger: Logger, dir?: string, opts:
       }
       // Same client: the embedded store has one connection, and the advisory lock keeps two starting
       // replicas from racing (the partition code takes the commit lock as well).
-      partitionsCreated = (
-        await ensureLogPartitions(client, opts.partitions ?? DEFAULT_PARTITION_SPEC, { retentionMs: opts.retentionMs ?? null, log })
-      ).created;
+      // A partition whose lock was not granted in time (readers of the default partition) does not stop
+      // the start: until the maintenance pass creates it, its rows wait in the default partition.
+      try {
+        partitionsCreated = (
+          await ensureLogPartitions(client, opts.partitions ?? DEFAULT_PARTITION_SPEC, { retentionMs: opts.retentionMs ?? null, log })
+        ).created;
+      } catch (err) {
+        if (sqlstateOf(err) !== '55P03') throw err;
+        log.warn({ err: (err as Error).message }, 'log partitions not created yet (lock not granted in time); the maintenance pass retries');
+      }
     } finally {
       if (!broken) await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]).catch(() => undefined);
     }

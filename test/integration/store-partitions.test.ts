@@ -226,4 +226,27 @@ describe('store: log_entries partitioned by event time', () => {
     const again = await m2.runOnce();
     assert.deepEqual([again.created, again.dropped], [[], []]);
   });
+
+  it('a reader holding the table postpones partition upkeep to the next pass; the pass neither fails nor waits long', async () => {
+    const nowMs = Date.now();
+    const later = nowMs + 5 * DAY_MS; // partitions ahead are missing then, and older ones expire
+    const reader = await db.pool.connect();
+    try {
+      await reader.query('BEGIN');
+      await reader.query('SELECT count(*) FROM log_entries'); // AccessShare on every partition until COMMIT
+      const m = new StoreMaintenance(db, { logRetentionMs: 3 * DAY_MS, deadLetterRetentionMs: null, partitions: DEFAULT_PARTITION_SPEC }, logger, {
+        lockTimeoutMs: 100,
+        now: () => later,
+      });
+      const t0 = Date.now();
+      const blocked = await m.runOnce();
+      assert.deepEqual([blocked.created, blocked.dropped], [[], []]);
+      assert.ok(Date.now() - t0 < 15_000, `the pass gave up within its retries (${Date.now() - t0} ms)`);
+      await reader.query('COMMIT');
+      const next = await m.runOnce();
+      assert.ok(next.created.length > 0 && next.dropped.length > 0, JSON.stringify(next));
+    } finally {
+      reader.release();
+    }
+  });
 });
