@@ -5,9 +5,9 @@
 // statement that lists, creates, detaches or drops a partition, or deletes expired rows from one, is in
 // this file.
 //
-// pg_partman is the usual tool for this, but neither image we deploy on has it (pgvector/pgvector and
-// Debian's PostgreSQL 15 lack it; PGlite, the embedded default, cannot load it), and what we need is
-// small: create ahead, drop behind.
+// pg_partman is the usual tool for this, but the pgvector/pgvector image the manifests deploy has no
+// pg_partman, PGlite (the embedded default) cannot load it, and Debian ships it only as a separate
+// package; what we need is small: create ahead, drop behind, the same on all three.
 //
 // Invariants kept here:
 //  - A partition is created as a plain table and then ATTACHed: ATTACH takes SHARE UPDATE EXCLUSIVE on
