@@ -15,9 +15,10 @@ import { EXIT, type ExitCode } from './exit-codes.js';
 import { describe, exitCodeFor } from './failure.js';
 import { oneLine, truncate } from './terminal.js';
 import type { DeadLetter, DeadLetterFilter } from '../store/dead-letters.js';
+import { formatReplayOf, REPLAY_HEADER } from '../domain/normalize.js';
 
 const PAGE = 500;
-const REASONS = ['decode_error', 'invalid_json', 'no_payload', 'empty_log_entry', 'too_large', 'too_deep', 'db_rejected'];
+const REASONS = ['decode_error', 'invalid_json', 'no_payload', 'empty_log_entry', 'too_large', 'too_deep', 'missing_field', 'invalid_field', 'db_rejected'];
 
 const FILTER_HELP = `Filters (combined with AND):
       --reason R           only this reason (repeatable): ${REASONS.join(', ')}
@@ -40,6 +41,9 @@ list     prints them oldest first: id, received time, reason, subject, size, det
 replay   republishes each raw payload with its original subject and headers to NATS (NATS_URL and
          NATS_* credentials, or --server), where the normal ingest path takes it again, then marks it
          replayed. Only dead letters never replayed before, unless --again. Prints a summary on stderr.
+         Each message also carries a ${REPLAY_HEADER} header naming the dead letter (and its stream
+         sequence and first receive time): a message without an id or timestamp of its own is then
+         stored once however often it is replayed, at the time it was first received.
 
 ${FILTER_HELP}
       --replayed           list: only dead letters already replayed
@@ -202,13 +206,13 @@ async function runDeadLetters(args: string[], io: CliIo): Promise<ExitCode> {
         if (dryRun) {
           io.stdout.write(tableLine(d) + '\n');
         } else {
-          const entries = Object.entries(d.headers);
-          let h: ReturnType<typeof natsHeaders> | undefined;
-          if (entries.length > 0) {
-            h = natsHeaders();
-            for (const [k, v] of entries) h.set(k, String(v));
+          const h = natsHeaders();
+          for (const [k, v] of Object.entries(d.headers)) h.set(k, String(v));
+          // A dead letter of a replay keeps naming the message it first came from.
+          if (!Object.keys(d.headers).some((k) => k.toLowerCase() === REPLAY_HEADER.toLowerCase())) {
+            h.set(REPLAY_HEADER, formatReplayOf({ deadLetterId: d.id, streamSeq: Number(d.streamSeq), receivedUs: d.receivedAtUs }));
           }
-          nc!.publish(d.subject, d.payload, h ? { headers: h } : undefined);
+          nc!.publish(d.subject, d.payload, { headers: h });
         }
         byReason.set(d.reason, (byReason.get(d.reason) ?? 0) + 1);
       }

@@ -398,7 +398,12 @@ export function loadConfig(env: Env = process.env, platform: MemoryPlatform = cu
     ingest: {
       mode: parseEnum('INGEST_MODE', str('INGEST_MODE', 'jetstream'), ['jetstream', 'core', 'off'] as const),
       subjects: parseSubjects('NATS_SUBJECTS', str('NATS_SUBJECTS', 'swarm.>')),
-      excludeSubjects: parseSubjects('NATS_EXCLUDE_SUBJECTS', str('NATS_EXCLUDE_SUBJECTS', 'swarm.council.*.request')),
+      // DESIGN 3.1.1's default drops the council's request-reply lane; `none` keeps every lane (an empty
+      // value means "the default", as for every variable here).
+      excludeSubjects: (() => {
+        const v = str('NATS_EXCLUDE_SUBJECTS', 'swarm.council.*.request');
+        return v.trim().toLowerCase() === 'none' ? [] : parseSubjects('NATS_EXCLUDE_SUBJECTS', v);
+      })(),
       logEntrySubjects: parseSubjects('LOG_ENTRY_SUBJECTS', str('LOG_ENTRY_SUBJECTS', 'swarm.log.>')),
       streamName: (() => {
         const v = str('STREAM_NAME', 'SWARM');

@@ -10,11 +10,17 @@ import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 
 export const MSG_ENVELOPE_TYPE = 'mycelis.swarm.v1.MsgEnvelope';
 export const LOG_ENTRY_TYPE = 'mycelis.swarm.v1.LogEntry';
+export const SIGNAL_ENVELOPE_TYPE = 'mycelis.protocol.v1.SignalEnvelope';
+export const TELEMETRY_ENVELOPE_TYPE = 'mycelis.protocol.v1.TelemetryEnvelope';
+export const MISSION_EVENT_TYPE = 'mycelis.protocol.v1.MissionEvent';
 
 export interface SwarmDescriptors {
   readonly registry: FileRegistry;
   readonly msgEnvelope: DescMessage;
   readonly logEntry: DescMessage;
+  readonly signalEnvelope: DescMessage;
+  readonly telemetryEnvelope: DescMessage;
+  readonly missionEvent: DescMessage;
 }
 
 let loaded: SwarmDescriptors | undefined;
@@ -27,6 +33,9 @@ export function swarmDescriptors(): SwarmDescriptors {
     registry,
     msgEnvelope: requireMessage(registry, MSG_ENVELOPE_TYPE),
     logEntry: requireMessage(registry, LOG_ENTRY_TYPE),
+    signalEnvelope: requireMessage(registry, SIGNAL_ENVELOPE_TYPE),
+    telemetryEnvelope: requireMessage(registry, TELEMETRY_ENVELOPE_TYPE),
+    missionEvent: requireMessage(registry, MISSION_EVENT_TYPE),
   };
   return loaded;
 }

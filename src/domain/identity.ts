@@ -7,17 +7,37 @@
 // The time prefix comes only from the message itself (its raw timestamp), never from arrival or server
 // time, which differ between the original and its audit copy; a message without a timestamp uses the
 // stream's time for that position (stable across redelivery of the same stream message).
+//
+// Beyond DESIGN 3.2's three rules: a mission event (DESIGN 3.1.1) is identified by its
+// mission_event_id, as an envelope by its id; and a dead letter replayed by `mycelis-memory dead-letters
+// replay` carries a Mycelis-Replay-Of header naming the message it came from, so a message without an
+// id or timestamp is the same row however often it is replayed (the replay's own stream position is new
+// each time).
 
 import { hash, randomBytes } from 'node:crypto';
 
 import type { Timestamp } from '../gen/google/protobuf/timestamp.js';
 
 /** Which identity rule produced an id (exposed for tests and metrics). */
-export type IdentityKind = 'envelope_id' | 'payload_hash' | 'stream_position' | 'random';
+export type IdentityKind = 'envelope_id' | 'mission_event_id' | 'payload_hash' | 'replay_origin' | 'stream_position' | 'random';
+
+/** What a replayed dead letter says about its origin (the Mycelis-Replay-Of header). */
+export interface ReplayOrigin {
+  /** ingest_rejects.id of the dead letter replayed. */
+  readonly deadLetterId: string;
+  /** Its stream sequence (0 in core mode or when unknown). */
+  readonly streamSeq: number;
+  /** When it was first received, µs. */
+  readonly receivedUs: number;
+}
 
 export interface IdentityInput {
   /** MsgEnvelope.id ('' when absent, and always '' for LogEntry). */
   readonly envelopeId: string;
+  /** A mission event's mission_event_id ('' otherwise). */
+  readonly missionEventId?: string;
+  /** Set when the message is a replayed dead letter. */
+  readonly replayOf?: ReplayOrigin | null;
   /** The source exactly as sent (source_agent_id / agent_id / source), before any fallback. */
   readonly sourceAsSent: string;
   /** The message's own timestamp, raw (undefined when unset). */
@@ -39,10 +59,25 @@ export function deriveRowId(input: IdentityInput): { id: string; kind: IdentityK
     const key = keyOf('env', input.sourceAsSent, input.envelopeId, ts?.seconds ?? '', String(ts?.nanos ?? ''));
     return { id: uuidV7(timestampMs(ts), hash('sha256', key, 'hex')), kind: 'envelope_id' };
   }
+  const missionId = input.missionEventId ?? '';
+  if (missionId !== '') {
+    // No timestamp to take the time prefix from: 0, so every copy has the same id.
+    return { id: uuidV7(0, hash('sha256', keyOf('mission', input.sourceAsSent, missionId), 'hex')), kind: 'mission_event_id' };
+  }
   if (ts !== undefined) {
     return { id: uuidV7(timestampMs(ts), hash('sha256', input.payload, 'hex')), kind: 'payload_hash' };
   }
   const timeMs = Math.floor(input.serverTimeUs / 1000);
+  const origin = input.replayOf;
+  if (origin) {
+    // Two dead letters of one message (a redelivery that failed twice) share its stream sequence and
+    // bytes; without a sequence, the dead letter itself is the identity.
+    const key =
+      origin.streamSeq > 0
+        ? keyOf('replay-seq', String(origin.streamSeq), hash('sha256', input.payload, 'hex'))
+        : keyOf('replay-dl', origin.deadLetterId);
+    return { id: uuidV7(Math.floor(origin.receivedUs / 1000), hash('sha256', key, 'hex')), kind: 'replay_origin' };
+  }
   if (input.streamSeq > 0) {
     const key = keyOf('stream', input.streamName, String(input.streamCreatedUs), String(input.streamSeq));
     return { id: uuidV7(timeMs, hash('sha256', key, 'hex')), kind: 'stream_position' };

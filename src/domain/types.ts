@@ -32,12 +32,14 @@ export interface LogRow {
 
 /** Reasons a message is dead-lettered (metric label values: keep them few and stable). */
 export type RejectReason =
-  | 'decode_error' // not protobuf / not JSON of the expected type
-  | 'invalid_json' // JSON form with unknown keys or wrong types
+  | 'decode_error' // not protobuf, nor JSON, nor text (or not protobuf of the type a header or subject names)
+  | 'invalid_json' // not the proto3 JSON of the type a header or subject names; or JSON-looking bytes that are nothing
   | 'no_payload' // MsgEnvelope without exactly one payload (and not BINARY)
   | 'empty_log_entry' // LogEntry without intent, message or error_message
   | 'too_large' // over MAX_EVENT_BYTES
   | 'too_deep' // Struct nested deeper than 64
+  | 'missing_field' // a signal/telemetry envelope or mission event without a field it requires (detail names it)
+  | 'invalid_field' // … with a field of the wrong JSON type or a malformed time (detail names it)
   | 'db_rejected'; // PostgreSQL rejected the row (sqlstate set)
 
 /** One row of ingest_rejects (the dead-letter table). */

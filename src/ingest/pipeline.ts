@@ -20,11 +20,17 @@
 import type { Logger } from '../logger.js';
 import type { LogRow, RegistryEvent, RejectReason, RejectRow } from '../domain/types.js';
 import { normalizeMessage, type IncomingMessage } from '../domain/normalize.js';
+import { FORMATS, type Format } from '../domain/facts.js';
 import { counter, gauge, histogram } from '../metrics.js';
 import type { BatchWriter, CommitResult, RowOrigin } from '../store/batch-writer.js';
 
 export const ingestMetrics = {
   received: counter('mycelis_memory_ingest_messages_received_total', 'Messages received from NATS', ['mode']),
+  byFormat: counter(
+    'mycelis_memory_ingest_messages_total',
+    'Messages read, by the format they were read as (protobuf, proto_json, signal, telemetry, mission_event, json, text; none: no format) and result (row, dead_letter); excluded subjects are not read',
+    ['format', 'result'],
+  ),
   stored: counter('mycelis_memory_ingest_rows_stored_total', 'Rows inserted into log_entries'),
   duplicates: counter('mycelis_memory_ingest_duplicates_total', 'Valid messages whose row already existed (redelivery, replay, audit copy)'),
   deadLetters: counter('mycelis_memory_ingest_dead_letters_total', 'Messages written to ingest_rejects', ['reason']),
@@ -101,7 +107,11 @@ interface Prepared {
   readonly excluded: number;
   readonly stripped: number;
   readonly rejectReasons: Map<RejectReason, number>;
+  /** Rows, then dead letters, per format (FORMAT_INDEX): counted once the batch commits. */
+  readonly formats: Uint32Array;
 }
+
+const FORMAT_INDEX = new Map<Format, number>(FORMATS.map((f, i) => [f, i]));
 
 /** Logs at most once per interval, with how many were suppressed in between. */
 export class RateLimitedLog {
@@ -313,6 +323,7 @@ export class IngestPipeline {
     let excluded = 0;
     let stripped = 0;
     const rejectReasons = new Map<RejectReason, number>();
+    const formats = new Uint32Array(2 * FORMATS.length);
     const normalizeOpts = { isLogEntrySubject: this.opts.isLogEntrySubject, maxEventBytes: this.opts.maxEventBytes };
     for (const m of msgs) {
       const incoming = m.incoming;
@@ -323,6 +334,7 @@ export class IngestPipeline {
       let reject: RejectRow;
       try {
         const r = normalizeMessage(incoming, normalizeOpts);
+        formats[FORMAT_INDEX.get(r.format)! + (r.ok ? 0 : FORMATS.length)]!++;
         if (r.ok) {
           batch.rows.push(r.row);
           // Kept so a row PostgreSQL rejects is dead-lettered with its original bytes.
@@ -338,6 +350,7 @@ export class IngestPipeline {
       } catch (err) {
         // A normalizer bug must not block the stream: the message becomes a dead letter.
         ingestMetrics.errors.labels('normalize').inc();
+        formats[FORMAT_INDEX.get('none')! + FORMATS.length]!++;
         reject = {
           subject: incoming.subject,
           headers: headersRecord(incoming.headers),
@@ -351,7 +364,7 @@ export class IngestPipeline {
       batch.rejects.push(reject);
       rejectReasons.set(reject.reason, (rejectReasons.get(reject.reason) ?? 0) + 1);
     }
-    return { batch, msgs, bytes, excluded, stripped, rejectReasons };
+    return { batch, msgs, bytes, excluded, stripped, rejectReasons, formats };
   }
 
   private async commit(p: Prepared): Promise<void> {
@@ -408,6 +421,10 @@ export class IngestPipeline {
     if (p.stripped > 0) ingestMetrics.stripped.inc(p.stripped);
     if (p.excluded > 0) ingestMetrics.excluded.inc(p.excluded);
     for (const [reason, n] of p.rejectReasons) ingestMetrics.deadLetters.labels(reason).inc(n);
+    for (let i = 0; i < FORMATS.length; i++) {
+      if (p.formats[i]! > 0) ingestMetrics.byFormat.labels(FORMATS[i]!, 'row').inc(p.formats[i]);
+      if (p.formats[FORMATS.length + i]! > 0) ingestMetrics.byFormat.labels(FORMATS[i]!, 'dead_letter').inc(p.formats[FORMATS.length + i]);
+    }
     // Rows PostgreSQL itself rejected were split out by the writer and dead-lettered with their SQLSTATE.
     const dbRejected = outcome.rejected - p.batch.rejects.length;
     if (dbRejected > 0) ingestMetrics.deadLetters.labels('db_rejected').inc(dbRejected);

@@ -28,6 +28,8 @@ export interface DeadLetter {
   /** bigserial, as a decimal string. */
   readonly id: string;
   readonly receivedAt: Date;
+  /** received_at in µs since the epoch (exact; a Date keeps only ms). */
+  readonly receivedAtUs: number;
   readonly subject: string;
   readonly headers: Record<string, string>;
   readonly payload: Buffer;
@@ -52,7 +54,7 @@ export function subjectPatternToRegex(pattern: string): string {
 // ORDER BY names the table's column: the text output `id` would sort "1000" before "999", and paging by
 // `id > last` would then skip rows.
 const LIST_SQL = `
-SELECT id::text, received_at, subject, headers, payload, reason, detail, sqlstate, stream_seq::text, replayed_at
+SELECT id::text, received_at, (extract(epoch FROM received_at) * 1000000)::bigint::text AS received_us, subject, headers, payload, reason, detail, sqlstate, stream_seq::text, replayed_at
 FROM ingest_rejects
 WHERE (cardinality($1::text[]) = 0 OR reason = ANY($1::text[]))
   AND ($2::text IS NULL OR subject ~ $2::text)
@@ -68,6 +70,7 @@ LIMIT $8`;
 interface DeadLetterRow {
   id: string;
   received_at: Date;
+  received_us: string;
   subject: string;
   headers: Record<string, string> | null;
   payload: Buffer;
@@ -93,6 +96,7 @@ export async function listDeadLetters(pool: pg.Pool, f: DeadLetterFilter): Promi
   return res.rows.map((r) => ({
     id: r.id,
     receivedAt: r.received_at,
+    receivedAtUs: Number(r.received_us),
     subject: r.subject,
     headers: r.headers ?? {},
     payload: r.payload,

@@ -1,7 +1,8 @@
 // Fault scenario 4 (poison flood) and the dead-letter CLI. 10,000 hostile messages mixed with 10,000
 // valid ones go through the built service: every valid one is stored once, every hostile one is
-// accounted for (a dead letter with its reason, or, for the inputs DESIGN 3.1 says to sanitize, a
-// stored row with the offending characters stripped), the process stays up and its RSS bounded.
+// accounted for (a dead letter with its reason; for the inputs DESIGN 3.1 says to sanitize, a stored
+// row with the offending characters stripped; for JSON that is no swarm/v1 message and for text,
+// a generic row, DESIGN 3.1.1), the process stays up and its RSS bounded.
 // Then `mycelis-memory dead-letters list|replay` on what the flood left behind.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -76,9 +77,13 @@ interface Hostile {
 }
 
 const NEAR_MAX = 1024 * 1024 - 4096; // NATS max_payload is 1 MiB: just under it, headers included
-/** kind -> [count, builder, reasons allowed for its dead letters ('stored' = sanitized and stored)] */
+const ts3339 = (): string => new Date().toISOString();
+/**
+ * kind -> [count, builder, reasons allowed for its dead letters ('stored': every one is stored, sanitized
+ * or as a generic row; a random payload that happens to be text is stored as text, see isText)]
+ */
 const KINDS: Record<string, [number, (i: number) => Uint8Array, readonly string[], Record<string, string>?]> = {
-  random: [2990, () => randomBytes(1 + Math.floor(rand() * 300)), ['decode_error', 'no_payload', 'invalid_json']],
+  random: [2490, () => randomBytes(1 + Math.floor(rand() * 300)), ['decode_error', 'no_payload', 'invalid_json']],
   truncated: [1500, (i) => {
     const full = envelope(`trunc-${i}`, 'truncator', 'x'.repeat(200));
     return full.slice(0, full.length - 1 - Math.floor(rand() * 150)); // cut inside the text payload
@@ -97,10 +102,25 @@ const KINDS: Record<string, [number, (i: number) => Uint8Array, readonly string[
   surrogate: [500, (i) => utf8(JSON.stringify({ id: `sur-${i}`, sourceAgentId: 'sur', timestamp: new Date().toISOString(), text: { content: 'x' } }).replace('"x"', '"a\\ud800b\\u0000c"')), ['stored']],
   deepjson: [500, (i) => utf8(`{"id":"deep-${i}","sourceAgentId":"deep","event":{"eventType":"x","data":${deepJson(1000)}}}`), ['too_deep']],
   deepbinary: [500, () => DEEP_BINARY, ['too_deep', 'decode_error']],
-  notobject: [500, (i) => utf8(['[1,2,3]', '"just a string"', '42', 'null', 'true'][i % 5]!), ['invalid_json', 'decode_error'], { 'Content-Type': 'application/json' }],
-  bracegarbage: [500, () => utf8('{not json at all'), ['invalid_json']],
+  // JSON that is no swarm/v1 message, and text: generic rows since issue 22 (dead letters before).
+  notobject: [500, (i) => utf8(['[1,2,3]', '"just a string"', '42', 'null', 'true'][i % 5]!), ['stored'], { 'Content-Type': 'application/json' }],
+  bracegarbage: [500, () => utf8('{not json at all'), ['stored']],
   empty: [500, () => new Uint8Array(0), ['no_payload', 'decode_error']],
+  // The current swarm's JSON envelopes, broken: a dead letter naming the field.
+  telemetrynosource: [200, (i) => utf8(JSON.stringify({ meta: { timestamp: ts3339(), trace_id: `t-${i}` }, signal_type: 'telemetry', payload: { i } })), ['missing_field']],
+  signalwrongtype: [100, (i) => utf8(JSON.stringify({ meta: { timestamp: ts3339(), source_kind: 'mcp', agent_id: i }, text: 'x' })), ['invalid_field']],
+  signalbadtime: [100, (i) => utf8(JSON.stringify({ meta: { timestamp: `yesterday ${i}`, payload_kind: 'status' }, text: 'x' })), ['invalid_field']],
+  deepsignal: [100, (i) => utf8(`{"meta":{"payload_kind":"status","run_id":"${i}"},"payload":${deepJson(1000)}}`), ['too_deep']],
 };
+/** Valid UTF-8, no control character but tab, newline, carriage return, not only white space (DESIGN 3.1.1 text). */
+function isText(b: Uint8Array): boolean {
+  try {
+    const s = new TextDecoder('utf-8', { fatal: true }).decode(b);
+    return /\S/.test(s) && !/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/.test(s);
+  } catch {
+    return false;
+  }
+}
 const HOSTILE_TOTAL = Object.values(KINDS).reduce((s, k) => s + k[0], 0);
 const BIG_VALID = 5;
 const VALID_TRAFFIC = 10_000 - BIG_VALID;
@@ -154,21 +174,38 @@ describe('fault: poison flood', { timeout: 240_000 }, () => {
     await nc.flush();
 
     const sanitized = KINDS['nul']![0] + KINDS['surrogate']![0];
-    const deadExpected = HOSTILE_TOTAL - sanitized;
+    const generic = KINDS['notobject']![0] + KINDS['bracegarbage']![0];
+    const randomText = hostile.filter((m) => m.kind === 'random' && isText(m.data)).length;
+    const stored = sanitized + generic + randomText;
+    const deadExpected = HOSTILE_TOTAL - stored;
     await waitFor('every message stored or dead-lettered', async () => {
       const [rows, dead] = await Promise.all([countOf(pool, 'SELECT 1 FROM log_entries'), countOf(pool, 'SELECT 1 FROM ingest_rejects')]);
-      return rows >= 10_000 + sanitized && dead >= deadExpected;
+      return rows >= 10_000 + stored && dead >= deadExpected;
     }, { timeoutMs: 150_000, intervalMs: 250 });
     await waitFor('consumer drained', () => consumerDrained(SHARED_NATS_URL, names.stream, names.consumer), { timeoutMs: 60_000 });
 
     // Valid: exactly once each, including the five near-max ones.
     assert.equal(await countOf(pool, `SELECT 1 FROM log_entries WHERE subject NOT LIKE $1`, [`${P}.hostile.%`]), 10_000);
-    assert.equal(await countOf(pool, `SELECT DISTINCT id FROM log_entries`), 10_000 + sanitized);
+    assert.equal(await countOf(pool, `SELECT DISTINCT id FROM log_entries`), 10_000 + stored);
     assert.equal(await countOf(pool, `SELECT 1 FROM log_entries WHERE source = 'big' AND length(message) = $1`, [NEAR_MAX - 200]), BIG_VALID);
     // Sanitized: stored once each, with NUL and the lone surrogate stripped.
     const san = await pool.query<{ source: string; message: string; n: string }>(
-      `SELECT source, message, count(*)::text AS n FROM log_entries WHERE subject LIKE $1 GROUP BY 1, 2 ORDER BY 1`, [`${P}.hostile.%`]);
+      `SELECT source, message, count(*)::text AS n FROM log_entries WHERE subject IN ($1, $2) GROUP BY 1, 2 ORDER BY 1`, [`${P}.hostile.nul`, `${P}.hostile.surrogate`]);
     assert.deepEqual(san.rows, [{ source: 'nul', message: 'beforeafter', n: '500' }, { source: 'sur', message: 'abc', n: '500' }]);
+    // Generic rows: the JSON values and the text, kept whole in the context.
+    const gen = await pool.query<{ kind: string; intent: string; body: string | null; n: string }>(
+      `SELECT split_part(subject, '.', 3) AS kind, intent, context->>'body' AS body, count(*)::text AS n FROM log_entries
+       WHERE subject IN ($1, $2) GROUP BY 1, 2, 3`, [`${P}.hostile.notobject`, `${P}.hostile.bracegarbage`]);
+    const byKey = (r: { kind: string; body: string | null }): string => `${r.kind} ${r.body}`;
+    assert.deepEqual(gen.rows.sort((x, y) => byKey(x).localeCompare(byKey(y))), [
+      { kind: 'bracegarbage', intent: 'text', body: '{not json at all', n: '500' },
+      { kind: 'notobject', intent: 'json', body: '42', n: '100' },
+      { kind: 'notobject', intent: 'json', body: '[1, 2, 3]', n: '100' },
+      { kind: 'notobject', intent: 'json', body: 'just a string', n: '100' },
+      { kind: 'notobject', intent: 'json', body: null, n: '100' },
+      { kind: 'notobject', intent: 'json', body: 'true', n: '100' },
+    ].sort((x, y) => byKey(x).localeCompare(byKey(y))));
+    assert.equal(await countOf(pool, `SELECT 1 FROM log_entries WHERE subject = $1 AND intent = 'text'`, [`${P}.hostile.random`]), randomText, 'random bytes that are text');
     // Hostile: one dead letter each, with an expected reason and the exact bytes.
     const dead = await pool.query<{ kind: string; reason: string; n: string; distinct_n: string; bytes: string }>(
       `SELECT headers->>'Fault-Kind' AS kind, reason, count(*)::text AS n, count(DISTINCT headers->>'Fault-N')::text AS distinct_n,
@@ -182,9 +219,10 @@ describe('fault: poison flood', { timeout: 240_000 }, () => {
       perKind.set(r.kind, (perKind.get(r.kind) ?? 0) + Number(r.n));
     }
     for (const [kind, [n, , reasons]] of Object.entries(KINDS)) {
-      assert.equal(perKind.get(kind) ?? 0, reasons.includes('stored') ? 0 : n, `dead letters of kind ${kind}`);
+      assert.equal(perKind.get(kind) ?? 0, reasons.includes('stored') ? 0 : kind === 'random' ? n - randomText : n, `dead letters of kind ${kind}`);
     }
-    const sentBytes = hostile.filter((m) => !KINDS[m.kind]![2].includes('stored')).reduce((s, m) => s + m.data.length, 0);
+    const isDead = (m: Hostile): boolean => !KINDS[m.kind]![2].includes('stored') && !(m.kind === 'random' && isText(m.data));
+    const sentBytes = hostile.filter(isDead).reduce((s, m) => s + m.data.length, 0);
     assert.equal(dead.rows.reduce((s, r) => s + Number(r.bytes ?? 0), 0), sentBytes, 'dead letters keep the raw bytes');
 
     // Alive and answering, RSS bounded.
@@ -212,7 +250,7 @@ describe('fault: poison flood', { timeout: 240_000 }, () => {
     assert.match(bySubject.stderr, /^500 dead letters/m);
 
     // Replay a still-invalid subset: each one comes back through ingest as a new dead letter, same bytes and headers.
-    const subject = `${P}.hostile.notobject`;
+    const subject = `${P}.hostile.empty`;
     const replay = await runCli(['dead-letters', 'replay', '--subject', subject], cliEnv);
     assert.equal(replay.code, 0, replay.stderr);
     assert.match(replay.stderr, /replayed 500 dead letters/);

@@ -125,6 +125,8 @@ describe('config: defaults', () => {
     assert.equal(c.ingest.mode, 'jetstream');
     assert.deepEqual(c.ingest.subjects, ['swarm.>']);
     assert.deepEqual(c.ingest.excludeSubjects, ['swarm.council.*.request']);
+    assert.deepEqual(loadConfig({ NATS_EXCLUDE_SUBJECTS: 'none' }).ingest.excludeSubjects, [], 'none keeps every lane');
+    assert.deepEqual(loadConfig({ NATS_EXCLUDE_SUBJECTS: 'swarm.a.>, swarm.b' }).ingest.excludeSubjects, ['swarm.a.>', 'swarm.b']);
     assert.deepEqual(c.ingest.logEntrySubjects, ['swarm.log.>']);
     assert.equal(c.ingest.streamName, 'SWARM');
     assert.equal(c.ingest.streamMaxAgeMs, 7 * 86_400_000);

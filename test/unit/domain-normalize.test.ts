@@ -35,7 +35,7 @@ function incoming(subject: string, data: Uint8Array, over: Partial<IncomingMessa
   };
 }
 
-function ok(r: Normalized): { row: LogRow; registry: RegistryEvent | null; stripped: number } {
+function ok(r: Normalized): Extract<Normalized, { ok: true }> {
   if (!r.ok) assert.fail(`expected a row, got reject ${r.reject.reason}: ${r.reject.detail}`);
   return r;
 }
@@ -187,27 +187,66 @@ describe('normalize: JSON forms', () => {
   it('Content-Type application/json selects JSON even with leading whitespace', () => {
     const data = new TextEncoder().encode('  {"source_agent_id":"ws","text":{"content":"x"}}');
     const h = new Map([['content-type', 'application/json; charset=utf-8']]);
-    assert.equal(ok(normalizeMessage(incoming('swarm.agent.a.out', data, { headers: h }), opts)).row.source, 'ws');
-    assert.notEqual(rejected(normalizeMessage(incoming('swarm.agent.a.out', data), opts)).reason, 'invalid_json');
+    const r = ok(normalizeMessage(incoming('swarm.agent.a.out', data, { headers: h }), opts));
+    assert.equal(r.row.source, 'ws');
+    assert.equal(r.format, 'proto_json');
+    // Without the header, whitespace first is not JSON (nor protobuf): the bytes are text (DESIGN 3.1.1).
+    const t = ok(normalizeMessage(incoming('swarm.agent.a.out', data), opts));
+    assert.equal(t.format, 'text');
+    assert.equal(t.row.intent, 'text');
   });
-  it('an unknown key is invalid_json', () => {
-    const r = rejected(normalizeMessage(incoming('swarm.agent.a.out', json({ text: { content: 'x' }, color: 'red' })), opts));
+  const envelopeHeader = new Map([['Mycelis-Type', 'mycelis.swarm.v1.MsgEnvelope']]);
+  it('where the type is named, an unknown key is invalid_json naming it', () => {
+    const data = json({ text: { content: 'x' }, color: 'red' });
+    const r = rejected(normalizeMessage(incoming('swarm.agent.a.out', data, { headers: envelopeHeader }), opts));
     assert.equal(r.reason, 'invalid_json');
     assert.match(r.detail, /color/);
+    assert.equal(rejected(normalizeMessage(incoming('swarm.log.a', json({ intent: 'x', color: 'red' })), opts)).reason, 'invalid_json');
   });
-  it('a wrong type is invalid_json', () => {
-    assert.equal(rejected(normalizeMessage(incoming('swarm.agent.a.out', json({ text: { content: 5 } })), opts)).reason, 'invalid_json');
+  it('where the type is named, a wrong type is invalid_json', () => {
+    assert.equal(rejected(normalizeMessage(incoming('swarm.agent.a.out', json({ text: { content: 5 } }), { headers: envelopeHeader }), opts)).reason, 'invalid_json');
     assert.equal(rejected(normalizeMessage(incoming('swarm.log.a', json({ intent: ['x'] })), opts)).reason, 'invalid_json');
   });
-  it('not an object, or broken JSON, is invalid_json', () => {
-    const h = new Map([['Content-Type', 'application/json']]);
+  it('where the type is named, not an object or broken JSON is invalid_json', () => {
+    const h = new Map([['Content-Type', 'application/json'], ['Mycelis-Type', 'mycelis.swarm.v1.MsgEnvelope']]);
     for (const text of ['[1,2]', '"text"', '42', '{"text":', '{}x']) {
       const r = rejected(normalizeMessage(incoming('swarm.agent.a.out', new TextEncoder().encode(text), { headers: h }), opts));
       assert.equal(r.reason, 'invalid_json', text);
+      assert.equal(rejected(normalizeMessage(incoming('swarm.log.x', new TextEncoder().encode(text), { headers: new Map([['Content-Type', 'application/json']]) }), opts)).reason, 'invalid_json', text);
     }
   });
-  it('an empty JSON object is an envelope without payload', () => {
-    assert.equal(rejected(normalizeMessage(incoming('swarm.agent.a.out', json({})), opts)).reason, 'no_payload');
+  it('where the type is named, an empty JSON object is an envelope without payload', () => {
+    assert.equal(rejected(normalizeMessage(incoming('swarm.agent.a.out', json({}), { headers: envelopeHeader }), opts)).reason, 'no_payload');
+  });
+  it('on an unnamed subject, JSON that is not a MsgEnvelope is a generic row (the contract of issue 22)', () => {
+    // Unknown keys, wrong types, no payload, not an object: all kept, as {"format":"json","body":…}.
+    for (const [value, message] of [
+      [{ text: { content: 'x' }, color: 'red' }, '{"text":{"content":"x"},"color":"red"}'],
+      [{ text: { content: 5 } }, '{"text":{"content":5}}'],
+      [{}, '{}'],
+      [[1, 2], '[1,2]'],
+    ] as const) {
+      const r = ok(normalizeMessage(incoming('swarm.team.ops.internal.x', json(value)), opts));
+      assert.equal(r.format, 'json');
+      assert.deepEqual(
+        { intent: r.row.intent, level: r.row.level, source: r.row.source, team: r.row.teamId, message: r.row.message, trace: r.row.traceId },
+        { intent: 'json', level: 'INFO', source: 'unknown', team: 'ops', message, trace: '' },
+      );
+      assert.deepEqual(JSON.parse(r.row.context), { format: 'json', body: value });
+      assert.equal(r.registry, null);
+      assert.equal(r.row.timestampUs, SERVER_US);
+    }
+    // Non-object JSON without a Content-Type and not starting with { or [ is text.
+    for (const text of ['"text"', '42', 'null', 'true']) {
+      assert.equal(ok(normalizeMessage(incoming('swarm.a.b', new TextEncoder().encode(text)), opts)).format, 'text', text);
+      const h = new Map([['Content-Type', 'application/json']]);
+      const r = ok(normalizeMessage(incoming('swarm.a.b', new TextEncoder().encode(text), { headers: h }), opts));
+      assert.equal(r.format, 'json', text);
+      assert.deepEqual(JSON.parse(r.row.context), { format: 'json', body: JSON.parse(text) });
+    }
+    // Broken JSON is not JSON: then protobuf, then text.
+    const broken = ok(normalizeMessage(incoming('swarm.a.b', new TextEncoder().encode('{"text":')), opts));
+    assert.deepEqual([broken.format, broken.row.message], ['text', '{"text":']);
   });
   it('a JSON LogEntry with the 1001-1003 fields', () => {
     const r = ok(normalizeMessage(incoming('swarm.log.x', json({ source: 'svc', level: 'warning', message: 'disk 91%' })), opts));
