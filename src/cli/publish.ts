@@ -8,7 +8,7 @@ import { intFlag, numberFlag, parseFlags, stringFlag } from './args.js';
 import { CliError, type CliIo, type Command, UsageError } from './command.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
 import { describe, exitCodeFor } from './failure.js';
-import { defaultTeamCount, generateTraffic, isValidSubjectPrefix, type TrafficKind } from './traffic.js';
+import { defaultTeamCount, generateTraffic, isValidSubjectPrefix, TRAFFIC_MIXES, type TrafficKind, type TrafficMix } from './traffic.js';
 
 const FLUSH_EVERY = 5000; // a round trip to the server every N messages bounds the client's buffer
 const PROGRESS_EVERY_MS = 2000;
@@ -24,9 +24,17 @@ location on swarm.prod.agent.<id>.heartbeat; tool calls and results (some failin
 swarm.team.<team>.agent.<id>.output; text on swarm.agent.<id>.output; events with a swarm_context on
 swarm.team.<team>.internal.trigger; LogEntry errors on swarm.log.<id>; and the directive's verification
 message (id test-id-2 from finance-bot, team finance) on swarm.smoke.test, first, with a fresh timestamp.
+With --mix current, also what the current swarm sends besides protobuf (mostly still heartbeats):
+signal envelopes (JSON) on swarm.team.<team>.signal.status|result and .internal.command, telemetry
+envelopes on swarm.team.<team>.telemetry, mission events on swarm.mission.events.<run>, scheduler
+JSON on swarm.team.<team>.internal.trigger, proto3-JSON envelopes, and plain text: answers on
+swarm.team.<team>.internal.response, user input on swarm.global.input.user, interjections on
+swarm.agent.<id>.interjection.
 
 Flags:
   -n, --count N            messages to publish (default 100)
+      --mix M              protobuf | current: the swarm/v1 messages only, or everything the current
+                           swarm sends (default protobuf)
       --rate N             messages per second; 0 = as fast as possible (default 0)
       --agents N           distinct agents (default 10)
       --teams N            teams the agents are spread over (default: one per 25 agents, at least 2)
@@ -52,6 +60,7 @@ interface PublishPlan {
   prefix: string;
   seed: number;
   typeHeaders: boolean;
+  mix: TrafficMix;
   quiet: boolean;
   servers: string[];
   nats: NatsConfig;
@@ -66,6 +75,7 @@ function plan(args: string[], io: CliIo): PublishPlan {
     teams: { type: 'string' },
     'subject-prefix': { type: 'string' },
     'type-headers': { type: 'string' },
+    mix: { type: 'string' },
     server: { type: 'string' },
     seed: { type: 'string' },
     quiet: { type: 'boolean', short: 'q' },
@@ -82,6 +92,10 @@ function plan(args: string[], io: CliIo): PublishPlan {
   const th = stringFlag(values, 'type-headers') ?? 'auto';
   if (th !== 'auto' && th !== 'always' && th !== 'never') {
     throw new UsageError(`--type-headers must be auto, always or never, got ${JSON.stringify(th)}`, cmd);
+  }
+  const mix = stringFlag(values, 'mix') ?? 'protobuf';
+  if (!(TRAFFIC_MIXES as readonly string[]).includes(mix)) {
+    throw new UsageError(`--mix must be ${TRAFFIC_MIXES.join(' or ')}, got ${JSON.stringify(mix)}`, cmd);
   }
   let nats: NatsConfig;
   try {
@@ -102,6 +116,7 @@ function plan(args: string[], io: CliIo): PublishPlan {
     prefix,
     seed,
     typeHeaders: th === 'always' || (th === 'auto' && prefix !== 'swarm'),
+    mix: mix as TrafficMix,
     quiet: values['quiet'] === true,
     servers: server !== undefined ? [server] : [...nats.servers],
     nats,
@@ -149,7 +164,7 @@ async function runPublish(args: string[], io: CliIo): Promise<ExitCode> {
     return v;
   };
 
-  const traffic = generateTraffic({ count: p.count, agents: p.agents, teams: p.teams, subjectPrefix: p.prefix, seed: p.seed, typeHeaders: p.typeHeaders });
+  const traffic = generateTraffic({ count: p.count, agents: p.agents, teams: p.teams, subjectPrefix: p.prefix, seed: p.seed, typeHeaders: p.typeHeaders, mix: p.mix });
   const start = performance.now();
   let sent = 0;
   let lastFlush = 0;

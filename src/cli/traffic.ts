@@ -1,7 +1,10 @@
 // Realistic Mycelis swarm traffic, as deployed agents put it on NATS (DESIGN 2.1): heartbeats,
 // tool calls followed by their results (some failing), text, events carrying a swarm_context,
-// structured LogEntry errors, and the directive's verification message. No I/O: `publish`, the
-// benchmark and the tests all drive it. Content is a function of the seed; timestamps come from
+// structured LogEntry errors, and the directive's verification message. With `mix: 'current'`, also
+// everything else the current swarm sends (DESIGN 3.1.1, test/fixtures/swarm-head): signal and
+// telemetry envelopes, mission events, scheduler JSON, proto3 JSON envelopes, and plain text (agents'
+// answers, user input, interjections), mostly still protobuf heartbeats by count. No I/O: `publish`,
+// the benchmark and the tests all drive it. Content is a function of the seed; timestamps come from
 // `clock` and are strictly increasing in µs, so a producer that reuses a fixed id (the verification
 // message's "test-id-2") still yields distinct events (DESIGN 3.2).
 import { LogEntry, MessageType, MsgEnvelope } from '../gen/mycelis/swarm/v1/swarm.js';
@@ -25,9 +28,55 @@ export interface TrafficOptions {
    * prefix no longer matches. Default: only when the prefix is not "swarm".
    */
   readonly typeHeaders?: boolean;
+  /** 'protobuf' (default): the swarm/v1 messages only; 'current': everything the current swarm sends. */
+  readonly mix?: TrafficMix;
+  /** Only these kinds (their weights in the mix renormalized); the smoke message only when listed. */
+  readonly kinds?: readonly TrafficKind[];
 }
 
-export type TrafficKind = 'heartbeat' | 'tool_call' | 'tool_result' | 'text' | 'event' | 'log_error' | 'smoke';
+export const TRAFFIC_MIXES = ['protobuf', 'current'] as const;
+export type TrafficMix = (typeof TRAFFIC_MIXES)[number];
+
+export type TrafficKind =
+  | 'heartbeat'
+  | 'tool_call'
+  | 'tool_result'
+  | 'text'
+  | 'event'
+  | 'log_error'
+  | 'smoke'
+  // mix 'current' only:
+  | 'proto_json_text'
+  | 'signal_status'
+  | 'signal_result'
+  | 'signal_command'
+  | 'telemetry'
+  | 'mission_event'
+  | 'trigger_json'
+  | 'reply_text'
+  | 'user_input'
+  | 'interjection';
+
+/** The format the service reads each kind as (the `format` label of mycelis_memory_ingest_messages_total). */
+export const FORMAT_OF: Readonly<Record<TrafficKind, string>> = {
+  heartbeat: 'protobuf',
+  tool_call: 'protobuf',
+  tool_result: 'protobuf',
+  text: 'protobuf',
+  event: 'protobuf',
+  log_error: 'protobuf',
+  smoke: 'protobuf',
+  proto_json_text: 'proto_json',
+  signal_status: 'signal',
+  signal_result: 'signal',
+  signal_command: 'signal',
+  telemetry: 'telemetry',
+  mission_event: 'mission_event',
+  trigger_json: 'json',
+  reply_text: 'text',
+  user_input: 'text',
+  interjection: 'text',
+};
 
 export interface TrafficMessage {
   readonly subject: string;
@@ -121,7 +170,7 @@ function teamName(i: number): string {
   return i < TEAM_NAMES.length ? base : `${base}-${Math.floor(i / TEAM_NAMES.length)}`;
 }
 
-// Cumulative weights of each kind in the mix (the smoke message is also always first).
+// Weights of each kind in the mix (the smoke message is also always first).
 const MIX: [TrafficKind, number][] = [
   ['heartbeat', 0.34],
   ['tool_call', 0.16],
@@ -131,6 +180,49 @@ const MIX: [TrafficKind, number][] = [
   ['log_error', 0.06],
   ['smoke', 0.01],
 ];
+// The current swarm by count (test/fixtures/swarm-head/README.md): mostly protobuf heartbeats; signals
+// a few percent (two per tool call, one per reply); telemetry rare; mission events, answers and input.
+const CURRENT_MIX: [TrafficKind, number][] = [
+  ['heartbeat', 0.51],
+  ['tool_call', 0.05],
+  ['tool_result', 0.05],
+  ['text', 0.03],
+  ['event', 0.03],
+  ['log_error', 0.01],
+  ['smoke', 0.005],
+  ['proto_json_text', 0.01],
+  ['signal_status', 0.08],
+  ['signal_result', 0.06],
+  ['signal_command', 0.01],
+  ['telemetry', 0.03],
+  ['mission_event', 0.05],
+  ['trigger_json', 0.02],
+  ['reply_text', 0.04],
+  ['user_input', 0.01],
+  ['interjection', 0.005],
+];
+const SIGNAL_TYPES = ['task_complete', 'task_complete', 'task_failed', 'sensor_data', 'sensor_data', 'heartbeat', 'chat_response', 'governance_halt'];
+const MISSION_EVENTS = ['mission.started', 'tool.invoked', 'tool.invoked', 'tool.completed', 'tool.completed', 'tool.failed', 'agent.started', 'memory.stored', 'artifact.created', 'mission.completed'];
+const SOURCE_KINDS = ['internal_tool', 'internal_tool', 'mcp', 'system'];
+const USER_INPUTS = [
+  "summarize yesterday's incidents for the ops team",
+  'what is blocking the release?',
+  'draft a reply to the customer about the outage',
+  'compare the two vendor quotes',
+];
+const INTERJECTIONS = ['stop — use the staging database, not prod', 'skip the flaky test for now', 'ask before spending more than $50'];
+const utf8 = new TextEncoder();
+const json = (v: unknown): Uint8Array => utf8.encode(JSON.stringify(v));
+
+/** RFC 3339 with nanoseconds, the way Go writes a time.Time: UTC, or (every fifth) with an offset. */
+function goTime(ts: { seconds: string; nanos: number }, offsetHours: number): string {
+  const ms = Number(ts.seconds) * 1000 + offsetHours * 3_600_000;
+  const base = new Date(ms).toISOString().slice(0, 19);
+  const frac = ts.nanos === 0 ? '' : `.${String(ts.nanos).padStart(9, '0').replace(/0+$/, '')}`;
+  if (offsetHours === 0) return `${base}${frac}Z`;
+  const sign = offsetHours < 0 ? '-' : '+';
+  return `${base}${frac}${sign}${String(Math.abs(offsetHours)).padStart(2, '0')}:00`;
+}
 
 export function* generateTraffic(opts: TrafficOptions): Generator<TrafficMessage, void, undefined> {
   const count = opts.count;
@@ -139,6 +231,12 @@ export function* generateTraffic(opts: TrafficOptions): Generator<TrafficMessage
   const prefix = opts.subjectPrefix ?? 'swarm';
   const clock = opts.clock ?? Date.now;
   const typeHeaders = opts.typeHeaders ?? prefix !== 'swarm';
+  const mix = (opts.mix ?? 'protobuf') === 'current' ? CURRENT_MIX : MIX;
+  const kindsWanted = opts.kinds === undefined ? null : new Set(opts.kinds);
+  const weights = kindsWanted === null ? mix : mix.filter(([k]) => kindsWanted.has(k));
+  const weightSum = weights.reduce((a, [, w]) => a + w, 0);
+  if (weights.length === 0) throw new RangeError(`none of the kinds ${JSON.stringify(opts.kinds)} is in the ${opts.mix ?? 'protobuf'} mix`);
+  const smokeFirst = kindsWanted === null || kindsWanted.has('smoke');
   if (!Number.isSafeInteger(count) || count < 0) throw new RangeError(`count must be a non-negative integer, got ${count}`);
   if (!Number.isSafeInteger(agentCount) || agentCount < 1) throw new RangeError(`agents must be a positive integer, got ${agentCount}`);
   if (!Number.isSafeInteger(teamCount) || teamCount < 1) throw new RangeError(`teams must be a positive integer, got ${teamCount}`);
@@ -191,13 +289,24 @@ export function* generateTraffic(opts: TrafficOptions): Generator<TrafficMessage
   // Open tool calls, oldest first: results come back roughly in call order, from the caller.
   const openCalls: { agent: Agent; callId: string; traceId: string }[] = [];
 
+  const runs: string[] = [];
+  const runOf = (): string => {
+    if (runs.length === 0 || rng.next() < 0.05) runs.push(`run-${rng.hex(6)}`);
+    if (runs.length > 20) runs.shift();
+    return rng.pick(runs);
+  };
+  const uuid = (): string => {
+    const h = rng.hex(32);
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-${'89ab'[parseInt(h[16]!, 16) & 3]}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+  };
+
   for (let n = 0; n < count; n++) {
     let agent = rng.pick(agents);
     let kind: TrafficKind = 'smoke';
-    if (n > 0) {
-      const r = rng.next();
+    if (n > 0 || !smokeFirst) {
+      const r = rng.next() * weightSum;
       let acc = 0;
-      for (const [k, w] of MIX) {
+      for (const [k, w] of weights) {
         acc += w;
         kind = k;
         if (r < acc) break;
@@ -362,6 +471,100 @@ export function* generateTraffic(opts: TrafficOptions): Generator<TrafficMessage
         yield msg(kind, subject(`log.${agent.id}`), LogEntry.encode(entry).finish(), logHeaders);
         break;
       }
+      case 'proto_json_text': {
+        const env = {
+          id: `pj-${rng.hex(16)}`,
+          timestamp: goTime(timestamp(), 0),
+          source_agent_id: agent.id,
+          type: 'MESSAGE_TYPE_TEXT',
+          text: { content: rng.pick(SENTENCES), intent: rng.pick(INTENTS) },
+          trace_id: trace(),
+          team_id: agent.team,
+        };
+        yield msg(kind, subject(`agent.${agent.id}.output`), json(env), envelopeHeaders);
+        break;
+      }
+      case 'signal_status':
+      case 'signal_result': {
+        const status = kind === 'signal_status';
+        const failed = !status && rng.next() < 0.15;
+        const tool = rng.pick(TOOLS).name;
+        const meta: Record<string, string> = {
+          timestamp: goTime(timestamp(), n % 5 === 0 ? 2 : 0),
+          source_kind: rng.pick(SOURCE_KINDS),
+          source_channel: `swarm.team.${agent.team}.signal.${status ? 'status' : 'result'}`,
+          payload_kind: failed ? 'error' : status ? 'status' : rng.next() < 0.2 ? 'artifact' : 'result',
+        };
+        if (rng.next() < 0.7) meta['run_id'] = runOf();
+        meta['team_id'] = agent.team;
+        meta['agent_id'] = agent.id;
+        const body: Record<string, unknown> = { meta };
+        if (failed) body['text'] = `tool ${tool} failed: ${rng.pick(TOOL_ERRORS)}`;
+        else if (status) body['text'] = `${agent.id} finished step ${rng.int(1, 5)} of 5`;
+        body['payload'] = failed
+          ? { tool, code: rng.pick(['EACCES', 'ETIMEDOUT', 'E503']) }
+          : status
+            ? { step: rng.int(1, 5), of: 5, state: rng.pick(['running', 'done']) }
+            : { tool, rows: rng.int(0, 500), duration_ms: rng.int(3, 4000), uri: `artifact://${agent.team}/${rng.hex(8)}.md` };
+        yield msg(kind, subject(`team.${agent.team}.signal.${status ? 'status' : 'result'}`), json(body), undefined);
+        break;
+      }
+      case 'signal_command': {
+        const body = {
+          meta: { timestamp: goTime(timestamp(), 0), source_kind: 'workspace_ui', source_channel: 'workspace', payload_kind: 'command', team_id: agent.team },
+          text: rng.pick(['pause the night shift', 'resume', 'retry the last failed step', 'raise the budget to 100']),
+        };
+        yield msg(kind, subject(`team.${agent.team}.internal.command`), json(body), undefined);
+        break;
+      }
+      case 'telemetry': {
+        const type = rng.pick(SIGNAL_TYPES);
+        // Sensors report their readings and heartbeats as telemetry (they send no protobuf); agents
+        // report task outcomes, chat responses and halts.
+        const sensor = type === 'heartbeat' || type === 'sensor_data';
+        const node = sensor ? `sensor-${String(rng.int(1, Math.max(2, Math.ceil(agentCount / 10)))).padStart(3, '0')}` : agent.id;
+        const meta: Record<string, string> = { source_node: node, timestamp: goTime(timestamp(), n % 5 === 0 ? -4 : 0) };
+        if (rng.next() < 0.5) meta['trace_id'] = `tr-${rng.hex(6)}`;
+        const payload =
+          type === 'task_failed'
+            ? { error: rng.pick(LOG_ERRORS), attempt: rng.int(1, 3) }
+            : type === 'heartbeat'
+              ? { status: rng.pick(['IDLE', 'BUSY']), load: Math.round(rng.next() * 100) / 100 }
+              : type === 'chat_response'
+                ? { text: rng.pick(SENTENCES), provenance: { provider_id: 'ollama', model_id: 'qwen2.5-coder:7b', tokens_used: rng.int(50, 900) } }
+                : type === 'governance_halt'
+                  ? { reason: 'budget exceeded', halted: [agent.id] }
+                  : { task: rng.pick(EVENT_TYPES), duration_ms: rng.int(100, 60000), reading: Math.round(rng.next() * 1000) / 10 };
+        const body: Record<string, unknown> = { meta, signal_type: type, trust_score: type === 'sensor_data' ? 1 : 0.5, payload };
+        if (rng.next() < 0.3) body['mission_event_id'] = `me-${rng.int(1, 999999)}`;
+        yield msg(kind, subject(`team.${agent.team}.telemetry`), json(body), undefined);
+        break;
+      }
+      case 'mission_event': {
+        // A Go map: keys sorted.
+        const run = runOf();
+        const body = {
+          event_type: rng.pick(MISSION_EVENTS),
+          mission_event_id: uuid(),
+          payload_summary: rng.next() < 0.5 ? null : { keys: ['tool', rng.pick(['args', 'error', 'result'])] },
+          run_id: run,
+          source_agent: agent.id,
+        };
+        yield msg(kind, subject(`mission.events.${run}`), json(body), undefined);
+        break;
+      }
+      case 'trigger_json':
+        yield msg(kind, subject(`team.${agent.team}.internal.trigger`), json({ triggered_by: 'scheduler', timestamp: goTime(timestamp(), 0) }), undefined);
+        break;
+      case 'reply_text':
+        yield msg(kind, subject(`team.${agent.team}.internal.response`), utf8.encode(`${rng.pick(SENTENCES)}\n${rng.pick(SENTENCES)}`), undefined);
+        break;
+      case 'user_input':
+        yield msg(kind, subject('global.input.user'), utf8.encode(rng.pick(USER_INPUTS)), undefined);
+        break;
+      case 'interjection':
+        yield msg(kind, subject(`agent.${agent.id}.interjection`), utf8.encode(rng.pick(INTERJECTIONS)), undefined);
+        break;
     }
   }
 }

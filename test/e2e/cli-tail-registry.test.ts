@@ -240,4 +240,22 @@ describe('cli tail and registry against a running service', () => {
       await tail.stop('SIGKILL');
     }
   });
+  it('tail shows what the current swarm sends besides protobuf like any other record', async () => {
+    const n = (await stack.rows()).length;
+    await stack.publish(200, 8, 6, 'current');
+    await stack.waitRows(n + 200);
+    const json = await runCliOnce(['tail', '--addr', addr, '--tail', '200', '--max', '200', '--json'], AUTH);
+    assert.equal(json.code, 0, json.stderr);
+    const recs = parse(json.stdout.split('\n'));
+    const intents = new Set(recs.map((r) => r.entry.intent));
+    for (const intent of ['status', 'text', 'json']) assert.ok(intents.has(intent), `${intent} among ${[...intents].join(', ')}`);
+    const texts = recs.filter((r) => r.entry.intent === 'text').length;
+    assert.ok(texts > 0);
+    const plain = await runCliOnce(['tail', '--addr', addr, '--tail', String(texts), '--max', String(texts), '--intent', 'text'], AUTH);
+    assert.equal(plain.code, 0, plain.stderr);
+    const lines = plain.stdout.split('\n').filter((l) => l.length > 0);
+    assert.equal(lines.length, texts);
+    // The agent (the subject's, else "unknown"), the team when there is one, then the text on one line.
+    for (const line of lines) assert.match(line, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO  \S+ (\[[^\]]+\] )?text: \S/);
+  });
 });

@@ -18,7 +18,7 @@ export interface Stack {
   readonly grpcAddr: string;
   readonly httpBase: string;
   /** Publishes `count` generated messages under the test's prefix; resolves when the publisher exits 0. */
-  publish(count: number, seed: number, agents?: number): Promise<void>;
+  publish(count: number, seed: number, agents?: number, mix?: 'protobuf' | 'current'): Promise<void>;
   /** Committed rows, in seq order. */
   rows(where?: string, params?: unknown[]): Promise<{ id: string; seq: string; source: string; team_id: string; level: string }[]>;
   /** Waits until at least `n` rows are committed. */
@@ -54,8 +54,8 @@ export async function startStack(label: string, extraEnv: Record<string, string>
     },
     grpcAddr: `127.0.0.1:${grpcPort}`,
     httpBase: `http://127.0.0.1:${httpPort}`,
-    async publish(count, seed, agents = 6) {
-      const r = await runCliOnce(['publish', '--subject-prefix', names.prefix, '-n', String(count), '--seed', String(seed), '--agents', String(agents), '--teams', '2', '-q'], {
+    async publish(count, seed, agents = 6, mix = 'protobuf') {
+      const r = await runCliOnce(['publish', '--subject-prefix', names.prefix, '-n', String(count), '--seed', String(seed), '--agents', String(agents), '--teams', '2', '--mix', mix, '-q'], {
         NATS_URL: SHARED_NATS_URL,
       });
       if (r.code !== 0) throw new Error(`publish exited ${r.code}: ${r.stderr}`);

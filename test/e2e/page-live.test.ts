@@ -259,6 +259,20 @@ describe('live page in headless Chromium', { skip }, () => {
     await page.screenshot({ path: join(ARTIFACTS, 'page-live.png'), fullPage: false });
   });
 
+  it('shows what the current swarm sends besides protobuf (signals, telemetry, mission events, JSON, text) like any row', async () => {
+    const n = (await stack.rows()).length;
+    await stack.publish(150, 61, 6, 'current');
+    await stack.waitRows(n + 150);
+    await waitShown(page, (await stack.rows()).map((r) => r.seq), 'the current-swarm rows on the page');
+    const cells = await page.$$eval('#log-rows tr', (trs) =>
+      trs.slice(0, 150).map((tr) => Array.from((tr as unknown as { children: ArrayLike<{ textContent: string | null }> }).children, (td) => td.textContent ?? '')));
+    const intents = new Set(cells.map((c) => c[4]));
+    for (const intent of ['text', 'json', 'status']) assert.ok(intents.has(intent), `intent ${intent} shown among ${[...intents].join(', ')}`);
+    assert.ok([...intents].some((i) => /^(task_|sensor_data|chat_response|heartbeat|governance_halt)/.test(i ?? '')), 'telemetry shown');
+    assert.ok([...intents].some((i) => /^(mission|tool|agent|memory|artifact)\./.test(i ?? '')), 'mission events shown');
+    assert.ok(cells.some((c) => c[4] === 'text' && (c[5] ?? '').length > 20), 'text rows show their text');
+  });
+
   it('keeps at most ?rows= rows in the DOM, the newest', async () => {
     const small = await browser.newPage();
     try {

@@ -52,8 +52,12 @@ describe('cli dead-letters replay', () => {
   it('replays exactly the dead letters that existed when it started, each once, in id order', async () => {
     const sub = nc.subscribe(`${names.prefix}.bad`);
     const seen: string[] = [];
+    const origins: string[] = [];
     const got = (async () => {
-      for await (const m of sub) seen.push(m.headers?.get('N') ?? '');
+      for await (const m of sub) {
+        seen.push(m.headers?.get('N') ?? '');
+        origins.push(m.headers?.get('Mycelis-Replay-Of') ?? '');
+      }
     })();
     await nc.flush();
     const env = { DATABASE_URL: tdb.url, MEMORY_STORE: 'postgres', NATS_URL: SHARED_NATS_URL };
@@ -64,6 +68,9 @@ describe('cli dead-letters replay', () => {
     sub.unsubscribe();
     await got;
     assert.deepEqual(seen, Array.from({ length: N }, (_, i) => String(i + 1)), 'each original published once, in order');
+    // …naming the dead letter it came from (so ingest can give a message without id or time one row).
+    const ids = await pool.query<{ id: string; us: string }>(`SELECT id::text, (extract(epoch FROM received_at) * 1000000)::bigint::text AS us FROM ingest_rejects WHERE detail = 'test' ORDER BY ingest_rejects.id`);
+    assert.deepEqual(origins, ids.rows.map((r) => `dead-letter=${r.id}; stream-seq=0; received-us=${r.us}`));
     const counts = await pool.query<{ detail: string; replayed: boolean; n: string }>(
       `SELECT detail, replayed_at IS NOT NULL AS replayed, count(*)::text AS n FROM ingest_rejects GROUP BY 1, 2 ORDER BY 1, 2`);
     assert.deepEqual(

@@ -115,6 +115,25 @@ describe('cli publish', () => {
     for (const k of ['event', 'toolCall', 'toolResult', 'text', 'log']) assert.ok((kinds.get(k) ?? 0) > 0, `no ${k} in ${JSON.stringify([...kinds])}`);
   });
 
+  it('--mix current also sends signal and telemetry envelopes, mission events, JSON and text', async () => {
+    const { prefix } = uniqueNatsNames('publish_mix');
+    const { got, stop } = await collect(prefix);
+    const r = await runCli(['publish', '--count', '2000', '--mix', 'current', '--subject-prefix', prefix, '--server', SHARED_NATS_URL, '-q']);
+    assert.equal(r.code, 0, r.stderr);
+    await waitFor('2000 messages', () => got.length >= 2000);
+    stop();
+    for (const kind of ['signal_status', 'signal_result', 'telemetry', 'mission_event', 'trigger_json', 'reply_text', 'user_input', 'proto_json_text', 'heartbeat']) {
+      assert.match(r.stderr, new RegExp(`\\b${kind}=\\d+`), `${kind} in the summary: ${r.stderr}`);
+    }
+    const rest = (m: Received): string => m.subject.slice(prefix.length + 1);
+    const signal = got.find((m) => /^team\.[\w-]+\.signal\.status$/.test(rest(m)))!;
+    assert.equal(signal.type, undefined, 'no Mycelis-Type on the JSON formats (it would make them strict)');
+    const body = JSON.parse(new TextDecoder().decode(signal.data)) as { meta: Record<string, string> };
+    assert.match(body.meta['timestamp']!, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:00)$/);
+    const text = got.find((m) => rest(m) === 'global.input.user')!;
+    assert.ok(new TextDecoder().decode(text.data).length > 0);
+  });
+
   it('gives the verification message a fresh timestamp on every run', async () => {
     const { prefix } = uniqueNatsNames('smoke');
     const { got, stop } = await collect(`${prefix}.smoke`);
@@ -153,6 +172,7 @@ describe('cli publish', () => {
     ['publish', 'extra-positional'],
     ['publish', '--subject-prefix', 'a.>'],
     ['publish', '--type-headers', 'sometimes'],
+    ['publish', '--mix', 'everything'],
     ['frobnicate'],
     [],
   ]) {

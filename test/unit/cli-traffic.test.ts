@@ -3,7 +3,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { generateTraffic, SMOKE_TEST, type TrafficMessage } from '../../src/cli/traffic.js';
+import { FORMAT_OF, generateTraffic, SMOKE_TEST, type TrafficKind, type TrafficMessage } from '../../src/cli/traffic.js';
+import { normalizeMessage } from '../../src/domain/normalize.js';
+import { compileSubjectMatcher } from '../../src/domain/subjects.js';
 import { LogEntry, MsgEnvelope } from '../../src/gen/mycelis/swarm/v1/swarm.js';
 
 const T0_MS = Date.UTC(2026, 0, 1);
@@ -72,6 +74,38 @@ describe('generateTraffic', () => {
     }
     const none = [...generateTraffic({ count: 50, subjectPrefix: 'it.t1', typeHeaders: false })];
     assert.ok(none.every((m) => m.headers === undefined));
+  });
+
+  it('mix current: everything the current swarm sends, each read as its format, mostly protobuf heartbeats', () => {
+    const now = Date.now();
+    const opts = { isLogEntrySubject: compileSubjectMatcher(['swarm.log.>']), maxEventBytes: 1 << 20 };
+    const kinds = new Map<string, number>();
+    const formats = new Map<string, number>();
+    for (const [prefix, typeHeaders] of [['swarm', false], ['it.t2', true]] as const) {
+      const msgs = [...generateTraffic({ count: 20_000, agents: 200, seed: 7, mix: 'current', subjectPrefix: prefix, typeHeaders })];
+      msgs.forEach((m, i) => {
+        const r = normalizeMessage({ subject: m.subject, data: m.data, headers: m.headers ? new Map(Object.entries(m.headers)) : undefined, streamName: 'S', streamCreatedUs: 1, streamSeq: i + 1, serverTimeUs: (now + 60_000) * 1000, receivedAtUs: now * 1000 }, opts);
+        if (!r.ok) assert.fail(`${m.kind} on ${m.subject}: ${r.reject.reason} ${r.reject.detail}`);
+        assert.equal(r.format, FORMAT_OF[m.kind], `${m.kind} read as ${r.format}`);
+        if (prefix === 'swarm') {
+          kinds.set(m.kind, (kinds.get(m.kind) ?? 0) + 1);
+          formats.set(r.format, (formats.get(r.format) ?? 0) + 1);
+          // JSON envelopes carry the generator's clock: their event time is theirs, not the server's.
+          if (r.format === 'signal' || r.format === 'telemetry') assert.ok(Math.abs(r.row.timestampUs - now * 1000) < 60_000_000, m.kind);
+        }
+        if (typeHeaders && m.headers) assert.ok(['protobuf', 'proto_json'].includes(FORMAT_OF[m.kind]), 'type headers only on swarm/v1 messages');
+      });
+    }
+    for (const k of Object.keys(FORMAT_OF) as TrafficKind[]) assert.ok((kinds.get(k) ?? 0) > 0, `${k} generated`);
+    assert.ok(formats.get('protobuf')! > 20_000 * 0.6, `protobuf ${formats.get('protobuf')}`);
+    assert.ok(kinds.get('heartbeat')! > 20_000 * 0.45);
+    for (const f of ['signal', 'telemetry', 'mission_event', 'json', 'text', 'proto_json']) assert.ok(formats.get(f)! >= 100, `${f}: ${formats.get(f)}`);
+  });
+
+  it('kinds restricts the mix', () => {
+    const msgs = [...generateTraffic({ count: 500, mix: 'current', kinds: ['telemetry', 'user_input'] })];
+    assert.deepEqual([...new Set(msgs.map((m) => m.kind))].sort(), ['telemetry', 'user_input']);
+    assert.throws(() => [...generateTraffic({ count: 1, kinds: ['telemetry'] })], RangeError, 'not in the protobuf mix');
   });
 
   it('rejects impossible options', () => {
