@@ -14,6 +14,8 @@
 //   8. replicas (bench/replicas.ts): two replicas vs one instance draining the same events
 //   9. watch (bench/watch.ts): WatchRegistry, 1,000 watchers of 10,000 agents, OFFLINE delivered after
 //      the threshold
+//  10. (--only mixed, also in the default) the current swarm: the protobuf mix vs everything the swarm
+//      sends today (`publish --mix current`), and one drain per format, with CPU per event (bench/mixed.ts)
 //
 // Everything runs on loopback: a PRIVATE nats-server (so the stream may capture plain `swarm.>`), the
 // shared PostgreSQL with fresh databases (dropped at the end). Every loop is bounded; the run stops by
@@ -40,6 +42,7 @@ import { summarizeProfile, type ProfileSummary } from './profile.js';
 import { partitionPhases } from './partitions.js';
 import { replicaPhases } from './replicas.js';
 import { watchPhase } from './watch.js';
+import { mixedPhase, type MixedResult } from './mixed.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -61,6 +64,8 @@ const { values: flags } = parseArgs({
     'node-flags': { type: 'string' },
     watchers: { type: 'string' },
     'offline-after': { type: 'string' },
+    'mixed-events': { type: 'string' },
+    'format-events': { type: 'string' },
   },
 });
 
@@ -89,11 +94,13 @@ const opts = {
   watchers: Math.round(num('watchers', 1000, 200)),
   /** AGENT_OFFLINE_AFTER of the watch phase's service, ms. */
   offlineAfterMs: Math.round(num('offline-after', 30_000, 10_000)),
+  mixedEvents: Math.round(num('mixed-events', 100_000, 20_000)),
+  formatEvents: Math.round(num('format-events', 20_000, 5_000)),
   profile: flags.profile === true,
   /** Extra node flags for the service (e.g. V8 heap settings), split on spaces. */
   nodeFlags: (flags['node-flags'] ?? '').split(' ').filter((f) => f !== ''),
 };
-const only = new Set((flags.only ?? 'ingest,live,partitions,replicas,watch').split(','));
+const only = new Set((flags.only ?? 'ingest,mixed,live,partitions,replicas,watch').split(','));
 const DATA: DataOptions = { agents: 1000, teams: 40, seed: 42 };
 const log = (msg: string): void => void process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 const resultsDir = join(ROOT, 'bench', 'results');
@@ -821,6 +828,16 @@ function printTable(): void {
   }
   const rep = results['replicas'] as { one: { eventsPerSec: number }; two: { eventsPerSec: number }; ratio: number } | undefined;
   if (rep) add('ingest: one instance / two replicas', `${fmt(rep.one.eventsPerSec)} / ${fmt(rep.two.eventsPerSec)} events/s (${rep.ratio.toFixed(2)}x)`);
+  const cs = results['currentSwarm'] as MixedResult | undefined;
+  if (cs) {
+    const cpu = (c: Record<string, number>): string => `${c['total']} µs`;
+    add(`protobuf mix, ${cs.protobufMix.events} events`, `${fmt(cs.protobufMix.eventsPerSec)} events/s, CPU/event ${cpu(cs.protobufMix.cpuUsPerEvent)}`);
+    add(`current-swarm mix, ${cs.currentMix.events} events`, `${fmt(cs.currentMix.eventsPerSec)} events/s, CPU/event ${cpu(cs.currentMix.cpuUsPerEvent)}`);
+    add('ratio current mix to protobuf mix', `${cs.ratioCurrentToProtobuf.toFixed(2)}x`);
+    for (const [f, d] of Object.entries(cs.perFormat)) {
+      add(`  ${f} only`, `${fmt(d.eventsPerSec)} events/s, CPU/event ${cpu(d.cpuUsPerEvent)} (node ${d.cpuUsPerEvent['node']}), decode ${cs.decodeUsPerMessage[f]} µs`);
+    }
+  }
   for (const [phase, mb] of Object.entries(rss)) add(`peak RSS: ${phase}`, `${fmt(mb)} MB`, phase === 'ingestDrain' ? '<= 300 MB' : '');
   const w0 = Math.max(...rows.map((x) => x[0].length));
   const w1 = Math.max(...rows.map((x) => x[1].length));
@@ -842,6 +859,13 @@ async function main(): Promise<void> {
   results['options'] = opts;
   log(`machine: ${m['nproc']} cores, ${String(m['cpuModel'])}, load ${JSON.stringify(m['loadavgAtStart'])}`);
   if (only.has('ingest')) await ingestPhases(nats, nc);
+  if (only.has('mixed')) {
+    results['currentSwarm'] = await mixedPhase(
+      { nats, nc, freshDb, serviceEnv: (db, stream) => serviceEnv(nats, db, stream), nodeFlags: opts.nodeFlags, log },
+      opts.mixedEvents,
+      opts.formatEvents,
+    );
+  }
   if (only.has('live')) await livePhases(nats, nc);
   if (only.has('partitions')) {
     results['partitions'] = await partitionPhases(nats, nc, { rows: opts.partitionRows, quick: opts.quick, keep: flags.keep === true, log, cleanup });

@@ -155,19 +155,32 @@ describe('JetStream ingest', () => {
     }
   });
 
-  it('turns 1,000 random-byte messages mixed with 1,000 valid ones into 1,000 rows and 1,000 dead letters', async () => {
+  it('turns 1,000 random-byte messages mixed with 1,000 valid ones into 1,000 rows and 1,000 dead letters (but random bytes that are text)', async () => {
     const rnd = prng(20260101);
     const subject = 'swarm.agent.mixer.output';
+    // A short random payload can be valid UTF-8 text without control characters: that is a text row
+    // (DESIGN 3.1.1), counted here by the definition, independently of the service's code.
+    const isText = (b: Uint8Array): boolean => {
+      try {
+        const t = new TextDecoder('utf-8', { fatal: true }).decode(b);
+        return /\S/.test(t) && !/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/.test(t);
+      } catch {
+        return false;
+      }
+    };
+    let texts = 0;
     for (let i = 0; i < 1000; i++) {
       const junk = new Uint8Array(1 + Math.floor(rnd() * 200));
       for (let j = 0; j < junk.length; j++) junk[j] = Math.floor(rnd() * 256);
+      if (isText(junk)) texts++;
       pub.publish(subject, junk);
       pub.publish(subject, textEnvelope(`mix-${i}`, 'mixer', `valid ${i}`));
     }
     await settle('mix');
-    assert.equal(await count(h.sql, `SELECT 1 FROM log_entries WHERE subject = $1`, [subject]), 1000);
-    assert.equal(await count(h.sql, `SELECT 1 FROM log_entries WHERE source = 'mixer'`), 1000);
-    assert.equal(await count(h.sql, `SELECT 1 FROM ingest_rejects WHERE subject = $1`, [subject]), 1000);
+    assert.equal(await count(h.sql, `SELECT 1 FROM log_entries WHERE subject = $1`, [subject]), 1000 + texts);
+    assert.equal(await count(h.sql, `SELECT 1 FROM log_entries WHERE subject = $1 AND intent = 'text' AND source = 'mixer' AND context->>'format' = 'text'`, [subject]), texts);
+    assert.equal(await count(h.sql, `SELECT 1 FROM log_entries WHERE source = 'mixer' AND context->>'format' IS NULL`), 1000);
+    assert.equal(await count(h.sql, `SELECT 1 FROM ingest_rejects WHERE subject = $1`, [subject]), 1000 - texts);
     const { rows } = await h.sql.query(`SELECT DISTINCT reason FROM ingest_rejects WHERE subject = $1`, [subject]);
     assert.ok(rows.length >= 1);
     // Raw bytes are kept for replay.
