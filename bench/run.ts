@@ -66,6 +66,7 @@ const { values: flags } = parseArgs({
     'offline-after': { type: 'string' },
     'mixed-events': { type: 'string' },
     'format-events': { type: 'string' },
+    'warmup-events': { type: 'string' },
   },
 });
 
@@ -95,7 +96,8 @@ const opts = {
   /** AGENT_OFFLINE_AFTER of the watch phase's service, ms. */
   offlineAfterMs: Math.round(num('offline-after', 30_000, 10_000)),
   mixedEvents: Math.round(num('mixed-events', 100_000, 20_000)),
-  formatEvents: Math.round(num('format-events', 20_000, 5_000)),
+  formatEvents: Math.round(num('format-events', 40_000, 10_000)),
+  warmupEvents: Math.round(num('warmup-events', 20_000, 10_000)),
   profile: flags.profile === true,
   /** Extra node flags for the service (e.g. V8 heap settings), split on spaces. */
   nodeFlags: (flags['node-flags'] ?? '').split(' ').filter((f) => f !== ''),
@@ -864,6 +866,7 @@ async function main(): Promise<void> {
       { nats, nc, freshDb, serviceEnv: (db, stream) => serviceEnv(nats, db, stream), nodeFlags: opts.nodeFlags, log },
       opts.mixedEvents,
       opts.formatEvents,
+      opts.warmupEvents,
     );
   }
   if (only.has('live')) await livePhases(nats, nc);
