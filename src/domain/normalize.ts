@@ -5,30 +5,30 @@
 //
 // Two steps, kept apart so a faster decoder can replace one reader without touching the rest:
 // 1. readPayload(): which format the bytes are (the order of DESIGN 3.1.1) and that format's reader —
-//    swarm-v1.ts (protobuf, strict proto3 JSON), swarm-json.ts (signal, telemetry, mission event, other
-//    JSON, text) — giving Facts and the context JSON, or a Problem;
+//    formats/swarm-v1.ts (protobuf, strict proto3 JSON), formats/swarm-json.ts (signal, telemetry,
+//    mission event, other JSON, text) — giving Facts and the context JSON, or a Problem;
 // 2. buildRow(): Facts -> LogRow + RegistryEvent by one set of rules for every format.
 // The protobuf hot path pays one extra byte comparison for all of this: JSON is only tried when the
 // first byte is '{' or '[' (or Content-Type says JSON), text only after protobuf failed.
 
-import type { Facts, Format } from './facts.js';
+import type { Facts, Format } from './formats/facts.js';
 import { flat } from './flat.js';
 import { deriveRowId, type ReplayOrigin } from './identity.js';
-import { isJsonObject, jsonText, parseJsonPayload, utf8OrNull } from './json-value.js';
-import type { ParsedJson } from './json-value.js';
+import { isJsonObject, jsonText, parseJsonPayload, utf8OrNull } from './formats/json-value.js';
+import type { ParsedJson } from './formats/json-value.js';
 import { LOG_ENTRY_TYPE, MSG_ENVELOPE_TYPE } from './descriptors.js';
-import { MAX_STRUCT_DEPTH } from './proto-json.js';
+import { MAX_STRUCT_DEPTH } from './formats/proto-json.js';
 import { clean, uncounted } from './sanitize.js';
 import type { StripCounter } from './sanitize.js';
-import { asText, classifyObject, decodeEnvelope, envelopeFacts, genericJsonContext, genericJsonFacts, textContext, textFacts } from './swarm-json.js';
-import { checkV1, contextV1, decodeBinary, decodeProtoJson, factsV1 } from './swarm-v1.js';
-import type { DecodeV1Result, Problem } from './swarm-v1.js';
+import { asText, classifyObject, decodeEnvelope, envelopeFacts, genericJsonContext, genericJsonFacts, textContext, textFacts } from './formats/swarm-json.js';
+import { checkV1, contextV1, decodeBinary, decodeProtoJson, factsV1 } from './formats/swarm-v1.js';
+import type { DecodeV1Result, Problem } from './formats/swarm-v1.js';
 import { timestampToUs } from './time.js';
 import type { Timestamp } from '../gen/google/protobuf/timestamp.js';
 import type { LogRow, RegistryEvent, RejectReason, RejectRow } from './types.js';
 
-export { normalizeLevel } from './facts.js';
-export type { Format } from './facts.js';
+export { FORMATS, normalizeLevel } from './formats/facts.js';
+export type { Format } from './formats/facts.js';
 
 export interface IncomingMessage {
   subject: string;

@@ -19,8 +19,7 @@
 //   working() so its ack_wait restarts and JetStream does not redeliver it elsewhere.
 import type { Logger } from '../logger.js';
 import type { LogRow, RegistryEvent, RejectReason, RejectRow } from '../domain/types.js';
-import { normalizeMessage, type IncomingMessage } from '../domain/normalize.js';
-import { FORMATS, type Format } from '../domain/facts.js';
+import { FORMATS, normalizeMessage, type Format, type IncomingMessage } from '../domain/normalize.js';
 import { counter, gauge, histogram } from '../metrics.js';
 import type { BatchWriter, CommitResult, RowOrigin } from '../store/batch-writer.js';
 

@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 
 import { formatReplayOf, normalizeMessage } from '../../src/domain/normalize.js';
 import type { IncomingMessage, Normalized } from '../../src/domain/normalize.js';
-import { shortRendering } from '../../src/domain/json-value.js';
+import { shortRendering } from '../../src/domain/formats/json-value.js';
 import { compileSubjectMatcher } from '../../src/domain/subjects.js';
 import { parseRfc3339, timestampToUs } from '../../src/domain/time.js';
 import type { RejectRow } from '../../src/domain/types.js';

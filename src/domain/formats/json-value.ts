@@ -5,8 +5,8 @@
 import type { JsonValue } from '@bufbuild/protobuf';
 
 import { MAX_STRUCT_DEPTH, TooDeepError } from './proto-json.js';
-import { clean } from './sanitize.js';
-import type { StripCounter } from './sanitize.js';
+import { clean } from '../sanitize.js';
+import type { StripCounter } from '../sanitize.js';
 
 export type { JsonValue };
 export type JsonObject = { [k: string]: JsonValue };

@@ -5,15 +5,15 @@
 import { fromJson, toBinary } from '@bufbuild/protobuf';
 import { BinaryReader } from '@bufbuild/protobuf/wire';
 
-import { LogEntry, MsgEnvelope } from '../gen/mycelis/swarm/v1/swarm.js';
-import { LOG_ENTRY_TYPE, MSG_ENVELOPE_TYPE, swarmDescriptors } from './descriptors.js';
+import { LogEntry, MsgEnvelope } from '../../gen/mycelis/swarm/v1/swarm.js';
+import { LOG_ENTRY_TYPE, MSG_ENVELOPE_TYPE, swarmDescriptors } from '../descriptors.js';
 import { eventRegistryFacts, normalizeLevel } from './facts.js';
 import type { Facts } from './facts.js';
 import { decodeUtf8Strict } from './json-value.js';
 import type { JsonValue } from './json-value.js';
 import { envelopeToJson, logEntryToJson, MAX_STRUCT_DEPTH, TooDeepError } from './proto-json.js';
-import type { StripCounter } from './sanitize.js';
-import type { RejectReason } from './types.js';
+import type { StripCounter } from '../sanitize.js';
+import type { RejectReason } from '../types.js';
 
 export type DecodedV1 = { kind: 'envelope'; m: MsgEnvelope } | { kind: 'log'; m: LogEntry };
 export interface Problem {

@@ -11,14 +11,14 @@
 import { ScalarType } from '@bufbuild/protobuf';
 import type { DescMessage } from '@bufbuild/protobuf';
 
-import type { Timestamp } from '../gen/google/protobuf/timestamp.js';
-import { MissionEvent, SignalEnvelope, TelemetryEnvelope } from '../gen/mycelis/protocol/v1/envelopes.js';
-import { swarmDescriptors } from './descriptors.js';
+import type { Timestamp } from '../../gen/google/protobuf/timestamp.js';
+import { MissionEvent, SignalEnvelope, TelemetryEnvelope } from '../../gen/mycelis/protocol/v1/envelopes.js';
+import { swarmDescriptors } from '../descriptors.js';
 import { baseFacts, eventRegistryFacts } from './facts.js';
 import type { Facts } from './facts.js';
 import { isJsonObject, shortRendering } from './json-value.js';
 import type { JsonObject, JsonValue } from './json-value.js';
-import { parseRfc3339 } from './time.js';
+import { parseRfc3339 } from '../time.js';
 import type { Problem } from './swarm-v1.js';
 
 export type EnvelopeFormat = 'signal' | 'telemetry' | 'mission_event';

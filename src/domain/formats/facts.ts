@@ -1,10 +1,10 @@
 // What a decoded message means for its row and the registry, whatever its format: each format's reader
 // (swarm-v1.ts for protobuf and proto3 JSON, swarm-json.ts for the current swarm's JSON envelopes,
-// generic.ts for other JSON and text) produces Facts; normalize.ts turns them into a LogRow and a
-// RegistryEvent by one set of rules (DESIGN 3.1 source/team/time, 3.2 ids, 3.3 registry).
+// other JSON and text) produces Facts; ../normalize.ts turns them into a LogRow and a RegistryEvent by
+// one set of rules (DESIGN 3.1 source/team/time, 3.2 ids, 3.3 registry).
 
-import type { Timestamp } from '../gen/google/protobuf/timestamp.js';
-import type { Level, ReportedStatus } from './types.js';
+import type { Timestamp } from '../../gen/google/protobuf/timestamp.js';
+import type { Level, ReportedStatus } from '../types.js';
 
 /** Which reader a message was read by (the `format` label of mycelis_memory_ingest_messages_total). */
 export const FORMATS = ['protobuf', 'proto_json', 'signal', 'telemetry', 'mission_event', 'json', 'text', 'none'] as const;

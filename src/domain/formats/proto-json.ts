@@ -14,8 +14,8 @@
 import { create, toJson } from '@bufbuild/protobuf';
 import { AnySchema } from '@bufbuild/protobuf/wkt';
 
-import type { Any } from '../gen/google/protobuf/any.js';
-import type { Timestamp } from '../gen/google/protobuf/timestamp.js';
+import type { Any } from '../../gen/google/protobuf/any.js';
+import type { Timestamp } from '../../gen/google/protobuf/timestamp.js';
 import type {
   EventPayload,
   LogEntry,
@@ -23,10 +23,10 @@ import type {
   TextPayload,
   ToolCallPayload,
   ToolResultPayload,
-} from '../gen/mycelis/swarm/v1/swarm.js';
-import { swarmDescriptors } from './descriptors.js';
-import { clean } from './sanitize.js';
-import type { StripCounter } from './sanitize.js';
+} from '../../gen/mycelis/swarm/v1/swarm.js';
+import { swarmDescriptors } from '../descriptors.js';
+import { clean } from '../sanitize.js';
+import type { StripCounter } from '../sanitize.js';
 
 /** Structs nested deeper than this are invalid (DESIGN 3.1: many clients cannot decode deeper). */
 export const MAX_STRUCT_DEPTH = 64;
