@@ -56,6 +56,7 @@ function deepStructBinary(depth: number): Uint8Array {
   const event = [0x0a, 4, ...utf8('deep'), 0x1a, ...varint(struct.length), ...struct];
   return new Uint8Array([0x0a, 4, ...utf8('deep'), 0x1a, 5, ...utf8('agent'), 0x2a, ...varint(event.length), ...event]);
 }
+const DEEP_BINARY = deepStructBinary(1000);
 function varint(n: number): number[] {
   const out: number[] = [];
   while (n > 0x7f) {
@@ -83,15 +84,16 @@ const ts3339 = (): string => new Date().toISOString();
  * or as a generic row; a random payload that happens to be text is stored as text, see isText)]
  */
 const KINDS: Record<string, [number, (i: number) => Uint8Array, readonly string[], Record<string, string>?]> = {
-  random: [2490, () => randomBytes(1 + Math.floor(rand() * 300)), ['decode_error', 'no_payload', 'invalid_json']],
+  random: [2990, () => randomBytes(1 + Math.floor(rand() * 300)), ['decode_error', 'no_payload', 'invalid_json']],
   truncated: [1500, (i) => {
     const full = envelope(`trunc-${i}`, 'truncator', 'x'.repeat(200));
     return full.slice(0, full.length - 1 - Math.floor(rand() * 150)); // cut inside the text payload
   }, ['decode_error']],
   // field 6 (text payload) as a varint: skipped as unknown, so no payload; or wire type 7 (invalid)
   wiretype: [1000, (i) => (i % 2 === 0 ? new Uint8Array([0x1a, 1, 0x61, 0x30, 0x01]) : new Uint8Array([0x1a, 1, 0x61, 0x37, 0x01])), ['no_payload', 'decode_error']],
-  nearmax: [10, () => randomBytes(NEAR_MAX), ['decode_error', 'no_payload']],
-  badutf8: [1000, (i) => {
+  // A payload starting with '{' or '[' is tried as JSON first (DESIGN 3.1.1): then its reason is invalid_json.
+  nearmax: [10, () => randomBytes(NEAR_MAX), ['decode_error', 'no_payload', 'invalid_json']],
+  badutf8: [500, (i) => {
     const e = envelope(`utf8-${i}`, 'utf8', 'AAAA');
     const at = e.lastIndexOf(0x41);
     e[at] = 0xff; // inside the content string
