@@ -56,14 +56,11 @@ describe('fault: SIGKILL x2 during a stream of every format the current swarm se
     await cleanDb?.drop();
   });
 
-  // Production defaults (stream SWARM over swarm.>, exclusions, batch sizes) except ACK_WAIT: DESIGN 4
-  // asks for about 10 s (issue 13 makes that the default); the 60 s default of this branch would only
-  // make the test wait.
+  // Production defaults: stream SWARM over swarm.>, exclusions, batch sizes, ACK_WAIT.
   const envOf = (db: TestDatabase, consumer: string): Record<string, string> => ({
     ...db.env,
     NATS_URL: nats.url,
     CONSUMER_NAME: consumer,
-    ACK_WAIT: '10s',
     LOG_LEVEL: 'info',
   });
 

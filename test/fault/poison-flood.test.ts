@@ -56,7 +56,6 @@ function deepStructBinary(depth: number): Uint8Array {
   const event = [0x0a, 4, ...utf8('deep'), 0x1a, ...varint(struct.length), ...struct];
   return new Uint8Array([0x0a, 4, ...utf8('deep'), 0x1a, 5, ...utf8('agent'), 0x2a, ...varint(event.length), ...event]);
 }
-const DEEP_BINARY = deepStructBinary(1000);
 function varint(n: number): number[] {
   const out: number[] = [];
   while (n > 0x7f) {
