@@ -478,7 +478,7 @@ export function* generateTraffic(opts: TrafficOptions): Generator<TrafficMessage
           source_agent_id: agent.id,
           type: 'MESSAGE_TYPE_TEXT',
           text: { content: rng.pick(SENTENCES), intent: rng.pick(INTENTS) },
-          trace_id: trace(),
+          trace_id: trace(agent),
           team_id: agent.team,
         };
         yield msg(kind, subject(`agent.${agent.id}.output`), json(env), envelopeHeaders);
