@@ -44,10 +44,12 @@ export interface Drain {
 }
 
 export interface MixedResult {
+  /** Medians over the rounds (events/s; CPU per event per process); `rounds` holds each drain. */
   protobufMix: Drain;
   currentMix: Drain;
-  /** currentMix events/s over protobufMix events/s, same run. */
+  /** currentMix events/s over protobufMix events/s, medians of alternating rounds in the same run. */
   ratioCurrentToProtobuf: number;
+  rounds: { protobufMix: Drain[]; currentMix: Drain[] };
   perFormat: Record<string, Drain>;
   /** normalizeMessage alone, µs of CPU per message (median of rounds), per format. */
   decodeUsPerMessage: Record<string, number>;
@@ -146,12 +148,26 @@ function decodeCost(msgs: TrafficMessage[]): number {
   return Math.round(rounds[Math.floor(rounds.length / 2)]! * 100) / 100;
 }
 
-export async function mixedPhase(ctx: MixedContext, events: number, perFormat: number, warmupEvents: number): Promise<MixedResult> {
-  ctx.log(`current swarm: ${events} events of the protobuf mix, then of the current mix, then ${perFormat} per format; ${warmupEvents} warm-up events before each`);
+/** The round whose events/s is the median (the lower middle one for an even count). */
+function median(drains: Drain[]): Drain {
+  const sorted = [...drains].sort((a, b) => a.eventsPerSec - b.eventsPerSec);
+  return sorted[Math.floor((sorted.length - 1) / 2)]!;
+}
+
+export async function mixedPhase(ctx: MixedContext, events: number, perFormat: number, warmupEvents: number, rounds: number): Promise<MixedResult> {
+  ctx.log(`current swarm: ${rounds} rounds of ${events} events of the protobuf mix and of the current mix, alternating; then ${perFormat} per format; ${warmupEvents} warm-up events before each`);
   // The warm-up has its own seed, so its ids differ from every measured event's.
   const warmup = [...generateTraffic({ count: warmupEvents, agents: 1000, teams: 40, seed: 7, mix: 'protobuf' })];
-  const protobufMix = await drain(ctx, 'protobuf_mix', build(events, 'protobuf'), warmup);
-  const currentMix = await drain(ctx, 'current_mix', build(events, 'current'), warmup);
+  const protobufMsgs = build(events, 'protobuf');
+  const currentMsgs = build(events, 'current');
+  const protobufRounds: Drain[] = [];
+  const currentRounds: Drain[] = [];
+  for (let r = 0; r < rounds; r++) {
+    protobufRounds.push(await drain(ctx, 'protobuf_mix', protobufMsgs, warmup));
+    currentRounds.push(await drain(ctx, 'current_mix', currentMsgs, warmup));
+  }
+  const protobufMix = median(protobufRounds);
+  const currentMix = median(currentRounds);
   const perFormatResult: Record<string, Drain> = {};
   const decodeUsPerMessage: Record<string, number> = {};
   for (const f of FORMATS) {
@@ -161,5 +177,12 @@ export async function mixedPhase(ctx: MixedContext, events: number, perFormat: n
   }
   decodeUsPerMessage['current_mix'] = decodeCost(build(5000, 'current'));
   ctx.log(`decode (normalize alone), µs per message: ${JSON.stringify(decodeUsPerMessage)}`);
-  return { protobufMix, currentMix, ratioCurrentToProtobuf: currentMix.eventsPerSec / protobufMix.eventsPerSec, perFormat: perFormatResult, decodeUsPerMessage };
+  return {
+    protobufMix,
+    currentMix,
+    ratioCurrentToProtobuf: currentMix.eventsPerSec / protobufMix.eventsPerSec,
+    rounds: { protobufMix: protobufRounds, currentMix: currentRounds },
+    perFormat: perFormatResult,
+    decodeUsPerMessage,
+  };
 }

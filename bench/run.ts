@@ -15,7 +15,8 @@
 //   9. watch (bench/watch.ts): WatchRegistry, 1,000 watchers of 10,000 agents, OFFLINE delivered after
 //      the threshold
 //  10. (--only mixed, also in the default) the current swarm: the protobuf mix vs everything the swarm
-//      sends today (`publish --mix current`), and one drain per format, with CPU per event (bench/mixed.ts)
+//      sends today (`publish --mix current`) in alternating rounds, and one drain per format, with CPU per
+//      event, and the decode cost per format (bench/mixed.ts)
 //
 // Everything runs on loopback: a PRIVATE nats-server (so the stream may capture plain `swarm.>`), the
 // shared PostgreSQL with fresh databases (dropped at the end). Every loop is bounded; the run stops by
@@ -67,6 +68,7 @@ const { values: flags } = parseArgs({
     'mixed-events': { type: 'string' },
     'format-events': { type: 'string' },
     'warmup-events': { type: 'string' },
+    'mixed-rounds': { type: 'string' },
   },
 });
 
@@ -98,6 +100,7 @@ const opts = {
   mixedEvents: Math.round(num('mixed-events', 100_000, 20_000)),
   formatEvents: Math.round(num('format-events', 40_000, 10_000)),
   warmupEvents: Math.round(num('warmup-events', 20_000, 10_000)),
+  mixedRounds: Math.round(num('mixed-rounds', 3, 1)),
   profile: flags.profile === true,
   /** Extra node flags for the service (e.g. V8 heap settings), split on spaces. */
   nodeFlags: (flags['node-flags'] ?? '').split(' ').filter((f) => f !== ''),
@@ -835,7 +838,7 @@ function printTable(): void {
     const cpu = (c: Record<string, number>): string => `${c['total']} µs`;
     add(`protobuf mix, ${cs.protobufMix.events} events`, `${fmt(cs.protobufMix.eventsPerSec)} events/s, CPU/event ${cpu(cs.protobufMix.cpuUsPerEvent)}`);
     add(`current-swarm mix, ${cs.currentMix.events} events`, `${fmt(cs.currentMix.eventsPerSec)} events/s, CPU/event ${cpu(cs.currentMix.cpuUsPerEvent)}`);
-    add('ratio current mix to protobuf mix', `${cs.ratioCurrentToProtobuf.toFixed(2)}x`);
+    add(`ratio current mix to protobuf mix (median of ${cs.rounds.currentMix.length} alternating rounds)`, `${cs.ratioCurrentToProtobuf.toFixed(2)}x`);
     for (const [f, d] of Object.entries(cs.perFormat)) {
       add(`  ${f} only`, `${fmt(d.eventsPerSec)} events/s, CPU/event ${cpu(d.cpuUsPerEvent)} (node ${d.cpuUsPerEvent['node']}), decode ${cs.decodeUsPerMessage[f]} µs`);
     }
@@ -867,6 +870,7 @@ async function main(): Promise<void> {
       opts.mixedEvents,
       opts.formatEvents,
       opts.warmupEvents,
+      opts.mixedRounds,
     );
   }
   if (only.has('live')) await livePhases(nats, nc);

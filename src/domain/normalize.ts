@@ -21,7 +21,7 @@ import { MAX_STRUCT_DEPTH } from './formats/proto-json.js';
 import { clean, uncounted } from './sanitize.js';
 import type { StripCounter } from './sanitize.js';
 import { asText, classifyObject, decodeEnvelope, envelopeFacts, genericJsonContext, genericJsonFacts, textContext, textFacts } from './formats/swarm-json.js';
-import { checkV1, contextV1, decodeBinary, decodeProtoJson, factsV1 } from './formats/swarm-v1.js';
+import { checkV1, contextV1, decodeBinary, decodeProtoJson, factsV1, mayBeEnvelopeJson } from './formats/swarm-v1.js';
 import type { DecodeV1Result, Problem } from './formats/swarm-v1.js';
 import { timestampToUs } from './time.js';
 import type { Timestamp } from '../gen/google/protobuf/timestamp.js';
@@ -80,15 +80,17 @@ function normalize(msg: IncomingMessage, opts: NormalizeOptions): Normalized {
   const counter: StripCounter = { stripped: 0 };
   const logSubject = opts.isLogEntrySubject(msg.subject);
   const first = data[0];
-  // The hot path: protobuf of the subject's type, valid. Everything else goes through readPayload.
+  // The hot path: protobuf of the subject's type, valid. Everything else goes through readPayload
+  // (handed this decode, so bytes that are not protobuf are decoded once).
+  let binary: DecodeV1Result | undefined;
   if (first !== 0x7b && first !== 0x5b && !h.json && h.type === null) {
-    const d = decodeBinary(data, logSubject);
-    if (!('reason' in d) && checkV1(d) === null) {
-      const context = contextV1(d, counter);
-      if (typeof context === 'string') return buildRow(msg, h.replayOf, context, factsV1(d), counter, 'protobuf');
+    binary = decodeBinary(data, logSubject);
+    if (!('reason' in binary) && checkV1(binary) === null) {
+      const context = contextV1(binary, counter);
+      if (typeof context === 'string') return buildRow(msg, h.replayOf, context, factsV1(binary), counter, 'protobuf');
     }
   }
-  const r = readPayload(data, h, logSubject, counter);
+  const r = readPayload(data, h, logSubject, counter, binary);
   if ('problem' in r) return reject(msg, r.problem.reason, r.problem.detail, r.format);
   return buildRow(msg, h.replayOf, r.context, r.facts, counter, r.format);
 }
@@ -96,7 +98,7 @@ function normalize(msg: IncomingMessage, opts: NormalizeOptions): Normalized {
 // ---------------------------------------------------------------------------------------------
 // Step 1: which format, read by which reader
 
-function readPayload(data: Uint8Array, h: HeaderFacts, logSubject: boolean, counter: StripCounter): Reading {
+function readPayload(data: Uint8Array, h: HeaderFacts, logSubject: boolean, counter: StripCounter, binary?: DecodeV1Result): Reading {
   const first = data[0];
   // A protobuf message never starts with '{' (0x7B would be field 15, wire type 3, a group: not
   // used by these messages) nor '[' (field 11, a group). Do not skip whitespace: 0x0A is the tag of field 1.
@@ -110,7 +112,7 @@ function readPayload(data: Uint8Array, h: HeaderFacts, logSubject: boolean, coun
       const p = parseJsonPayload(data, counter);
       return p.ok ? v1Reading(decodeProtoJson(p.json.value, isLog), counter, 'proto_json') : { problem: p, format: 'none' };
     }
-    return v1Reading(decodeBinary(data, isLog), counter, 'protobuf');
+    return v1Reading(binary ?? decodeBinary(data, isLog), counter, 'protobuf');
   }
 
   // Unnamed (DESIGN 3.1.1): JSON, then protobuf, then text; else a dead letter.
@@ -121,7 +123,7 @@ function readPayload(data: Uint8Array, h: HeaderFacts, logSubject: boolean, coun
     if (p.reason === 'too_deep') return { problem: p, format: 'json' };
     jsonProblem = p; // not JSON after all: protobuf or text may still read it
   }
-  const bin = v1Reading(decodeBinary(data, false), counter, 'protobuf');
+  const bin = v1Reading(binary ?? decodeBinary(data, false), counter, 'protobuf');
   if (!('problem' in bin) || bin.problem.reason === 'too_deep') return bin;
   const text = asText(utf8OrNull(data));
   if (text !== null) return { facts: textFacts(text), context: textContext(text), format: 'text' };
@@ -150,8 +152,10 @@ function readJson(json: ParsedJson, counter: StripCounter): Reading {
       // The context is the envelope as sent (offsets, unknown keys and all), sanitized.
       return { facts: envelopeFacts(d), context: jsonText(json), format };
     }
-    const env = v1Reading(decodeProtoJson(v, false), counter, 'proto_json');
-    if (!('problem' in env) || env.problem.reason === 'too_deep') return env;
+    if (mayBeEnvelopeJson(v)) {
+      const env = v1Reading(decodeProtoJson(v, false), counter, 'proto_json');
+      if (!('problem' in env) || env.problem.reason === 'too_deep') return env;
+    }
   }
   if (json.depth > MAX_STRUCT_DEPTH) return { problem: tooDeep(json), format: 'json' };
   return { facts: genericJsonFacts(v), context: genericJsonContext(jsonText(json)), format: 'json' };

@@ -65,6 +65,23 @@ export function decodeProtoJson(value: JsonValue, isLog: boolean): DecodeV1Resul
   }
 }
 
+let envelopeKeys: ReadonlySet<string> | undefined;
+
+/**
+ * Whether every key of `o` names a MsgEnvelope field (proto name or JSON name): strict proto3 JSON
+ * rejects any other key, so an object with one cannot be an envelope, and is told apart without
+ * running (and failing) the decoder — the common case for other JSON on an unnamed subject.
+ */
+export function mayBeEnvelopeJson(o: Readonly<Record<string, unknown>>): boolean {
+  if (envelopeKeys === undefined) {
+    const keys = new Set<string>();
+    for (const f of swarmDescriptors().msgEnvelope.fields) keys.add(f.name).add(f.jsonName);
+    envelopeKeys = keys;
+  }
+  for (const key in o) if (Object.hasOwn(o, key) && !envelopeKeys.has(key)) return false;
+  return true;
+}
+
 function decodeFailure(err: unknown, reason: RejectReason, isLog: boolean): Problem {
   const text = err instanceof Error ? err.message : String(err);
   // ts-proto: "recursion limit exceeded"; protobuf-es JSON: "maximum recursion depth"; V8: "call stack".
