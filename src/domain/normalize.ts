@@ -208,7 +208,8 @@ export function parseReplayOf(value: string): ReplayOrigin | null {
   const id = fields.get('dead-letter') ?? '';
   const seq = Number(fields.get('stream-seq'));
   const received = Number(fields.get('received-us'));
-  if (!/^\d{1,19}$/.test(id) || !Number.isSafeInteger(seq) || seq < 0 || !Number.isSafeInteger(received) || received <= 0) return null;
+  // A time before 2000 is no receive time of ours (DESIGN 3.1's sanity rule for event times, applied here too).
+  if (!/^\d{1,19}$/.test(id) || !Number.isSafeInteger(seq) || seq < 0 || !Number.isSafeInteger(received) || received < Y2000_US) return null;
   return { deadLetterId: id, streamSeq: seq, receivedUs: received };
 }
 

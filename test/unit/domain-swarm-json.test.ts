@@ -377,8 +377,9 @@ describe('ids: redelivery, copies and replays dedupe', () => {
     // A replay never claims a time later than the server's.
     const future = new Map([['mycelis-replay-of', formatReplayOf({ deadLetterId: '1', streamSeq: 1, receivedUs: SERVER_US * 2 })]]);
     assert.equal(replay(5, future).row.timestampUs, SERVER_US);
-    // A malformed header is ignored.
+    // A malformed header is ignored, and so is a receive time before 2000.
     assert.equal(replay(5, new Map([['Mycelis-Replay-Of', 'dead-letter=x']])).row.timestampUs, SERVER_US);
+    assert.equal(replay(5, new Map([['Mycelis-Replay-Of', formatReplayOf({ deadLetterId: '1', streamSeq: 1, receivedUs: 1 })]])).row.timestampUs, SERVER_US);
     // Messages with their own identity keep it.
     const sig = bytesOf('signal_status.json');
     assert.equal(at(1, 'swarm.team.ops.signal.status', sig, { headers: header('7', 42) }), at(1, 'swarm.team.ops.signal.status', sig));
