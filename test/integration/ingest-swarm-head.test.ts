@@ -2,13 +2,13 @@
 // NATS (these subjects are under swarm.>, so not the shared server), taken by the real JetStream ingest
 // into a fresh database with the production defaults; then the row, the registry and the dead letter
 // its index.json `expect` names, the API's filters and live tail over the new rows, /metrics by
-// format, hostile variants, and dead letters of these formats stored before the upgrade replayed with
+// format, hostile variants of every format (also over MAX_EVENT_BYTES, with a second consumer), and dead letters of these formats stored before the upgrade replayed with
 // the real `dead-letters replay` command: stored once, however often replayed.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
-import { connect, type NatsConnection } from 'nats';
+import { connect, headers as natsHeaders, type MsgHdrs, type NatsConnection } from 'nats';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
 import { startPrivateNats, type PrivateNats } from '../helpers/nats.js';
 import { runCli } from '../helpers/cli.js';
@@ -357,6 +357,148 @@ describe('the current swarm (swarm-head fixtures) through the real ingest path',
     ]);
     assert.equal(await count(h.sql, `SELECT 1 FROM ingest_rejects WHERE received_at = $1 AND replayed_at IS NOT NULL`, [receivedAt]), 7);
     assert.equal(await count(h.sql, `SELECT 1 FROM ingest_rejects WHERE headers ? 'Mycelis-Replay-Of'`), 0, 'none of them failed again');
+  });
+
+  // The same hostile variants the domain's unit test checks (test/unit/domain-swarm-json.test.ts), here
+  // through the real JetStream ingest with production defaults, for every format: each is a dead letter
+  // with the reason and field named, or the row DESIGN 3.1.1 makes of it, and none of them stops ingest
+  // (the sentinel after them is stored). Subjects swarm.team.hx.<n>: team hx, one subject per case.
+  it('hostile variants of every format: wrong types, missing fields, non-object JSON, invalid UTF-8, huge and deep', async () => {
+    const T = '2026-06-30T15:00:00Z';
+    const telemetry = (over: Record<string, unknown> = {}, meta: Record<string, unknown> = {}): Uint8Array =>
+      enc(JSON.stringify({ meta: { source_node: 'hx-node', timestamp: T, ...meta }, signal_type: 'sensor_data', payload: { v: 1 }, ...over }));
+    const signal = (over: Record<string, unknown> = {}, meta: Record<string, unknown> = {}): Uint8Array =>
+      enc(JSON.stringify({ meta: { timestamp: T, source_kind: 'system', payload_kind: 'status', agent_id: 'hx-agent', ...meta }, text: 'hx', ...over }));
+    const mission = (over: Record<string, unknown> = {}): Uint8Array =>
+      enc(JSON.stringify({ event_type: 'tool.invoked', mission_event_id: `hx-${Math.random()}`, payload_summary: null, run_id: 'hx-run', source_agent: 'hx-agent', ...over }));
+    const nested = (depth: number): unknown => {
+      let v: unknown = 1;
+      for (let i = 0; i < depth; i++) v = i % 2 === 0 ? { k: v } : [v];
+      return v;
+    };
+    const badUtf8 = (before: string, after: string): Uint8Array => new Uint8Array([...enc(before), 0xc3, 0x28, ...enc(after)]);
+    const hdrs = (pairs: Record<string, string>): MsgHdrs => {
+      const h = natsHeaders();
+      for (const [k, v] of Object.entries(pairs)) h.set(k, v);
+      return h;
+    };
+    type Want = { dead: string; field?: string } | { intent: string; message?: string; source?: string };
+    const cases: [string, Uint8Array, Want, MsgHdrs?][] = [
+      // wrong types
+      ['signal agent_id a number', signal({}, { agent_id: 5 }), { dead: 'invalid_field', field: 'meta.agent_id' }],
+      ['signal meta an array', enc('{"meta":[],"text":"x"}'), { dead: 'invalid_field', field: 'meta' }],
+      ['signal run_id an object', signal({}, { run_id: { id: 1 } }), { dead: 'invalid_field', field: 'meta.run_id' }],
+      ['signal timestamp a leap second', signal({}, { timestamp: '2026-06-30T23:59:60Z' }), { dead: 'invalid_field', field: 'meta.timestamp' }],
+      ['telemetry trust_score a string', telemetry({ trust_score: 'high' }), { dead: 'invalid_field', field: 'trust_score' }],
+      ['telemetry timestamp a number', telemetry({}, { timestamp: 1782831600 }), { dead: 'invalid_field', field: 'meta.timestamp' }],
+      ['telemetry meta a string', telemetry({ meta: 'probe' }), { dead: 'invalid_field', field: 'meta' }],
+      ['mission source_agent an object', mission({ source_agent: { id: 'x' } }), { dead: 'invalid_field', field: 'source_agent' }],
+      ['mission event_type a number', mission({ event_type: 5 }), { dead: 'invalid_field', field: 'event_type' }],
+      // missing required fields
+      ['telemetry without meta', enc('{"signal_type":"sensor_data","payload":1}'), { dead: 'missing_field', field: 'meta' }],
+      ['telemetry without timestamp', telemetry({}, { timestamp: undefined }), { dead: 'missing_field', field: 'meta.timestamp' }],
+      ['telemetry Go zero time', telemetry({}, { timestamp: '0001-01-01T00:00:00Z' }), { dead: 'missing_field', field: 'meta.timestamp' }],
+      ['telemetry signal_type null', telemetry({ signal_type: null }), { dead: 'missing_field', field: 'signal_type' }],
+      ['telemetry source_node blank', telemetry({}, { source_node: '  ' }), { dead: 'missing_field', field: 'meta.source_node' }],
+      ['mission id empty', mission({ mission_event_id: '' }), { dead: 'missing_field', field: 'mission_event_id' }],
+      // non-object JSON: a generic row (where no type is named), a dead letter where one is
+      ['an array on a telemetry subject', enc('[{"signal_type":"task_failed"}]'), { intent: 'json', message: '[{"signal_type":"task_failed"}]' }],
+      ['a JSON string, Content-Type JSON', enc('"just a string"'), { intent: 'json', message: '"just a string"' }, hdrs({ 'Content-Type': 'application/json' })],
+      ['JSON null, Content-Type JSON', enc('null'), { intent: 'json', message: 'null' }, hdrs({ 'Content-Type': 'application/json' })],
+      ['a bare number (no header: text)', enc('42'), { intent: 'text', message: '42' }],
+      // (DESIGN 3.1: where the type is named, only '{' or Content-Type JSON is read as JSON; '[' is protobuf)
+      ['an array where Mycelis-Type names MsgEnvelope', enc('[1,2]'), { dead: 'decode_error' }, hdrs({ 'Mycelis-Type': 'mycelis.swarm.v1.MsgEnvelope' })],
+      ['an array, Content-Type JSON, Mycelis-Type MsgEnvelope', enc('[1,2]'), { dead: 'invalid_json' }, hdrs({ 'Mycelis-Type': 'mycelis.swarm.v1.MsgEnvelope', 'Content-Type': 'application/json' })],
+      ['a signal where Mycelis-Type names MsgEnvelope', signal(), { dead: 'invalid_json' }, hdrs({ 'Mycelis-Type': 'mycelis.swarm.v1.MsgEnvelope' })],
+      ['"[" that is not JSON (text)', enc('[draft] not json'), { intent: 'text', message: '[draft] not json' }],
+      // invalid UTF-8, empty
+      ['invalid UTF-8 in a telemetry envelope', badUtf8('{"meta":{"source_node":"n","timestamp":"2026-06-30T15:00:00Z"},"signal_type":"x","payload":"', '"}'), { dead: 'invalid_json', field: 'not JSON: not valid UTF-8' }],
+      ['invalid UTF-8 in a mission event', badUtf8('{"event_type":"tool.invoked","mission_event_id":"m","source_agent":"', '"}'), { dead: 'invalid_json', field: 'not JSON: not valid UTF-8' }],
+      ['invalid UTF-8 in other JSON', badUtf8('["', '"]'), { dead: 'invalid_json', field: 'not JSON: not valid UTF-8' }],
+      ['invalid UTF-8 in text', badUtf8('an answer ', ' cut'), { dead: 'decode_error' }],
+      ['a control character in text', enc('bell\u0007'), { dead: 'decode_error' }],
+      ['empty', new Uint8Array(0), { dead: 'no_payload' }],
+      // deeply nested: 64 levels are stored, 65 are too_deep, 100,000 too (without exhausting the stack)
+      ['signal payload 64 levels deep', signal({ payload: nested(63), text: undefined }, { agent_id: undefined }), { intent: 'status' }],
+      ['signal payload 65 levels deep', signal({ payload: nested(64) }), { dead: 'too_deep' }],
+      ['telemetry payload 64 levels deep', telemetry({ payload: nested(63) }), { intent: 'sensor_data', source: 'hx-node' }],
+      ['telemetry payload 65 levels deep', telemetry({ payload: nested(64) }), { dead: 'too_deep' }],
+      ['mission event 65 levels deep', mission({ payload_summary: nested(64) }), { dead: 'too_deep' }],
+      ['other JSON 64 levels deep', enc(JSON.stringify(nested(64))), { intent: 'json' }],
+      ['other JSON 65 levels deep', enc(JSON.stringify(nested(65))), { dead: 'too_deep' }],
+      ['other JSON 100,000 levels deep', enc('['.repeat(100_000) + ']'.repeat(100_000)), { dead: 'too_deep' }],
+      ['telemetry 100,000 levels deep', enc('{"signal_type":"x","payload":' + '['.repeat(100_000) + ']'.repeat(100_000) + '}'), { dead: 'too_deep' }],
+      // huge: just under MAX_EVENT_BYTES (1 MiB, also NATS' max_payload) is stored whole
+      ['telemetry of 1 MiB', telemetry({ payload: { text: 'ok', blob: 't'.repeat(1024 * 1024 - 300) } }), { intent: 'sensor_data', message: 'ok' }],
+      ['mission event of 1 MiB', mission({ payload_summary: { keys: ['k'.repeat(1024 * 1024 - 300)] } }), { intent: 'tool.invoked', message: 'tool.invoked' }],
+      ['other JSON of 1 MiB', enc(JSON.stringify([{ role: 'user', content: 'c'.repeat(1024 * 1024 - 100) }])), { intent: 'json' }],
+      ['text of 1 MiB', enc('w'.repeat(1024 * 1024 - 10)), { intent: 'text', message: 'w'.repeat(1024 * 1024 - 10) }],
+    ];
+    const subjectOf = (i: number): string => `swarm.team.hx.case${i}`;
+    cases.forEach(([, data, , headers], i) => pub.publish(subjectOf(i), data, headers ? { headers } : undefined));
+    await settle();
+    for (let i = 0; i < cases.length; i++) {
+      const [label, data, want] = cases[i]!;
+      const dead = await h.sql.query<{ reason: string; detail: string; payload: Buffer }>(`SELECT reason, detail, payload FROM ingest_rejects WHERE subject = $1`, [subjectOf(i)]);
+      const rows = await rowsOn(subjectOf(i));
+      if ('dead' in want) {
+        assert.equal(rows.length, 0, `${label}: no row`);
+        assert.equal(dead.rowCount, 1, `${label}: one dead letter`);
+        assert.equal(dead.rows[0]!.reason, want.dead, `${label}: ${dead.rows[0]!.reason}: ${dead.rows[0]!.detail}`);
+        if (want.field !== undefined) assert.ok(dead.rows[0]!.detail.startsWith(want.field), `${label}: ${dead.rows[0]!.detail}`);
+        assert.ok(Buffer.from(data).equals(dead.rows[0]!.payload), `${label}: the raw bytes kept`);
+      } else {
+        assert.equal(dead.rowCount, 0, `${label}: no dead letter (${dead.rows[0]?.reason}: ${dead.rows[0]?.detail})`);
+        assert.equal(rows.length, 1, `${label}: one row`);
+        const r = rows[0]!;
+        assert.equal(r.intent, want.intent, label);
+        assert.equal(r.team_id, 'hx', label);
+        if (want.message !== undefined) assert.equal(r.message, want.message, label);
+        if (want.source !== undefined) assert.equal(r.source, want.source, label);
+        if (want.intent === 'json') assert.deepEqual(r.context, { format: 'json', body: JSON.parse(new TextDecoder().decode(data)) }, `${label}: the whole value`);
+        if (want.intent === 'sensor_data' || want.intent === 'tool.invoked') assert.deepEqual(r.context, JSON.parse(new TextDecoder().decode(data)), `${label}: the whole envelope`);
+      }
+    }
+    // Generic rows change no agent; the envelopes' agents are registered.
+    assert.equal(await count(h.sql, `SELECT 1 FROM agent_registry WHERE agent_id IN ('hx', 'unknown')`), 0);
+    assert.equal(await count(h.sql, `SELECT 1 FROM agent_registry WHERE agent_id = 'hx-node' AND team_id = 'hx'`), 1);
+  });
+
+  it('over MAX_EVENT_BYTES, whatever the format: too_large, raw bytes kept', async () => {
+    // NATS' default max_payload equals the default MAX_EVENT_BYTES (1 MiB), so a larger payload cannot
+    // arrive at the defaults: a second service on the same stream (its own consumer and database) with
+    // a 64 KiB limit reads payloads the first one stores.
+    const tight = await createTestDatabase('ingest_swarm_head_tight');
+    const small = await startHarness({ ...tight.env, MAX_EVENT_BYTES: '64KiB', CONSUMER_NAME: 'tight' }, nats.url);
+    try {
+      const blob = 'b'.repeat(100 * 1024);
+      const big: [string, Uint8Array][] = [
+        ['signal', enc(JSON.stringify({ meta: { timestamp: '2026-06-30T15:00:00Z', payload_kind: 'result', agent_id: 'big-1' }, payload: { blob } }))],
+        ['telemetry', enc(JSON.stringify({ meta: { source_node: 'big-2', timestamp: '2026-06-30T15:00:00Z' }, signal_type: 'sensor_data', payload: { blob } }))],
+        ['mission_event', enc(JSON.stringify({ event_type: 'artifact.created', mission_event_id: 'big-3', payload_summary: { keys: [blob] }, run_id: 'r', source_agent: 'big-3' }))],
+        ['json', enc(JSON.stringify([blob]))],
+        ['text', enc(blob)],
+      ];
+      big.forEach(([format], i) => pub.publish(`swarm.team.big.${format}`, big[i]![1]));
+      const sentinel = `sentinel-tight-${++sentinels}`;
+      pub.publish('swarm.agent.sentinel.output', textEnvelope(sentinel, 'sentinel', sentinel));
+      await waitFor('tight sentinel', async () => (await count(small.sql, `SELECT 1 FROM log_entries WHERE context->>'id' = $1`, [sentinel])) === 1);
+      await waitFor('default sentinel', async () => (await count(h.sql, `SELECT 1 FROM log_entries WHERE context->>'id' = $1`, [sentinel])) === 1);
+      for (const [format, data] of big) {
+        const subject = `swarm.team.big.${format}`;
+        const d = await small.sql.query<{ reason: string; detail: string; payload: Buffer }>(`SELECT reason, detail, payload FROM ingest_rejects WHERE subject = $1`, [subject]);
+        assert.equal(d.rowCount, 1, format);
+        assert.equal(d.rows[0]!.reason, 'too_large', format);
+        assert.match(d.rows[0]!.detail, /> MAX_EVENT_BYTES 65536/, format);
+        assert.ok(Buffer.from(data).equals(d.rows[0]!.payload), `${format}: the raw bytes kept`);
+        assert.equal(await count(small.sql, 'SELECT 1 FROM log_entries WHERE subject = $1', [subject]), 0, format);
+        assert.equal(await count(h.sql, 'SELECT 1 FROM log_entries WHERE subject = $1', [subject]), 1, `${format} is a row at the default limit`);
+      }
+      assert.equal(await count(small.sql, `SELECT 1 FROM agent_registry WHERE agent_id LIKE 'big-%'`), 0, 'a dead letter registers nobody');
+    } finally {
+      await small.close();
+      await tight.drop();
+    }
   });
 });
 
