@@ -27,7 +27,7 @@ import { metricsRegistry } from '../metrics.js';
 import { memoryServiceRoutes, peerKey } from './connect-service.js';
 import type { MemoryCore } from './core.js';
 import { createCorsPolicy } from './cors.js';
-import { loadWebAssets } from './web-assets.js';
+import { loadWebAssets, writeHead } from './web-assets.js';
 
 /** What /readyz needs to know about readiness (ApiHealth satisfies it). */
 export interface Readiness {
@@ -58,7 +58,7 @@ type Res = http.ServerResponse | http2.Http2ServerResponse;
 
 function sendText(res: Res, status: number, body: string, contentType = 'text/plain; charset=utf-8', head = false): void {
   const buf = Buffer.from(body, 'utf8');
-  res.writeHead(status, { 'content-type': contentType, 'content-length': String(buf.length), 'cache-control': 'no-store' });
+  writeHead(res, status, { 'content-type': contentType, 'content-length': String(buf.length), 'cache-control': 'no-store' });
   if (head) res.end();
   else res.end(buf);
 }

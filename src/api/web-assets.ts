@@ -10,7 +10,7 @@ import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { Http2ServerResponse } from 'node:http2';
+import { Http2ServerResponse } from 'node:http2';
 import type { Logger } from '../logger.js';
 
 const TYPES: Readonly<Record<string, string>> = {
@@ -42,8 +42,14 @@ interface Asset {
 
 export type AssetResponse = ServerResponse | Http2ServerResponse;
 
+/** writeHead on either response type (@types/node >= 22 types the union's overloads as not callable). */
+export function writeHead(res: AssetResponse, status: number, headers: OutgoingHttpHeaders): void {
+  if (res instanceof Http2ServerResponse) res.writeHead(status, headers);
+  else res.writeHead(status, headers);
+}
+
 function send(res: AssetResponse, status: number, headers: OutgoingHttpHeaders, body: Buffer | undefined): void {
-  res.writeHead(status, headers);
+  writeHead(res, status, headers);
   if (body) res.end(body);
   else res.end();
 }
