@@ -7,11 +7,16 @@
 # test/e2e/image.test.ts reproduces the final stage without Docker by following its COPY and RUN lines:
 # keep them simple (no globs, no variables in paths).
 
-ARG NODE_IMAGE=node:20.20.2-bookworm-slim
+# The runtime: an exact release of a maintained Node.js LTS line (26: active LTS, supported until
+# 2029-04-30; why 26 and not 24: README "Runtime"). Debian 12 (bookworm), as on the machines CI runs on.
+# To move to the next line (or release): add its exact release with its integrity to scripts/node.sh and
+# to LINES in .ci/run, admit it in package.json "engines" (and drop a line past its end of life, with
+# @types/node following the oldest line kept), run .ci/run until every line passes, then set it here.
+ARG NODE_IMAGE=node:26.12.1-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
-COPY package.json package-lock.json ./
+COPY package.json package-lock.json .npmrc ./
 RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY scripts ./scripts
@@ -22,7 +27,7 @@ RUN npm run build
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
-COPY package.json package-lock.json ./
+COPY package.json package-lock.json .npmrc ./
 # --ignore-scripts: no production dependency needs an install script (protobufjs' only checks versions).
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
