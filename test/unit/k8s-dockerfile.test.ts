@@ -51,7 +51,7 @@ describe('Dockerfile', () => {
     assert.ok(!runs.some((i) => /npm run build|tsc/.test(i.args)), 'no compiling in the final stage');
   });
 
-  it('the final stage holds only the manifest, the lockfile, built output and migrations', () => {
+  it('the final stage holds only the manifest, the lockfile, the npm config, built output and migrations', () => {
     const copied: string[] = [];
     for (const c of all('COPY').concat(all('ADD'))) {
       assert.equal(c.keyword, 'COPY', 'COPY, not ADD');
@@ -62,7 +62,8 @@ describe('Dockerfile', () => {
       }
       copied.push(...sources);
     }
-    assert.deepEqual(copied.sort(), ['/app/dist', 'migrations', 'package-lock.json', 'package.json']);
+    // .npmrc: engine-strict, so a base image on a Node line package.json does not admit fails the build.
+    assert.deepEqual(copied.sort(), ['.npmrc', '/app/dist', 'migrations', 'package-lock.json', 'package.json']);
     for (const p of copied.filter((s) => !s.startsWith('/'))) assert.ok(existsSync(join(ROOT, p)), `${p} exists`);
   });
 
