@@ -33,6 +33,8 @@ import {
   GetTraceResponse,
   QueryLogsRequest,
   QueryLogsResponse,
+  SearchLogsRequest,
+  SearchLogsResponse,
   StreamLogsRequest,
   WatchRegistryRequest,
 } from '../gen/mycelis/memory/v1/memory.js';
@@ -113,6 +115,7 @@ export function memoryServiceRoutes(deps: ConnectServiceDeps): (router: ConnectR
   const mGetTrace = method('GetTrace');
   const mStreamLogs = method('StreamLogs');
   const mWatchRegistry = method('WatchRegistry');
+  const mSearchLogs = method('SearchLogs');
 
   const unary =
     <Req, Res>(m: DescMethod, reqFns: WireFns<Req>, resFns: WireFns<Res>, fn: (req: Req, ctx: CallContext) => Promise<Res>): Unary =>
@@ -190,6 +193,7 @@ export function memoryServiceRoutes(deps: ConnectServiceDeps): (router: ConnectR
     getRegistry: unary(mGetRegistry, GetRegistryRequest, GetRegistryResponse, (r, c) => core.getRegistry(r, c)),
     queryLogs: unary(mQueryLogs, QueryLogsRequest, QueryLogsResponse, (r, c) => core.queryLogs(r, c)),
     getTrace: unary(mGetTrace, GetTraceRequest, GetTraceResponse, (r, c) => core.getTrace(r, c)),
+    searchLogs: unary(mSearchLogs, SearchLogsRequest, SearchLogsResponse, (r, c) => core.searchLogs(r, c)),
     streamLogs: serverStream(mStreamLogs, StreamLogsRequest, (r, c) => core.streamLogsEncoded(r, c)),
     watchRegistry: serverStream(mWatchRegistry, WatchRegistryRequest, (r, c) => core.watchRegistryEncoded(r, c)),
   };

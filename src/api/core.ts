@@ -1,7 +1,7 @@
 // The transport-free MemoryService: validation, reads, the live tail. The grpc-js server (and the
 // Connect port) are thin adapters that build a CallContext, call these methods and map the typed
 // errors of src/errors.ts to status codes (src/api/status.ts). Nothing here knows about a transport.
-// The capabilities live beside it: queries/ (registry, logs, trace: one request, one answer) and
+// The capabilities live beside it: queries/ (registry, logs, trace, search: one request, one answer) and
 // streams/ (WatchRegistry's shared view); the live log's hub is stream-hub.ts.
 import { setMaxListeners } from 'node:events';
 import type { Config } from '../config/config.js';
@@ -10,6 +10,7 @@ import { ResourceExhaustedError, ShuttingDownError } from '../errors.js';
 import { gauge } from '../metrics.js';
 import { LogReader, type PoolHolder } from '../store/log-reader.js';
 import { RegistryReader } from '../store/registry-reader.js';
+import { SearchReader } from '../store/search-reader.js';
 import { TraceReader } from '../store/trace-reader.js';
 import {
   type GetRegistryRequest,
@@ -21,6 +22,8 @@ import {
   StreamLogsResponse as StreamLogsResponseFns,
   type QueryLogsRequest,
   type QueryLogsResponse,
+  type SearchLogsRequest,
+  type SearchLogsResponse,
   type StreamLogsRequest,
   type StreamLogsResponse,
   type WatchRegistryRequest,
@@ -29,10 +32,11 @@ import { encodeCursor } from './cursor.js';
 import { encodeStreamResponse, toLogRecord } from './log-record.js';
 import { queryLogs } from './queries/logs.js';
 import { getRegistry } from './queries/registry.js';
+import { searchLogs } from './queries/search.js';
 import { getTrace } from './queries/trace.js';
 import { StreamHub, type CommitSource } from './stream-hub.js';
 import { RegistryWatchHub } from './streams/registry-watch.js';
-import { validateGetRegistry, validateGetTrace, validateQueryLogs, validateStreamLogs, validateWatchRegistry } from './validate.js';
+import { validateGetRegistry, validateGetTrace, validateQueryLogs, validateSearchLogs, validateStreamLogs, validateWatchRegistry } from './validate.js';
 
 export interface CallContext {
   /** Aborts when the client cancels or disconnects. */
@@ -77,6 +81,7 @@ export class MemoryCore {
   readonly logReader: LogReader;
   private readonly registryReader: RegistryReader;
   private readonly traceReader: TraceReader;
+  private readonly searchReader: SearchReader;
   private readonly hub: StreamHub;
   private readonly registryHub: RegistryWatchHub;
   private readonly config: Config;
@@ -94,6 +99,7 @@ export class MemoryCore {
     this.logReader = new LogReader(deps.db);
     this.registryReader = new RegistryReader(deps.db);
     this.traceReader = new TraceReader(deps.db);
+    this.searchReader = new SearchReader(deps.db);
     this.registryHub = new RegistryWatchHub(
       this.registryReader,
       deps.notifier,
@@ -128,6 +134,10 @@ export class MemoryCore {
 
   async getTrace(req: GetTraceRequest, ctx: CallContext): Promise<GetTraceResponse> {
     return getTrace(this.traceReader, validateGetTrace(req), callSignal(ctx));
+  }
+
+  async searchLogs(req: SearchLogsRequest, ctx: CallContext): Promise<SearchLogsResponse> {
+    return searchLogs(this.searchReader, validateSearchLogs(req), callSignal(ctx));
   }
 
   /**

@@ -64,7 +64,7 @@ export function requestHash(parts: unknown): string {
   return createHash('sha256').update(JSON.stringify(parts)).digest('base64url').slice(0, 16);
 }
 
-export type TokenKind = 'logs' | 'registry';
+export type TokenKind = 'logs' | 'registry' | 'search';
 
 /** Seals a page token: kind + request hash + keyset position. */
 export function encodePageToken(kind: TokenKind, hash: string, position: Record<string, string | number | null>): string {

@@ -19,6 +19,8 @@ import {
   type MemoryServiceServer,
   type QueryLogsRequest,
   type QueryLogsResponse,
+  type SearchLogsRequest,
+  type SearchLogsResponse,
 } from '../gen/mycelis/memory/v1/memory.js';
 import { LogReader, type PoolHolder } from '../store/log-reader.js';
 import { createAuthenticator } from './auth.js';
@@ -152,6 +154,7 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
     queryLogs: unary<QueryLogsRequest, QueryLogsResponse>('QueryLogs', (req, ctx) => core.queryLogs(req, ctx)),
     getTrace: unary<GetTraceRequest, GetTraceResponse>('GetTrace', (req, ctx) => core.getTrace(req, ctx)),
     watchRegistry: serverStream('WatchRegistry', (req, ctx) => core.watchRegistryEncoded(req, ctx)),
+    searchLogs: unary<SearchLogsRequest, SearchLogsResponse>('SearchLogs', (req, ctx) => core.searchLogs(req, ctx)),
   };
 
   const server = new grpc.Server({ 'grpc.max_send_message_length': 16 * 1024 * 1024 });

@@ -10,6 +10,8 @@ import {
   type GetTraceRequest,
   type LogFilter,
   type QueryLogsRequest,
+  type SearchLogsRequest,
+  SearchLogsRequest_Order,
   type StreamLogsRequest,
   type WatchRegistryRequest,
 } from '../gen/mycelis/memory/v1/memory.js';
@@ -21,6 +23,7 @@ export const MAX_STRING_CHARS = 256;
 export const DEFAULT_PAGE_SIZE = 100;
 export const MAX_PAGE_SIZE = 1000;
 export const MAX_TAIL = 10_000;
+export const MAX_QUERY_CHARS = 1024;
 
 function checkString(value: string, field: string): void {
   if (value.length > MAX_STRING_CHARS) {
@@ -119,27 +122,75 @@ export interface ValidQueryLogs {
   readonly after: { timestampUs: number; seq: number } | null;
 }
 
-export function validateQueryLogs(req: QueryLogsRequest): ValidQueryLogs {
-  const filter = validateLogFilter(req.filter);
-  const pageSize = validatePageSize(req.pageSize ?? 0);
-  const sinceUs = validateTimestamp(req.since, 'since');
-  const untilUs = validateTimestamp(req.until, 'until');
+function validateRange(since: Timestamp | undefined, until: Timestamp | undefined): { sinceUs: number | null; untilUs: number | null } {
+  const sinceUs = validateTimestamp(since, 'since');
+  const untilUs = validateTimestamp(until, 'until');
   if (sinceUs !== null && untilUs !== null && untilUs < sinceUs) {
     throw new InvalidArgumentError('until', 'must not be before since');
   }
-  const hash = requestHash(['logs', canonicalFilter(filter), sinceUs, untilUs]);
-  let after: ValidQueryLogs['after'] = null;
-  const token = req.pageToken ?? '';
-  if (token !== '') {
-    const p = decodePageToken('logs', token, hash, 'page_token');
-    const timestampUs = p['t'];
-    const seq = p['s'];
-    if (typeof timestampUs !== 'number' || !Number.isSafeInteger(timestampUs) || typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) {
-      throw new InvalidArgumentError('page_token', 'malformed page token');
-    }
-    after = { timestampUs, seq };
+  return { sinceUs, untilUs };
+}
+
+/** The keyset position (event time, seq) of a page token's body. */
+function keysetPosition(p: Record<string, unknown>): { timestampUs: number; seq: number } {
+  const timestampUs = p['t'];
+  const seq = p['s'];
+  if (typeof timestampUs !== 'number' || !Number.isSafeInteger(timestampUs) || typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) {
+    throw new InvalidArgumentError('page_token', 'malformed page token');
   }
+  return { timestampUs, seq };
+}
+
+export function validateQueryLogs(req: QueryLogsRequest): ValidQueryLogs {
+  const filter = validateLogFilter(req.filter);
+  const pageSize = validatePageSize(req.pageSize ?? 0);
+  const { sinceUs, untilUs } = validateRange(req.since, req.until);
+  const hash = requestHash(['logs', canonicalFilter(filter), sinceUs, untilUs]);
+  const token = req.pageToken ?? '';
+  const after = token === '' ? null : keysetPosition(decodePageToken('logs', token, hash, 'page_token'));
   return { filter, pageSize, sinceUs, untilUs, hash, after };
+}
+
+export type SearchOrder = 'newest' | 'relevance';
+
+export interface ValidSearchLogs extends ValidQueryLogs {
+  /** The query text as PostgreSQL's websearch_to_tsquery reads it. */
+  readonly query: string;
+  readonly order: SearchOrder;
+  /** RELEVANCE pages: the previous page's last rank, as PostgreSQL printed it (exact for a real). */
+  readonly afterRank: string | null;
+}
+
+// A real as PostgreSQL prints it (shortest exact form): digits, optional fraction and exponent.
+const REAL_TEXT = /^-?(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?$/i;
+
+export function validateSearchLogs(req: SearchLogsRequest): ValidSearchLogs {
+  const query = (req.query ?? '').trim();
+  if (query === '') throw new InvalidArgumentError('query', 'required: one or more words, "quoted phrases", -exclusions');
+  if (query.length > MAX_QUERY_CHARS) throw new InvalidArgumentError('query', `longer than ${MAX_QUERY_CHARS} characters (${query.length})`);
+  if (query.includes('\u0000')) throw new InvalidArgumentError('query', 'must not contain NUL (\\u0000)');
+  const filter = validateLogFilter(req.filter);
+  const pageSize = validatePageSize(req.pageSize ?? 0);
+  const { sinceUs, untilUs } = validateRange(req.since, req.until);
+  let order: SearchOrder;
+  const o = req.order ?? SearchLogsRequest_Order.ORDER_UNSPECIFIED;
+  if (o === SearchLogsRequest_Order.ORDER_UNSPECIFIED || o === SearchLogsRequest_Order.ORDER_NEWEST) order = 'newest';
+  else if (o === SearchLogsRequest_Order.ORDER_RELEVANCE) order = 'relevance';
+  else throw new InvalidArgumentError('order', `unknown order ${String(o)}: expected ORDER_NEWEST or ORDER_RELEVANCE`);
+  const hash = requestHash(['search', query, order, canonicalFilter(filter), sinceUs, untilUs]);
+  const token = req.pageToken ?? '';
+  let after: ValidQueryLogs['after'] = null;
+  let afterRank: string | null = null;
+  if (token !== '') {
+    const p = decodePageToken('search', token, hash, 'page_token');
+    after = keysetPosition(p);
+    if (order === 'relevance') {
+      const r = p['r'];
+      if (typeof r !== 'string' || !REAL_TEXT.test(r)) throw new InvalidArgumentError('page_token', 'malformed page token');
+      afterRank = r;
+    }
+  }
+  return { query, order, filter, pageSize, sinceUs, untilUs, hash, after, afterRank };
 }
 
 const STATUS_NAMES: ReadonlyMap<number, string> = new Map([

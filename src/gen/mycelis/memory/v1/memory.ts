@@ -318,6 +318,95 @@ export function registryChange_KindToJSON(object: RegistryChange_Kind): string {
   }
 }
 
+export interface SearchLogsRequest {
+  /**
+   * Required; at most 1024 characters. Words (all must occur, case-insensitive, no stemming),
+   * "quoted phrases" (words in that order), -word or -"phrase" (must not occur), `or` between terms.
+   * A query with no word in it (only punctuation or operators) is INVALID_ARGUMENT.
+   */
+  query: string;
+  /** As in QueryLogs. */
+  filter?:
+    | LogFilter
+    | undefined;
+  /** Default 100, at most 1000. */
+  pageSize: number;
+  pageToken: string;
+  /** Inclusive lower bound on the event timestamp. */
+  since?:
+    | Timestamp
+    | undefined;
+  /** Exclusive upper bound on the event timestamp. */
+  until?: Timestamp | undefined;
+  order: SearchLogsRequest_Order;
+}
+
+export enum SearchLogsRequest_Order {
+  /** ORDER_UNSPECIFIED - NEWEST. */
+  ORDER_UNSPECIFIED = 0,
+  /**
+   * ORDER_NEWEST - Newest first by (event time, commit order), as QueryLogs: every page costs about the same,
+   * whatever the number of matches.
+   */
+  ORDER_NEWEST = 1,
+  /**
+   * ORDER_RELEVANCE - Highest rank first, then newest first. Every match is ranked before the first page is returned,
+   * so its cost grows with the number of matches: meant for selective queries.
+   */
+  ORDER_RELEVANCE = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function searchLogsRequest_OrderFromJSON(object: any): SearchLogsRequest_Order {
+  switch (object) {
+    case 0:
+    case "ORDER_UNSPECIFIED":
+      return SearchLogsRequest_Order.ORDER_UNSPECIFIED;
+    case 1:
+    case "ORDER_NEWEST":
+      return SearchLogsRequest_Order.ORDER_NEWEST;
+    case 2:
+    case "ORDER_RELEVANCE":
+      return SearchLogsRequest_Order.ORDER_RELEVANCE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return SearchLogsRequest_Order.UNRECOGNIZED;
+  }
+}
+
+export function searchLogsRequest_OrderToJSON(object: SearchLogsRequest_Order): string {
+  switch (object) {
+    case SearchLogsRequest_Order.ORDER_UNSPECIFIED:
+      return "ORDER_UNSPECIFIED";
+    case SearchLogsRequest_Order.ORDER_NEWEST:
+      return "ORDER_NEWEST";
+    case SearchLogsRequest_Order.ORDER_RELEVANCE:
+      return "ORDER_RELEVANCE";
+    case SearchLogsRequest_Order.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export interface SearchLogsResponse {
+  hits: SearchHit[];
+  nextPageToken: string;
+}
+
+export interface SearchHit {
+  record?:
+    | LogRecord
+    | undefined;
+  /**
+   * A short extract of the message (or, when the message has no match, of the context's string
+   * values) with each matched word between « and »; at most about 300 characters.
+   */
+  snippet: string;
+  /** ts_rank of the record for the query (normalized by document length): higher is more relevant. */
+  rank: number;
+}
+
 function createBaseLogFilter(): LogFilter {
   return { agentIds: [], teamIds: [], levels: [], intents: [], traceId: "" };
 }
@@ -2267,6 +2356,377 @@ export const RegistryChange: MessageFns<RegistryChange> = {
   },
 };
 
+function createBaseSearchLogsRequest(): SearchLogsRequest {
+  return { query: "", filter: undefined, pageSize: 0, pageToken: "", since: undefined, until: undefined, order: 0 };
+}
+
+export const SearchLogsRequest: MessageFns<SearchLogsRequest> = {
+  encode(message: SearchLogsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.query !== "") {
+      writer.uint32(10).string(message.query);
+    }
+    if (message.filter !== undefined) {
+      LogFilter.encode(message.filter, writer.uint32(18).fork()).join();
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(24).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(34).string(message.pageToken);
+    }
+    if (message.since !== undefined) {
+      Timestamp.encode(message.since, writer.uint32(42).fork()).join();
+    }
+    if (message.until !== undefined) {
+      Timestamp.encode(message.until, writer.uint32(50).fork()).join();
+    }
+    if (message.order !== 0) {
+      writer.uint32(56).int32(message.order);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchLogsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchLogsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.query = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.filter = LogFilter.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.since = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.until = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.order = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SearchLogsRequest {
+    return {
+      query: isSet(object.query) ? globalThis.String(object.query) : "",
+      filter: isSet(object.filter) ? LogFilter.fromJSON(object.filter) : undefined,
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+      since: isSet(object.since) ? fromJsonTimestamp(object.since) : undefined,
+      until: isSet(object.until) ? fromJsonTimestamp(object.until) : undefined,
+      order: isSet(object.order) ? searchLogsRequest_OrderFromJSON(object.order) : 0,
+    };
+  },
+
+  toJSON(message: SearchLogsRequest): unknown {
+    const obj: any = {};
+    if (message.query !== "") {
+      obj.query = message.query;
+    }
+    if (message.filter !== undefined) {
+      obj.filter = LogFilter.toJSON(message.filter);
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    if (message.since !== undefined) {
+      obj.since = fromTimestamp(message.since).toISOString();
+    }
+    if (message.until !== undefined) {
+      obj.until = fromTimestamp(message.until).toISOString();
+    }
+    if (message.order !== 0) {
+      obj.order = searchLogsRequest_OrderToJSON(message.order);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SearchLogsRequest>, I>>(base?: I): SearchLogsRequest {
+    return SearchLogsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SearchLogsRequest>, I>>(object: I): SearchLogsRequest {
+    const message = createBaseSearchLogsRequest();
+    message.query = object.query ?? "";
+    message.filter = (object.filter !== undefined && object.filter !== null)
+      ? LogFilter.fromPartial(object.filter)
+      : undefined;
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    message.since = (object.since !== undefined && object.since !== null)
+      ? Timestamp.fromPartial(object.since)
+      : undefined;
+    message.until = (object.until !== undefined && object.until !== null)
+      ? Timestamp.fromPartial(object.until)
+      : undefined;
+    message.order = object.order ?? 0;
+    return message;
+  },
+};
+
+function createBaseSearchLogsResponse(): SearchLogsResponse {
+  return { hits: [], nextPageToken: "" };
+}
+
+export const SearchLogsResponse: MessageFns<SearchLogsResponse> = {
+  encode(message: SearchLogsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.hits) {
+      SearchHit.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchLogsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchLogsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hits.push(SearchHit.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SearchLogsResponse {
+    return {
+      hits: globalThis.Array.isArray(object?.hits) ? object.hits.map((e: any) => SearchHit.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: SearchLogsResponse): unknown {
+    const obj: any = {};
+    if (message.hits?.length) {
+      obj.hits = message.hits.map((e) => SearchHit.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SearchLogsResponse>, I>>(base?: I): SearchLogsResponse {
+    return SearchLogsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SearchLogsResponse>, I>>(object: I): SearchLogsResponse {
+    const message = createBaseSearchLogsResponse();
+    message.hits = object.hits?.map((e) => SearchHit.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseSearchHit(): SearchHit {
+  return { record: undefined, snippet: "", rank: 0 };
+}
+
+export const SearchHit: MessageFns<SearchHit> = {
+  encode(message: SearchHit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.record !== undefined) {
+      LogRecord.encode(message.record, writer.uint32(10).fork()).join();
+    }
+    if (message.snippet !== "") {
+      writer.uint32(18).string(message.snippet);
+    }
+    if (message.rank !== 0) {
+      writer.uint32(29).float(message.rank);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchHit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchHit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.record = LogRecord.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.snippet = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 29) {
+              break;
+            }
+
+            message.rank = reader.float();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SearchHit {
+    return {
+      record: isSet(object.record) ? LogRecord.fromJSON(object.record) : undefined,
+      snippet: isSet(object.snippet) ? globalThis.String(object.snippet) : "",
+      rank: isSet(object.rank) ? globalThis.Number(object.rank) : 0,
+    };
+  },
+
+  toJSON(message: SearchHit): unknown {
+    const obj: any = {};
+    if (message.record !== undefined) {
+      obj.record = LogRecord.toJSON(message.record);
+    }
+    if (message.snippet !== "") {
+      obj.snippet = message.snippet;
+    }
+    if (message.rank !== 0) {
+      obj.rank = floatToJson(message.rank);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SearchHit>, I>>(base?: I): SearchHit {
+    return SearchHit.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SearchHit>, I>>(object: I): SearchHit {
+    const message = createBaseSearchHit();
+    message.record = (object.record !== undefined && object.record !== null)
+      ? LogRecord.fromPartial(object.record)
+      : undefined;
+    message.snippet = object.snippet ?? "";
+    message.rank = object.rank ?? 0;
+    return message;
+  },
+};
+
 /** The memory of the swarm: its event log and its agent registry. */
 export type MemoryServiceDefinition = typeof MemoryServiceDefinition;
 export const MemoryServiceDefinition = {
@@ -2321,6 +2781,19 @@ export const MemoryServiceDefinition = {
       responseType: RegistryChange as typeof RegistryChange,
       responseStream: true,
       options: {},
+    },
+    /**
+     * Full-text search over the log: the message and the context's string values, words, "quoted
+     * phrases", -exclusions and `or` (PostgreSQL's websearch_to_tsquery, the language-neutral 'simple'
+     * configuration), with the same filters as QueryLogs; each hit ranked, with a highlighted snippet.
+     */
+    searchLogs: {
+      name: "SearchLogs",
+      requestType: SearchLogsRequest as typeof SearchLogsRequest,
+      requestStream: false,
+      responseType: SearchLogsResponse as typeof SearchLogsResponse,
+      responseStream: false,
+      options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
     },
   },
 } as const;
@@ -2382,6 +2855,20 @@ export const MemoryServiceService = {
     responseSerialize: (value: RegistryChange): Buffer => Buffer.from(RegistryChange.encode(value).finish()),
     responseDeserialize: (value: Buffer): RegistryChange => RegistryChange.decode(value),
   },
+  /**
+   * Full-text search over the log: the message and the context's string values, words, "quoted
+   * phrases", -exclusions and `or` (PostgreSQL's websearch_to_tsquery, the language-neutral 'simple'
+   * configuration), with the same filters as QueryLogs; each hit ranked, with a highlighted snippet.
+   */
+  searchLogs: {
+    path: "/mycelis.memory.v1.MemoryService/SearchLogs" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SearchLogsRequest): Buffer => Buffer.from(SearchLogsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SearchLogsRequest => SearchLogsRequest.decode(value),
+    responseSerialize: (value: SearchLogsResponse): Buffer => Buffer.from(SearchLogsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SearchLogsResponse => SearchLogsResponse.decode(value),
+  },
 } as const;
 
 export interface MemoryServiceServer extends UntypedServiceImplementation {
@@ -2399,6 +2886,12 @@ export interface MemoryServiceServer extends UntypedServiceImplementation {
    * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
    */
   watchRegistry: handleServerStreamingCall<WatchRegistryRequest, RegistryChange>;
+  /**
+   * Full-text search over the log: the message and the context's string values, words, "quoted
+   * phrases", -exclusions and `or` (PostgreSQL's websearch_to_tsquery, the language-neutral 'simple'
+   * configuration), with the same filters as QueryLogs; each hit ranked, with a highlighted snippet.
+   */
+  searchLogs: handleUnaryCall<SearchLogsRequest, SearchLogsResponse>;
 }
 
 export interface MemoryServiceClient extends Client {
@@ -2468,6 +2961,26 @@ export interface MemoryServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<RegistryChange>;
+  /**
+   * Full-text search over the log: the message and the context's string values, words, "quoted
+   * phrases", -exclusions and `or` (PostgreSQL's websearch_to_tsquery, the language-neutral 'simple'
+   * configuration), with the same filters as QueryLogs; each hit ranked, with a highlighted snippet.
+   */
+  searchLogs(
+    request: SearchLogsRequest,
+    callback: (error: ServiceError | null, response: SearchLogsResponse) => void,
+  ): ClientUnaryCall;
+  searchLogs(
+    request: SearchLogsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SearchLogsResponse) => void,
+  ): ClientUnaryCall;
+  searchLogs(
+    request: SearchLogsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SearchLogsResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const MemoryServiceClient = makeGenericClientConstructor(
@@ -2478,6 +2991,10 @@ export const MemoryServiceClient = makeGenericClientConstructor(
   service: typeof MemoryServiceService;
   serviceName: string;
 };
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 

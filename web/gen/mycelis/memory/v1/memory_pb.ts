@@ -16,7 +16,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file mycelis/memory/v1/memory.proto.
  */
 export const file_mycelis_memory_v1_memory: GenFile = /*@__PURE__*/
-  fileDesc("Ch5teWNlbGlzL21lbW9yeS92MS9tZW1vcnkucHJvdG8SEW15Y2VsaXMubWVtb3J5LnYxImMKCUxvZ0ZpbHRlchIRCglhZ2VudF9pZHMYASADKAkSEAoIdGVhbV9pZHMYAiADKAkSDgoGbGV2ZWxzGAMgAygJEg8KB2ludGVudHMYBCADKAkSEAoIdHJhY2VfaWQYBSABKAkioQEKCUxvZ1JlY29yZBIKCgJpZBgBIAEoCRIOCgZjdXJzb3IYAiABKAkSKQoFZW50cnkYAyABKAsyGi5teWNlbGlzLnN3YXJtLnYxLkxvZ0VudHJ5Eg8KB3N1YmplY3QYBCABKAkSLwoLaW5nZXN0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgsKA3NlcRgGIAEoAyJlChFTdHJlYW1Mb2dzUmVxdWVzdBIsCgZmaWx0ZXIYASABKAsyHC5teWNlbGlzLm1lbW9yeS52MS5Mb2dGaWx0ZXISFAoMYWZ0ZXJfY3Vyc29yGAIgASgJEgwKBHRhaWwYAyABKA0iUwoSU3RyZWFtTG9nc1Jlc3BvbnNlEi0KB3JlY29yZHMYASADKAsyHC5teWNlbGlzLm1lbW9yeS52MS5Mb2dSZWNvcmQSDgoGY3Vyc29yGAIgASgJIr0BChBRdWVyeUxvZ3NSZXF1ZXN0EiwKBmZpbHRlchgBIAEoCzIcLm15Y2VsaXMubWVtb3J5LnYxLkxvZ0ZpbHRlchIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCRIpCgVzaW5jZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoFdW50aWwYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlsKEVF1ZXJ5TG9nc1Jlc3BvbnNlEi0KB3JlY29yZHMYASADKAsyHC5teWNlbGlzLm1lbW9yeS52MS5Mb2dSZWNvcmQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIrQCCgVBZ2VudBIQCghhZ2VudF9pZBgBIAEoCRIPCgd0ZWFtX2lkGAIgASgJEi4KBnN0YXR1cxgDIAEoDjIeLm15Y2VsaXMubWVtb3J5LnYxLkFnZW50U3RhdHVzEjcKD3JlcG9ydGVkX3N0YXR1cxgEIAEoDjIeLm15Y2VsaXMubWVtb3J5LnYxLkFnZW50U3RhdHVzEi0KCWxhc3Rfc2VlbhgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJQoEbWV0YRgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSGgoSbGFzdF9lcnJvcl9zdW1tYXJ5GAcgASgJEi0KCXN0YXR1c19hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifwoSR2V0UmVnaXN0cnlSZXF1ZXN0EhAKCHRlYW1faWRzGAEgAygJEjAKCHN0YXR1c2VzGAIgAygOMh4ubXljZWxpcy5tZW1vcnkudjEuQWdlbnRTdGF0dXMSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkigwEKE0dldFJlZ2lzdHJ5UmVzcG9uc2USKAoGYWdlbnRzGAEgAygLMhgubXljZWxpcy5tZW1vcnkudjEuQWdlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEikKBWFzX29mGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIjCg9HZXRUcmFjZVJlcXVlc3QSEAoIdHJhY2VfaWQYASABKAkiigIKEEdldFRyYWNlUmVzcG9uc2USEAoIdHJhY2VfaWQYASABKAkSLQoHcmVjb3JkcxgCIAMoCzIcLm15Y2VsaXMubWVtb3J5LnYxLkxvZ1JlY29yZBItCgZhZ2VudHMYAyADKAsyHS5teWNlbGlzLm1lbW9yeS52MS5UcmFjZUFnZW50Ei4KCnN0YXJ0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgl0cnVuY2F0ZWQYBiABKAgSFQoNdG90YWxfcmVjb3JkcxgHIAEoBSKrAQoKVHJhY2VBZ2VudBIQCghhZ2VudF9pZBgBIAEoCRIPCgd0ZWFtX2lkGAIgASgJEg8KB3JlY29yZHMYAyABKAUSDgoGZXJyb3JzGAQgASgFEiwKCGZpcnN0X2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCgdsYXN0X2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJsChRXYXRjaFJlZ2lzdHJ5UmVxdWVzdBIQCgh0ZWFtX2lkcxgBIAMoCRIwCghzdGF0dXNlcxgCIAMoDjIeLm15Y2VsaXMubWVtb3J5LnYxLkFnZW50U3RhdHVzEhAKCHNuYXBzaG90GAMgASgIIqwDCg5SZWdpc3RyeUNoYW5nZRInCgVhZ2VudBgBIAEoCzIYLm15Y2VsaXMubWVtb3J5LnYxLkFnZW50EjcKD3ByZXZpb3VzX3N0YXR1cxgCIAEoDjIeLm15Y2VsaXMubWVtb3J5LnYxLkFnZW50U3RhdHVzEjQKBGtpbmQYAyABKA4yJi5teWNlbGlzLm1lbW9yeS52MS5SZWdpc3RyeUNoYW5nZS5LaW5kEioKCHNuYXBzaG90GAQgAygLMhgubXljZWxpcy5tZW1vcnkudjEuQWdlbnQSLwoLb2JzZXJ2ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmNoYW5nZWRfZmllbGRzGAYgAygJEhgKEHByZXZpb3VzX3RlYW1faWQYByABKAkicwoES2luZBIUChBLSU5EX1VOU1BFQ0lGSUVEEAASEQoNS0lORF9TTkFQU0hPVBABEg0KCUtJTkRfTElWRRACEg8KC0tJTkRfQ0hBTkdFEAMSEgoOS0lORF9LRUVQQUxJVkUQBBIOCgpLSU5EX1JFU0VUEAUqiwEKC0FnZW50U3RhdHVzEhwKGEFHRU5UX1NUQVRVU19VTlNQRUNJRklFRBAAEhUKEUFHRU5UX1NUQVRVU19JRExFEAESFQoRQUdFTlRfU1RBVFVTX0JVU1kQAhIYChRBR0VOVF9TVEFUVVNfT0ZGTElORRADEhYKEkFHRU5UX1NUQVRVU19FUlJPUhAEMuUDCg1NZW1vcnlTZXJ2aWNlElsKClN0cmVhbUxvZ3MSJC5teWNlbGlzLm1lbW9yeS52MS5TdHJlYW1Mb2dzUmVxdWVzdBolLm15Y2VsaXMubWVtb3J5LnYxLlN0cmVhbUxvZ3NSZXNwb25zZTABEmEKC0dldFJlZ2lzdHJ5EiUubXljZWxpcy5tZW1vcnkudjEuR2V0UmVnaXN0cnlSZXF1ZXN0GiYubXljZWxpcy5tZW1vcnkudjEuR2V0UmVnaXN0cnlSZXNwb25zZSIDkAIBElsKCVF1ZXJ5TG9ncxIjLm15Y2VsaXMubWVtb3J5LnYxLlF1ZXJ5TG9nc1JlcXVlc3QaJC5teWNlbGlzLm1lbW9yeS52MS5RdWVyeUxvZ3NSZXNwb25zZSIDkAIBElgKCEdldFRyYWNlEiIubXljZWxpcy5tZW1vcnkudjEuR2V0VHJhY2VSZXF1ZXN0GiMubXljZWxpcy5tZW1vcnkudjEuR2V0VHJhY2VSZXNwb25zZSIDkAIBEl0KDVdhdGNoUmVnaXN0cnkSJy5teWNlbGlzLm1lbW9yeS52MS5XYXRjaFJlZ2lzdHJ5UmVxdWVzdBohLm15Y2VsaXMubWVtb3J5LnYxLlJlZ2lzdHJ5Q2hhbmdlMAFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_mycelis_swarm_v1_swarm]);
+  fileDesc("Ch5teWNlbGlzL21lbW9yeS92MS9tZW1vcnkucHJvdG8SEW15Y2VsaXMubWVtb3J5LnYxImMKCUxvZ0ZpbHRlchIRCglhZ2VudF9pZHMYASADKAkSEAoIdGVhbV9pZHMYAiADKAkSDgoGbGV2ZWxzGAMgAygJEg8KB2ludGVudHMYBCADKAkSEAoIdHJhY2VfaWQYBSABKAkioQEKCUxvZ1JlY29yZBIKCgJpZBgBIAEoCRIOCgZjdXJzb3IYAiABKAkSKQoFZW50cnkYAyABKAsyGi5teWNlbGlzLnN3YXJtLnYxLkxvZ0VudHJ5Eg8KB3N1YmplY3QYBCABKAkSLwoLaW5nZXN0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgsKA3NlcRgGIAEoAyJlChFTdHJlYW1Mb2dzUmVxdWVzdBIsCgZmaWx0ZXIYASABKAsyHC5teWNlbGlzLm1lbW9yeS52MS5Mb2dGaWx0ZXISFAoMYWZ0ZXJfY3Vyc29yGAIgASgJEgwKBHRhaWwYAyABKA0iUwoSU3RyZWFtTG9nc1Jlc3BvbnNlEi0KB3JlY29yZHMYASADKAsyHC5teWNlbGlzLm1lbW9yeS52MS5Mb2dSZWNvcmQSDgoGY3Vyc29yGAIgASgJIr0BChBRdWVyeUxvZ3NSZXF1ZXN0EiwKBmZpbHRlchgBIAEoCzIcLm15Y2VsaXMubWVtb3J5LnYxLkxvZ0ZpbHRlchIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCRIpCgVzaW5jZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoFdW50aWwYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlsKEVF1ZXJ5TG9nc1Jlc3BvbnNlEi0KB3JlY29yZHMYASADKAsyHC5teWNlbGlzLm1lbW9yeS52MS5Mb2dSZWNvcmQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIrQCCgVBZ2VudBIQCghhZ2VudF9pZBgBIAEoCRIPCgd0ZWFtX2lkGAIgASgJEi4KBnN0YXR1cxgDIAEoDjIeLm15Y2VsaXMubWVtb3J5LnYxLkFnZW50U3RhdHVzEjcKD3JlcG9ydGVkX3N0YXR1cxgEIAEoDjIeLm15Y2VsaXMubWVtb3J5LnYxLkFnZW50U3RhdHVzEi0KCWxhc3Rfc2VlbhgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJQoEbWV0YRgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSGgoSbGFzdF9lcnJvcl9zdW1tYXJ5GAcgASgJEi0KCXN0YXR1c19hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifwoSR2V0UmVnaXN0cnlSZXF1ZXN0EhAKCHRlYW1faWRzGAEgAygJEjAKCHN0YXR1c2VzGAIgAygOMh4ubXljZWxpcy5tZW1vcnkudjEuQWdlbnRTdGF0dXMSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkigwEKE0dldFJlZ2lzdHJ5UmVzcG9uc2USKAoGYWdlbnRzGAEgAygLMhgubXljZWxpcy5tZW1vcnkudjEuQWdlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEikKBWFzX29mGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIjCg9HZXRUcmFjZVJlcXVlc3QSEAoIdHJhY2VfaWQYASABKAkiigIKEEdldFRyYWNlUmVzcG9uc2USEAoIdHJhY2VfaWQYASABKAkSLQoHcmVjb3JkcxgCIAMoCzIcLm15Y2VsaXMubWVtb3J5LnYxLkxvZ1JlY29yZBItCgZhZ2VudHMYAyADKAsyHS5teWNlbGlzLm1lbW9yeS52MS5UcmFjZUFnZW50Ei4KCnN0YXJ0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgl0cnVuY2F0ZWQYBiABKAgSFQoNdG90YWxfcmVjb3JkcxgHIAEoBSKrAQoKVHJhY2VBZ2VudBIQCghhZ2VudF9pZBgBIAEoCRIPCgd0ZWFtX2lkGAIgASgJEg8KB3JlY29yZHMYAyABKAUSDgoGZXJyb3JzGAQgASgFEiwKCGZpcnN0X2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCgdsYXN0X2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJsChRXYXRjaFJlZ2lzdHJ5UmVxdWVzdBIQCgh0ZWFtX2lkcxgBIAMoCRIwCghzdGF0dXNlcxgCIAMoDjIeLm15Y2VsaXMubWVtb3J5LnYxLkFnZW50U3RhdHVzEhAKCHNuYXBzaG90GAMgASgIIqwDCg5SZWdpc3RyeUNoYW5nZRInCgVhZ2VudBgBIAEoCzIYLm15Y2VsaXMubWVtb3J5LnYxLkFnZW50EjcKD3ByZXZpb3VzX3N0YXR1cxgCIAEoDjIeLm15Y2VsaXMubWVtb3J5LnYxLkFnZW50U3RhdHVzEjQKBGtpbmQYAyABKA4yJi5teWNlbGlzLm1lbW9yeS52MS5SZWdpc3RyeUNoYW5nZS5LaW5kEioKCHNuYXBzaG90GAQgAygLMhgubXljZWxpcy5tZW1vcnkudjEuQWdlbnQSLwoLb2JzZXJ2ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmNoYW5nZWRfZmllbGRzGAYgAygJEhgKEHByZXZpb3VzX3RlYW1faWQYByABKAkicwoES2luZBIUChBLSU5EX1VOU1BFQ0lGSUVEEAASEQoNS0lORF9TTkFQU0hPVBABEg0KCUtJTkRfTElWRRACEg8KC0tJTkRfQ0hBTkdFEAMSEgoOS0lORF9LRUVQQUxJVkUQBBIOCgpLSU5EX1JFU0VUEAUizwIKEVNlYXJjaExvZ3NSZXF1ZXN0Eg0KBXF1ZXJ5GAEgASgJEiwKBmZpbHRlchgCIAEoCzIcLm15Y2VsaXMubWVtb3J5LnYxLkxvZ0ZpbHRlchIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCRIpCgVzaW5jZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoFdW50aWwYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjkKBW9yZGVyGAcgASgOMioubXljZWxpcy5tZW1vcnkudjEuU2VhcmNoTG9nc1JlcXVlc3QuT3JkZXIiRQoFT3JkZXISFQoRT1JERVJfVU5TUEVDSUZJRUQQABIQCgxPUkRFUl9ORVdFU1QQARITCg9PUkRFUl9SRUxFVkFOQ0UQAiJZChJTZWFyY2hMb2dzUmVzcG9uc2USKgoEaGl0cxgBIAMoCzIcLm15Y2VsaXMubWVtb3J5LnYxLlNlYXJjaEhpdBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiWAoJU2VhcmNoSGl0EiwKBnJlY29yZBgBIAEoCzIcLm15Y2VsaXMubWVtb3J5LnYxLkxvZ1JlY29yZBIPCgdzbmlwcGV0GAIgASgJEgwKBHJhbmsYAyABKAIqiwEKC0FnZW50U3RhdHVzEhwKGEFHRU5UX1NUQVRVU19VTlNQRUNJRklFRBAAEhUKEUFHRU5UX1NUQVRVU19JRExFEAESFQoRQUdFTlRfU1RBVFVTX0JVU1kQAhIYChRBR0VOVF9TVEFUVVNfT0ZGTElORRADEhYKEkFHRU5UX1NUQVRVU19FUlJPUhAEMsUECg1NZW1vcnlTZXJ2aWNlElsKClN0cmVhbUxvZ3MSJC5teWNlbGlzLm1lbW9yeS52MS5TdHJlYW1Mb2dzUmVxdWVzdBolLm15Y2VsaXMubWVtb3J5LnYxLlN0cmVhbUxvZ3NSZXNwb25zZTABEmEKC0dldFJlZ2lzdHJ5EiUubXljZWxpcy5tZW1vcnkudjEuR2V0UmVnaXN0cnlSZXF1ZXN0GiYubXljZWxpcy5tZW1vcnkudjEuR2V0UmVnaXN0cnlSZXNwb25zZSIDkAIBElsKCVF1ZXJ5TG9ncxIjLm15Y2VsaXMubWVtb3J5LnYxLlF1ZXJ5TG9nc1JlcXVlc3QaJC5teWNlbGlzLm1lbW9yeS52MS5RdWVyeUxvZ3NSZXNwb25zZSIDkAIBElgKCEdldFRyYWNlEiIubXljZWxpcy5tZW1vcnkudjEuR2V0VHJhY2VSZXF1ZXN0GiMubXljZWxpcy5tZW1vcnkudjEuR2V0VHJhY2VSZXNwb25zZSIDkAIBEl0KDVdhdGNoUmVnaXN0cnkSJy5teWNlbGlzLm1lbW9yeS52MS5XYXRjaFJlZ2lzdHJ5UmVxdWVzdBohLm15Y2VsaXMubWVtb3J5LnYxLlJlZ2lzdHJ5Q2hhbmdlMAESXgoKU2VhcmNoTG9ncxIkLm15Y2VsaXMubWVtb3J5LnYxLlNlYXJjaExvZ3NSZXF1ZXN0GiUubXljZWxpcy5tZW1vcnkudjEuU2VhcmNoTG9nc1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_mycelis_swarm_v1_swarm]);
 
 /**
  * Every non-empty field narrows the match (AND); values within a repeated field are alternatives (OR).
@@ -636,6 +636,153 @@ export const RegistryChange_KindSchema: GenEnum<RegistryChange_Kind> = /*@__PURE
   enumDesc(file_mycelis_memory_v1_memory, 13, 0);
 
 /**
+ * @generated from message mycelis.memory.v1.SearchLogsRequest
+ */
+export type SearchLogsRequest = Message<"mycelis.memory.v1.SearchLogsRequest"> & {
+  /**
+   * Required; at most 1024 characters. Words (all must occur, case-insensitive, no stemming),
+   * "quoted phrases" (words in that order), -word or -"phrase" (must not occur), `or` between terms.
+   * A query with no word in it (only punctuation or operators) is INVALID_ARGUMENT.
+   *
+   * @generated from field: string query = 1;
+   */
+  query: string;
+
+  /**
+   * As in QueryLogs.
+   *
+   * @generated from field: mycelis.memory.v1.LogFilter filter = 2;
+   */
+  filter?: LogFilter | undefined;
+
+  /**
+   * Default 100, at most 1000.
+   *
+   * @generated from field: int32 page_size = 3;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
+
+  /**
+   * Inclusive lower bound on the event timestamp.
+   *
+   * @generated from field: google.protobuf.Timestamp since = 5;
+   */
+  since?: Timestamp | undefined;
+
+  /**
+   * Exclusive upper bound on the event timestamp.
+   *
+   * @generated from field: google.protobuf.Timestamp until = 6;
+   */
+  until?: Timestamp | undefined;
+
+  /**
+   * @generated from field: mycelis.memory.v1.SearchLogsRequest.Order order = 7;
+   */
+  order: SearchLogsRequest_Order;
+};
+
+/**
+ * Describes the message mycelis.memory.v1.SearchLogsRequest.
+ * Use `create(SearchLogsRequestSchema)` to create a new message.
+ */
+export const SearchLogsRequestSchema: GenMessage<SearchLogsRequest> = /*@__PURE__*/
+  messageDesc(file_mycelis_memory_v1_memory, 14);
+
+/**
+ * @generated from enum mycelis.memory.v1.SearchLogsRequest.Order
+ */
+export enum SearchLogsRequest_Order {
+  /**
+   * NEWEST.
+   *
+   * @generated from enum value: ORDER_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Newest first by (event time, commit order), as QueryLogs: every page costs about the same,
+   * whatever the number of matches.
+   *
+   * @generated from enum value: ORDER_NEWEST = 1;
+   */
+  NEWEST = 1,
+
+  /**
+   * Highest rank first, then newest first. Every match is ranked before the first page is returned,
+   * so its cost grows with the number of matches: meant for selective queries.
+   *
+   * @generated from enum value: ORDER_RELEVANCE = 2;
+   */
+  RELEVANCE = 2,
+}
+
+/**
+ * Describes the enum mycelis.memory.v1.SearchLogsRequest.Order.
+ */
+export const SearchLogsRequest_OrderSchema: GenEnum<SearchLogsRequest_Order> = /*@__PURE__*/
+  enumDesc(file_mycelis_memory_v1_memory, 14, 0);
+
+/**
+ * @generated from message mycelis.memory.v1.SearchLogsResponse
+ */
+export type SearchLogsResponse = Message<"mycelis.memory.v1.SearchLogsResponse"> & {
+  /**
+   * @generated from field: repeated mycelis.memory.v1.SearchHit hits = 1;
+   */
+  hits: SearchHit[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message mycelis.memory.v1.SearchLogsResponse.
+ * Use `create(SearchLogsResponseSchema)` to create a new message.
+ */
+export const SearchLogsResponseSchema: GenMessage<SearchLogsResponse> = /*@__PURE__*/
+  messageDesc(file_mycelis_memory_v1_memory, 15);
+
+/**
+ * @generated from message mycelis.memory.v1.SearchHit
+ */
+export type SearchHit = Message<"mycelis.memory.v1.SearchHit"> & {
+  /**
+   * @generated from field: mycelis.memory.v1.LogRecord record = 1;
+   */
+  record?: LogRecord | undefined;
+
+  /**
+   * A short extract of the message (or, when the message has no match, of the context's string
+   * values) with each matched word between « and »; at most about 300 characters.
+   *
+   * @generated from field: string snippet = 2;
+   */
+  snippet: string;
+
+  /**
+   * ts_rank of the record for the query (normalized by document length): higher is more relevant.
+   *
+   * @generated from field: float rank = 3;
+   */
+  rank: number;
+};
+
+/**
+ * Describes the message mycelis.memory.v1.SearchHit.
+ * Use `create(SearchHitSchema)` to create a new message.
+ */
+export const SearchHitSchema: GenMessage<SearchHit> = /*@__PURE__*/
+  messageDesc(file_mycelis_memory_v1_memory, 16);
+
+/**
  * @generated from enum mycelis.memory.v1.AgentStatus
  */
 export enum AgentStatus {
@@ -728,6 +875,18 @@ export const MemoryService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchRegistryRequestSchema;
     output: typeof RegistryChangeSchema;
+  },
+  /**
+   * Full-text search over the log: the message and the context's string values, words, "quoted
+   * phrases", -exclusions and `or` (PostgreSQL's websearch_to_tsquery, the language-neutral 'simple'
+   * configuration), with the same filters as QueryLogs; each hit ranked, with a highlighted snippet.
+   *
+   * @generated from rpc mycelis.memory.v1.MemoryService.SearchLogs
+   */
+  searchLogs: {
+    methodKind: "unary";
+    input: typeof SearchLogsRequestSchema;
+    output: typeof SearchLogsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_mycelis_memory_v1_memory, 0);

@@ -1,0 +1,152 @@
+// Reads for SearchLogs: full text over log_entries.search (migration 006: a generated tsvector of the
+// message and the context's string values, 'simple' configuration, GIN index idx_logs_search).
+//
+// The query text is handed to websearch_to_tsquery('simple', $n) inline in every statement: the
+// function is immutable, so node-postgres' unnamed statements (planned with their values) fold it to
+// a constant and the planner estimates the match from the column's statistics. With few matches it
+// reads the GIN index and sorts them; with many it walks the (timestamp, seq) index newest first and
+// stops after one page. The page is chosen first (inner query), and only its rows are ranked and get
+// a snippet (ts_headline parses the text again: it is the expensive part, and a page is small).
+//
+// Keysets: NEWEST pages are QueryLogs' (timestamp, seq) descending, with the same partition pruning by
+// `timestamp <= after`. RELEVANCE pages go by (rank, timestamp, seq) descending; the rank is a real
+// computed the same way on every page, carried in the token as PostgreSQL prints it (exact).
+import type pg from 'pg';
+import { InvalidArgumentError } from '../errors.js';
+import { usToIso } from '../domain/time.js';
+import { cancellableQuery, filterParams, toRow, type LogRowFilter, type PoolHolder, type RawRow, type StoredLogRow } from './log-reader.js';
+import { sqlstateOf } from './errors.js';
+
+export type SearchOrder = 'newest' | 'relevance';
+
+export interface SearchPageOptions {
+  readonly query: string;
+  readonly order: SearchOrder;
+  readonly sinceUs: number | null;
+  readonly untilUs: number | null;
+  readonly after: { readonly timestampUs: number; readonly seq: number } | null;
+  /** RELEVANCE: the rank of the row `after` names, as text. */
+  readonly afterRank: string | null;
+  readonly limit: number;
+}
+
+export interface SearchRow {
+  readonly row: StoredLogRow;
+  /** ts_rank as PostgreSQL prints the real (exact; page tokens carry it). */
+  readonly rankText: string;
+  readonly snippet: string;
+}
+
+/** Characters of a snippet, at most (ts_headline's words can be long: a URL, a base64 blob). */
+export const MAX_SNIPPET_CHARS = 300;
+/** Characters of the text ts_headline reads (it parses all of it, for every hit of a page). */
+const HEADLINE_INPUT_CHARS = 65_536;
+
+export const HIGHLIGHT_START = '\u00ab';
+export const HIGHLIGHT_STOP = '\u00bb';
+
+const TSQ = `websearch_to_tsquery('simple'::regconfig, $6::text)`;
+// Normalization 1: the rank divided by 1 + log(document length), so a huge context does not win by size.
+const RANK = (col: string): string => `ts_rank(${col}, ${TSQ}, 1)`;
+
+// $1..$5 the filter (log-reader's FILTER_SQL, on alias l), $6 the query, $7 since, $8 until, $9 after
+// timestamp, $10 after seq, $11 limit, $12 after rank.
+const FILTER_L = `($1::text[] IS NULL OR l.source = ANY($1::text[]))
+  AND ($2::text[] IS NULL OR l.team_id = ANY($2::text[]))
+  AND ($3::text[] IS NULL OR l.level = ANY($3::text[]))
+  AND ($4::text[] IS NULL OR l.intent = ANY($4::text[]))
+  AND ($5::text IS NULL OR l.trace_id = $5::text)
+  AND l.search @@ ${TSQ}
+  AND ($7::timestamptz IS NULL OR l."timestamp" >= $7::timestamptz)
+  AND ($8::timestamptz IS NULL OR l."timestamp" < $8::timestamptz)`;
+
+const INNER_COLUMNS = 'l.id, l.seq, l.trace_id, l."timestamp", l.level, l.source, l.intent, l.message, l.context, l.team_id, l.subject, l.received_at, l.search';
+
+const HEADLINE_OPTIONS = `'MaxWords=18, MinWords=6, ShortWord=1, MaxFragments=2, FragmentDelimiter=" … ", StartSel=${HIGHLIGHT_START}, StopSel=${HIGHLIGHT_STOP}'`;
+
+// The snippet comes from the message when the message alone matches, else from the context's string
+// values (the part of the document that matched).
+const OUTER = `SELECT x.id::text AS id, x.seq::text AS seq_text, x.trace_id,
+    (extract(epoch FROM x."timestamp") * 1000000)::bigint::text AS ts_us, x.level, x.source, x.intent,
+    coalesce(x.message, '') AS message, x.context::text AS context, x.team_id, x.subject,
+    (extract(epoch FROM x.received_at) * 1000000)::bigint::text AS received_us,
+    x.rank::text AS rank_text,
+    CASE WHEN to_tsvector('simple'::regconfig, left(coalesce(x.message, ''), 262144)) @@ ${TSQ}
+      THEN ts_headline('simple'::regconfig, left(coalesce(x.message, ''), ${HEADLINE_INPUT_CHARS}), ${TSQ}, ${HEADLINE_OPTIONS})
+      ELSE ts_headline('simple'::regconfig, left(coalesce((SELECT string_agg(s #>> '{}', ' · ')
+                         FROM jsonb_path_query(x.context, 'strict $.** ? (@.type() == "string")') s), ''), ${HEADLINE_INPUT_CHARS}),
+                       ${TSQ}, ${HEADLINE_OPTIONS})
+    END AS snippet`;
+
+export const SEARCH_NEWEST_SQL = `${OUTER}
+  FROM (
+    SELECT ${INNER_COLUMNS}, ${RANK('l.search')} AS rank
+      FROM (
+        SELECT ${INNER_COLUMNS} FROM log_entries l
+         WHERE ${FILTER_L}
+           AND ($9::timestamptz IS NULL OR (l."timestamp" <= $9::timestamptz AND (l."timestamp", l.seq) < ($9::timestamptz, $10::bigint)))
+         ORDER BY l."timestamp" DESC, l.seq DESC LIMIT $11
+      ) l
+  ) x
+  ORDER BY x."timestamp" DESC, x.seq DESC`;
+
+export const SEARCH_RELEVANCE_SQL = `${OUTER}
+  FROM (
+    SELECT * FROM (
+      SELECT ${INNER_COLUMNS}, ${RANK('l.search')} AS rank FROM log_entries l WHERE ${FILTER_L}
+    ) r
+     WHERE ($9::timestamptz IS NULL OR (r.rank, r."timestamp", r.seq) < ($12::real, $9::timestamptz, $10::bigint))
+     ORDER BY r.rank DESC, r."timestamp" DESC, r.seq DESC LIMIT $11
+  ) x
+  ORDER BY x.rank DESC, x."timestamp" DESC, x.seq DESC`;
+
+export function searchParams(filter: LogRowFilter, o: SearchPageOptions): unknown[] {
+  const ts = (us: number | null | undefined): string | null => (us === null || us === undefined ? null : usToIso(us));
+  return [...filterParams(filter), o.query, ts(o.sinceUs), ts(o.untilUs), ts(o.after?.timestampUs), o.after?.seq ?? null, o.limit, o.afterRank];
+}
+
+type SearchRaw = RawRow & { rank_text: string; snippet: string | null };
+
+/** Whitespace folded, at most MAX_SNIPPET_CHARS (cut at a character boundary, marked with …). */
+export function tidySnippet(s: string): string {
+  const flat = s.replace(/\s+/g, ' ').trim();
+  if (flat.length <= MAX_SNIPPET_CHARS) return flat;
+  let cut = [...flat.slice(0, MAX_SNIPPET_CHARS)].join('');
+  // A highlight opened and not closed in the cut part is closed, so a client's markup stays balanced.
+  if (cut.lastIndexOf(HIGHLIGHT_START) > cut.lastIndexOf(HIGHLIGHT_STOP)) cut += HIGHLIGHT_STOP;
+  return `${cut}…`;
+}
+
+// SQLSTATEs that only the query text can cause here (the filter is validated before): a query
+// PostgreSQL cannot use is the client's mistake, never INTERNAL.
+const QUERY_SQLSTATE = /^(22|54|42601)/;
+
+export class SearchReader {
+  constructor(private readonly db: PoolHolder) {}
+
+  /** The number of operands of the parsed query: 0 means it has no word PostgreSQL can search for. */
+  async queryTerms(query: string, signal?: AbortSignal): Promise<number> {
+    const rows = await this.run<{ n: number }>(`SELECT numnode(websearch_to_tsquery('simple'::regconfig, $1::text))::int AS n`, [query], signal, 'search query check');
+    return rows[0]?.n ?? 0;
+  }
+
+  async page(filter: LogRowFilter, o: SearchPageOptions, signal?: AbortSignal): Promise<SearchRow[]> {
+    const sql = o.order === 'relevance' ? SEARCH_RELEVANCE_SQL : SEARCH_NEWEST_SQL;
+    const params = searchParams(filter, o);
+    // NEWEST has no rank in its keyset: its statement takes the first 11 parameters.
+    const raw = await this.run<SearchRaw>(sql, o.order === 'relevance' ? params : params.slice(0, 11), signal, 'log search');
+    return raw.map((r) => ({ row: toRow(r), rankText: r.rank_text, snippet: tidySnippet(r.snippet ?? '') }));
+  }
+
+  private async run<R extends pg.QueryResultRow>(text: string, values: unknown[], signal: AbortSignal | undefined, what: string): Promise<R[]> {
+    try {
+      return await cancellableQuery<R>(this.db, text, values, signal, what);
+    } catch (err) {
+      const state = sqlstateOf(err);
+      if (state !== undefined && QUERY_SQLSTATE.test(state)) {
+        throw new InvalidArgumentError('query', `PostgreSQL cannot search for this query (${(err as Error).message})`, { cause: err });
+      }
+      throw err;
+    }
+  }
+}
