@@ -7,11 +7,12 @@ import { deadLettersCommand } from './dead-letters.js';
 import { migrateCommand } from './migrate.js';
 import { publishCommand } from './publish.js';
 import { registryCommand } from './registry.js';
+import { searchCommand } from './search.js';
 import { serveCommand } from './serve.js';
 import { tailCommand } from './tail.js';
 import { traceCommand } from './trace.js';
 
-export const COMMANDS: readonly Command[] = [serveCommand, migrateCommand, publishCommand, tailCommand, traceCommand, registryCommand, deadLettersCommand];
+export const COMMANDS: readonly Command[] = [serveCommand, migrateCommand, publishCommand, tailCommand, searchCommand, traceCommand, registryCommand, deadLettersCommand];
 
 export function mainUsage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length), 'help'.length) + 2;

@@ -1,7 +1,7 @@
 // The operator CLI as a process against the built service (API_TOKENS on): tail sees published
 // events (history with --tail, live after a cursor, filters, --json, plain text without colour in a
 // pipe), survives a service restart with no record lost or repeated, registry shows every agent and
-// follows changes live (--watch), trace prints a workflow as a timeline, and failures have distinct
+// follows changes live (--watch), trace prints a workflow as a timeline, search finds and pages, and failures have distinct
 // exit codes (unreachable 3, refused token 4, bad cursor 64).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -166,6 +166,44 @@ describe('cli tail and registry against a running service', () => {
     const usage = await runCliOnce(['trace', '--addr', addr], AUTH);
     assert.equal(usage.code, 64, usage.stderr);
     const noToken = await runCliOnce(['trace', t.trace_id, '--addr', addr]);
+    assert.equal(noToken.code, 4, noToken.stderr);
+  });
+
+  it('search "<query>" prints the hits newest first with highlights, pages with --limit/--page-token, over gRPC and Connect; bad queries exit 64', async () => {
+    // A word of the sample traffic found in a handful of records, and what the database says matches it.
+    const stat = await stack.pool.query<{ word: string }>(
+      `select word from ts_stat('select search from log_entries') where ndoc between 3 and 30 and word ~ '^[a-z]{4,}$' order by ndoc desc, word limit 1`,
+    );
+    const word = stat.rows[0]!.word;
+    const expected = (
+      await stack.pool.query<{ id: string }>(
+        `select id::text from log_entries where search @@ websearch_to_tsquery('simple', $1) order by timestamp desc, seq desc`,
+        [word],
+      )
+    ).rows.map((r) => r.id);
+    for (const via of [['--addr', addr], ['--connect', stack.httpBase]]) {
+      const json = await runCliOnce(['search', word, ...via, '--json', '--limit', '1000'], AUTH);
+      assert.equal(json.code, 0, json.stderr);
+      const hits = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as { record: { id: string }; snippet: string; rank: number });
+      assert.deepEqual(hits.map((h) => h.record.id), expected);
+      assert.ok(hits.every((h) => h.rank > 0));
+    }
+    const text = await runCliOnce(['search', word.toUpperCase(), '--addr', addr, '--limit', '2'], AUTH);
+    assert.equal(text.code, 0, text.stderr);
+    const lines = text.stdout.trimEnd().split('\n');
+    assert.equal(lines.length, 2);
+    assert.ok(lines.every((l) => l.toLowerCase().includes(`«${word}»`) && !l.includes('\x1b[')), lines.join('\n'));
+    const token = /more with --page-token (\S+)/.exec(text.stderr)?.[1];
+    assert.ok(token, text.stderr);
+    const rest = await runCliOnce(['search', word.toUpperCase(), '--addr', addr, '--page-token', token, '--limit', '1000', '--json'], AUTH);
+    assert.deepEqual(rest.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { record: { id: string } }).record.id), expected.slice(2));
+
+    const bad = await runCliOnce(['search', '!!! ::', '--addr', addr], AUTH);
+    assert.equal(bad.code, 64, bad.stderr);
+    assert.match(bad.stderr, /query: .*no word to search for/);
+    const usage = await runCliOnce(['search', '--addr', addr], AUTH);
+    assert.equal(usage.code, 64, usage.stderr);
+    const noToken = await runCliOnce(['search', word, '--addr', addr]);
     assert.equal(noToken.code, 4, noToken.stderr);
   });
 

@@ -26,7 +26,7 @@ describe('store: embedded PGlite', () => {
     try {
       assert.equal(db.kind, 'embedded');
       const migrated = await migrate(db.pool, logger);
-      assert.deepEqual(migrated.applied, ['001_init_memory', '002_service_columns', '003_registry_field_order', '004_partition_log_entries', '005_registry_revision']);
+      assert.deepEqual(migrated.applied, ['001_init_memory', '002_service_columns', '003_registry_field_order', '004_partition_log_entries', '005_registry_revision', '006_log_search']);
       // PGlite (PostgreSQL 18 in WASM) partitions the log as PostgreSQL 15 does: daily partitions ahead.
       assert.ok(migrated.partitionsCreated.length >= 10, `partitions: ${migrated.partitionsCreated.join(', ')}`);
       const kind = await db.pool.query("SELECT relkind::text AS k FROM pg_class WHERE oid = 'log_entries'::regclass");
@@ -40,6 +40,9 @@ describe('store: embedded PGlite', () => {
       ids = rows.map((r) => r.id);
       const r = await writer.write({ rows, rejects: [makeReject()], registry: [makeEvent({ agentId: 'emb-agent' })] });
       assert.equal(r.rowsPath, 'insert'); // never COPY through the socket
+      // 006 on PGlite: the generated search vector and its GIN index work there too.
+      const hits = await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM log_entries WHERE search @@ websearch_to_tsquery('simple', '"with quotes" -absent')`);
+      assert.equal(hits.rows[0]!.n, 200);
       assert.equal(r.inserted, 200);
       assert.equal(r.rejected, 1);
       assert.equal(r.agentsUpdated, 1);

@@ -101,13 +101,18 @@ describe('upgrade in place: the directive\'s database', () => {
     const ids = (await db.pool.query<{ id: string }>('SELECT id::text FROM log_entries ORDER BY timestamp, created_at, id')).rows.map((r) => r.id);
 
     const res = await migrate(db.pool, logger);
-    assert.deepEqual(res.applied, ['001_init_memory', '002_service_columns', '003_registry_field_order', '004_partition_log_entries', '005_registry_revision']);
+    assert.deepEqual(res.applied, ['001_init_memory', '002_service_columns', '003_registry_field_order', '004_partition_log_entries', '005_registry_revision', '006_log_search']);
     const parts = await listLogPartitions(db.pool);
     const legacy = parts.find((p) => p.name === 'log_entries_legacy');
     assert.ok(legacy && legacy.fromMs === null && legacy.toMs === Math.floor(Date.now() / DAY_MS) * DAY_MS + DAY_MS, JSON.stringify(legacy));
     // Every row kept, numbered in timestamp order; the future one moved out of the legacy partition.
     const stored = await db.pool.query<{ id: string; seq: string; p: string }>('SELECT id::text, seq::text, tableoid::regclass::text AS p FROM log_entries ORDER BY log_entries.seq');
     assert.deepEqual(stored.rows.map((r) => r.id), ids);
+    // 006: the rows of the legacy partition are searchable (the column was computed for them).
+    const found = await db.pool.query<{ p: string; n: number }>(
+      `SELECT tableoid::regclass::text AS p, count(*)::int AS n FROM log_entries WHERE search @@ websearch_to_tsquery('simple', 'old') GROUP BY 1`,
+    );
+    assert.deepEqual(found.rows, [{ p: 'log_entries_legacy', n: 600 }]);
     assert.deepEqual(stored.rows.map((r) => Number(r.seq)), ids.map((_, i) => i + 1));
     assert.ok(stored.rows.slice(0, 600).every((r) => r.p === 'log_entries_legacy'));
     assert.notEqual(stored.rows[600]!.p, 'log_entries_legacy');
@@ -201,7 +206,7 @@ describe('upgrade in place: this project\'s schema, with the service running on 
     const t0 = Date.now();
     const up = await migrate(migrator.pool, logger);
     const upgradeMs = Date.now() - t0;
-    assert.deepEqual(up.applied, ['004_partition_log_entries', '005_registry_revision']);
+    assert.deepEqual(up.applied, ['004_partition_log_entries', '005_registry_revision', '006_log_search']);
     assert.equal(await publishing, 6_000);
     await waitFor('every row stored', async () => (await countOf(db.pool, 'SELECT 1 FROM log_entries')) === 8_000, { timeoutMs: 90_000 });
     const rowsAt = await db.pool.query<{ p: string; n: number }>('SELECT tableoid::regclass::text AS p, count(*)::int AS n FROM log_entries GROUP BY 1 ORDER BY 1');
