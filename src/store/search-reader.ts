@@ -107,11 +107,14 @@ export function searchParams(filter: LogRowFilter, o: SearchPageOptions): unknow
 
 type SearchRaw = RawRow & { rank_text: string; snippet: string | null };
 
-/** Whitespace folded, at most MAX_SNIPPET_CHARS (cut at a character boundary, marked with …). */
+/** Whitespace folded, at most MAX_SNIPPET_CHARS characters (cut at a code point, marked with …). */
 export function tidySnippet(s: string): string {
   const flat = s.replace(/\s+/g, ' ').trim();
   if (flat.length <= MAX_SNIPPET_CHARS) return flat;
-  let cut = [...flat.slice(0, MAX_SNIPPET_CHARS)].join('');
+  // Characters are code points: a cut never splits a surrogate pair.
+  const chars = Array.from(flat.slice(0, 2 * MAX_SNIPPET_CHARS));
+  if (chars.length <= MAX_SNIPPET_CHARS && flat.length <= 2 * MAX_SNIPPET_CHARS) return flat;
+  let cut = chars.slice(0, MAX_SNIPPET_CHARS).join('');
   // A highlight opened and not closed in the cut part is closed, so a client's markup stays balanced.
   if (cut.lastIndexOf(HIGHLIGHT_START) > cut.lastIndexOf(HIGHLIGHT_STOP)) cut += HIGHLIGHT_STOP;
   return `${cut}…`;

@@ -27,7 +27,7 @@ const ORIGIN = 'https://ui.example.com';
 const logLines: string[] = [];
 const logger = createLogger('trace', new Writable({ write(chunk: Buffer, _enc, cb) { logLines.push(chunk.toString()); cb(); } }));
 
-const METHODS = ['streamLogs', 'getRegistry', 'queryLogs', 'getTrace', 'watchRegistry'] as const;
+const METHODS = ['streamLogs', 'getRegistry', 'queryLogs', 'getTrace', 'watchRegistry', 'searchLogs'] as const;
 type Method = (typeof METHODS)[number];
 const GRPC_PATH: Record<Method, string> = {
   streamLogs: '/mycelis.memory.v1.MemoryService/StreamLogs',
@@ -35,11 +35,12 @@ const GRPC_PATH: Record<Method, string> = {
   queryLogs: '/mycelis.memory.v1.MemoryService/QueryLogs',
   getTrace: '/mycelis.memory.v1.MemoryService/GetTrace',
   watchRegistry: '/mycelis.memory.v1.MemoryService/WatchRegistry',
+  searchLogs: '/mycelis.memory.v1.MemoryService/SearchLogs',
 };
 const isStream = (m: Method): boolean => m === 'streamLogs' || m === 'watchRegistry';
 const KINDS: Kind[] = ['connect-json-h1', 'connect-binary-h2c', 'grpc-web-h1', 'grpc-web-binary-h2c'];
 /** Every field name a rejection may name (proto names, with indexes and the filter prefix). */
-const FIELD = /^(request: |(filter\.)?(agent_ids|team_ids|levels|intents|trace_id|page_size|page_token|since|until|after_cursor|tail|statuses)(\[\d+\])?(\.(seconds|nanos))?: )/;
+const FIELD = /^(request: |(filter\.)?(agent_ids|team_ids|levels|intents|trace_id|page_size|page_token|since|until|after_cursor|tail|statuses|query|order)(\[\d+\])?(\.(seconds|nanos))?: )/;
 
 /** Raw unary/stream call over grpc-js with bytes as the request (no client-side encoding). */
 function rawGrpc(address: string, path: string, body: Buffer, md: grpc.Metadata, stream: boolean): Promise<{ code: number; details: string }> {
@@ -65,6 +66,13 @@ function rawGrpc(address: string, path: string, body: Buffer, md: grpc.Metadata,
     }
   });
 }
+
+/** Queries that are tsquery syntax, SQL, or nothing at all: SearchLogs must take each as text to search. */
+const SEARCH_QUERIES = [
+  `'; DROP TABLE log_entries;--`, "x' OR '1'='1", 'a & b', 'a | !b', '!!!', '-', '--', '"unclosed', '""', 'a <-> b', 'a:*', 'a:A', '(a', 'a)',
+  'or', 'or or or', '- - -', '-"', '\\', '%', '_', 'm', 'M -m', '"m m m"', 'x'.repeat(1024), 'x'.repeat(1025), 'a\u0000', '\ud800', '😀', 'é∑',
+  `${'a '.repeat(500)}`, `${'"a" '.repeat(200)}`, `${'-a '.repeat(300)}`, `${'(('.repeat(300)}`,
+];
 
 describe('fault: hostile API clients (fuzz, injection, auth, CORS)', { timeout: 120_000 }, () => {
   let tdb: TestDatabase;
@@ -128,13 +136,14 @@ describe('fault: hostile API clients (fuzz, injection, auth, CORS)', { timeout: 
       ['extended', `Bearer ${TOKEN}x`],
       ['basic', `Basic ${Buffer.from(`u:${TOKEN}`).toString('base64')}`],
     ];
-    const valid = { getRegistry: {}, queryLogs: { pageSize: 1 }, streamLogs: { tail: 1 }, getTrace: { traceId: 'no-such-trace' }, watchRegistry: { snapshot: true } } as const;
+    const valid = { getRegistry: {}, queryLogs: { pageSize: 1 }, streamLogs: { tail: 1 }, getTrace: { traceId: 'no-such-trace' }, watchRegistry: { snapshot: true }, searchLogs: { query: 'm' } } as const;
     const grpcValid = {
       getRegistry: Buffer.alloc(0),
       queryLogs: Buffer.from([0x10, 0x01]),
       streamLogs: Buffer.from([0x18, 0x01]),
       getTrace: Buffer.concat([Buffer.from([0x0a, 13]), Buffer.from('no-such-trace')]),
       watchRegistry: Buffer.from([0x18, 0x01]),
+      searchLogs: Buffer.from([0x0a, 0x01, 0x6d]),
     };
     // With a valid token: streams open (then the test cancels them), a trace with no records is NOT_FOUND.
     const grpcOk = (m: Method): number => (isStream(m) ? grpc.status.CANCELLED : m === 'getTrace' ? grpc.status.NOT_FOUND : 0);
@@ -226,6 +235,20 @@ describe('fault: hostile API clients (fuzz, injection, auth, CORS)', { timeout: 
     assert.deepEqual(await q({ agentIds: ['a'] }), []);
     assert.deepEqual(await q({ traceId: `' OR ''='` }), []);
     assert.deepEqual(await q({ intents: ['intent%'] }), []);
+    // SearchLogs: the query is text for websearch_to_tsquery, never SQL or raw tsquery syntax.
+    for (const query of SEARCH_QUERIES) {
+      const r = await new Promise<{ code: number; details: string; n: number }>((resolve) =>
+        client.searchLogs({ query, filter: undefined, pageSize: 1000, pageToken: '', order: 0 }, authMd(), (e, res) =>
+          resolve(e ? { code: e.code, details: e.details, n: 0 } : { code: 0, details: '', n: res.hits.length }),
+        ),
+      );
+      if (r.code !== 0) {
+        assert.equal(r.code, grpc.status.INVALID_ARGUMENT, `search ${JSON.stringify(query.slice(0, 40))}: ${r.details}`);
+        assert.match(r.details, /^query: /);
+      }
+      if (query === 'm') assert.equal(r.n, 16, 'every row has the message "m"');
+      if (query === 'M -m') assert.equal(r.n, 0);
+    }
     const reg = await new Promise<string[]>((resolve, reject) =>
       client.getRegistry({ teamIds: ['%', 'a_c'], statuses: [], pageSize: 100, pageToken: '' }, authMd(), (e, r) => (e ? reject(e) : resolve(r.agents.map((a) => a.agentId).sort()))));
     assert.deepEqual(reg, ['%', 'a_c']);
@@ -278,6 +301,9 @@ describe('fault: hostile API clients (fuzz, injection, auth, CORS)', { timeout: 
       { statuses: [pick([0, 5, -1, 99, 2147483647])] },
       { traceId: pick(weird) },
       { snapshot: pick([true, false]), teamIds: [pick(weird)] },
+      { query: pick(weird) },
+      { query: pick(SEARCH_QUERIES), order: pick([0, 1, 2, 3, -1, 2147483647]), pageSize: pick([0, 1, 1000]) },
+      { query: pick(SEARCH_QUERIES), filter: { levels: [pick(['error', 'NOPE'])] }, pageToken: pick(weird) },
     ];
     for (let round = 0; round < 6; round++) {
       for (const req of requests()) {
@@ -303,8 +329,8 @@ describe('fault: hostile API clients (fuzz, injection, auth, CORS)', { timeout: 
       }
     }
     // 3. Wrong JSON types and non-JSON bodies over Connect: the library's own parse errors, never INTERNAL.
-    const wrongTypes = ['{"pageSize":"ten"}', '{"pageSize":1.5}', '{"pageSize":99999999999}', '{"filter":[]}', '{"filter":{"agentIds":"a"}}', '{"filter":{"agentIds":[1,2]}}', '{"statuses":["NOPE"]}', '{"since":"yesterday"}', '[]', 'null', '"x"', '{', 'x'.repeat(1000), '{"unknownField":1}', '{"pageToken":{}}', '{"traceId":5}', '{"traceId":["a"]}'];
-    for (const method of ['GetRegistry', 'QueryLogs', 'GetTrace']) {
+    const wrongTypes = ['{"pageSize":"ten"}', '{"pageSize":1.5}', '{"pageSize":99999999999}', '{"filter":[]}', '{"filter":{"agentIds":"a"}}', '{"filter":{"agentIds":[1,2]}}', '{"statuses":["NOPE"]}', '{"since":"yesterday"}', '[]', 'null', '"x"', '{', 'x'.repeat(1000), '{"unknownField":1}', '{"pageToken":{}}', '{"traceId":5}', '{"traceId":["a"]}', '{"query":5}', '{"query":["a"]}', '{"query":"a","order":"SIDEWAYS"}', '{"query":"a","order":99}'];
+    for (const method of ['GetRegistry', 'QueryLogs', 'GetTrace', 'SearchLogs']) {
       for (const body of wrongTypes) {
         const res = await fetch(`${baseUrl}/mycelis.memory.v1.MemoryService/${method}`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` }, body });
         const parsed = (await res.json().catch(() => ({}))) as { code?: string; message?: string };

@@ -30,7 +30,7 @@ describe('@grpc/proto-loader', () => {
   it('loads memory.proto with its imports, relative to includeDirs (the README) and as proto/… from the project root', () => {
     for (const file of ['mycelis/memory/v1/memory.proto', join(ROOT, 'proto/mycelis/memory/v1/memory.proto')]) {
       const svc = memoryService(file);
-      assert.deepEqual(Object.keys(svc).sort(), ['GetRegistry', 'GetTrace', 'QueryLogs', 'StreamLogs', 'WatchRegistry']);
+      assert.deepEqual(Object.keys(svc).sort(), ['GetRegistry', 'GetTrace', 'QueryLogs', 'SearchLogs', 'StreamLogs', 'WatchRegistry']);
       assert.equal(svc['WatchRegistry']!.responseStream, true);
       assert.equal(svc['StreamLogs']!.responseStream, true);
       assert.equal(svc['StreamLogs']!.path, '/mycelis.memory.v1.MemoryService/StreamLogs');

@@ -1,0 +1,100 @@
+// SearchLogs without a database: request validation (every rejection names its field), page tokens bound
+// to the request and its order, snippet tidying, and the CLI's time flags and hit lines.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { create } from '@bufbuild/protobuf';
+import { timestampFromMs } from '@bufbuild/protobuf/wkt';
+import { InvalidArgumentError } from '../../src/errors.js';
+import { SearchLogsRequest, SearchLogsRequest_Order as Order } from '../../src/gen/mycelis/memory/v1/memory.js';
+import { encodePageToken } from '../../src/api/cursor.js';
+import { MAX_QUERY_CHARS, validateSearchLogs } from '../../src/api/validate.js';
+import { MAX_SNIPPET_CHARS, tidySnippet } from '../../src/store/search-reader.js';
+import { formatHit, parseTimeFlag, searchCommand } from '../../src/cli/search.js';
+import { painter } from '../../src/cli/terminal.js';
+import { SearchHitSchema } from '../../web/gen/mycelis/memory/v1/memory_pb.js';
+
+function expectField(fn: () => unknown, field: string, msg?: RegExp): void {
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(err instanceof InvalidArgumentError, `expected InvalidArgumentError, got ${String(err)}`);
+    assert.equal(err.field, field);
+    if (msg) assert.match(err.message, msg);
+    return true;
+  });
+}
+
+const req = (over: Partial<SearchLogsRequest>): SearchLogsRequest => SearchLogsRequest.fromPartial({ query: 'permission denied', ...over });
+
+describe('SearchLogs validation', () => {
+  it('the query: required, trimmed, bounded, no NUL', () => {
+    expectField(() => validateSearchLogs(req({ query: '' })), 'query', /required/);
+    expectField(() => validateSearchLogs(req({ query: ' \n\t ' })), 'query', /required/);
+    expectField(() => validateSearchLogs(req({ query: 'x'.repeat(MAX_QUERY_CHARS + 1) })), 'query', /longer than 1024/);
+    expectField(() => validateSearchLogs(req({ query: 'a\u0000' })), 'query', /NUL/);
+    assert.equal(validateSearchLogs(req({ query: '  "a b" -c  ' })).query, '"a b" -c');
+    assert.equal(validateSearchLogs(req({ query: 'x'.repeat(MAX_QUERY_CHARS) })).query.length, MAX_QUERY_CHARS);
+  });
+
+  it('filters, page size, range and order as QueryLogs', () => {
+    expectField(() => validateSearchLogs(req({ filter: { agentIds: [''], teamIds: [], levels: [], intents: [], traceId: '' } })), 'filter.agent_ids[0]');
+    expectField(() => validateSearchLogs(req({ pageSize: 1001 })), 'page_size');
+    expectField(() => validateSearchLogs(req({ since: { seconds: '100', nanos: 0 }, until: { seconds: '50', nanos: 0 } })), 'until');
+    expectField(() => validateSearchLogs(req({ order: 9 as Order })), 'order', /unknown order 9/);
+    const v = validateSearchLogs(req({ filter: { agentIds: [], teamIds: [], levels: ['warn'], intents: [], traceId: '' } }));
+    assert.deepEqual([v.order, v.pageSize, v.filter.levels], ['newest', 100, ['WARN']]);
+    assert.equal(validateSearchLogs(req({ order: Order.ORDER_RELEVANCE })).order, 'relevance');
+    assert.equal(validateSearchLogs(req({ order: Order.ORDER_NEWEST })).order, 'newest');
+  });
+
+  it('page tokens are bound to the query, filter and order; a RELEVANCE token carries the rank', () => {
+    const v = validateSearchLogs(req({}));
+    const token = encodePageToken('search', v.hash, { t: 1_000_000, s: 7 });
+    assert.deepEqual(validateSearchLogs(req({ pageToken: token })).after, { timestampUs: 1_000_000, seq: 7 });
+    expectField(() => validateSearchLogs(req({ query: 'other', pageToken: token })), 'page_token', /different filter/);
+    expectField(() => validateSearchLogs(req({ order: Order.ORDER_RELEVANCE, pageToken: token })), 'page_token', /different filter/);
+    // The same query with other whitespace around it is the same request.
+    assert.ok(validateSearchLogs(req({ query: ' permission denied ', pageToken: token })).after);
+    const rv = validateSearchLogs(req({ order: Order.ORDER_RELEVANCE }));
+    const rt = encodePageToken('search', rv.hash, { t: 5, s: 1, r: '0.0607927' });
+    assert.equal(validateSearchLogs(req({ order: Order.ORDER_RELEVANCE, pageToken: rt })).afterRank, '0.0607927');
+    for (const r of ['x', '1; DROP', '', 5]) {
+      const bad = encodePageToken('search', rv.hash, { t: 5, s: 1, r: r as string });
+      expectField(() => validateSearchLogs(req({ order: Order.ORDER_RELEVANCE, pageToken: bad })), 'page_token', /malformed/);
+    }
+    // A QueryLogs token is not a SearchLogs token.
+    expectField(() => validateSearchLogs(req({ pageToken: encodePageToken('logs', v.hash, { t: 1, s: 1 }) })), 'page_token', /another method/);
+  });
+});
+
+describe('SearchLogs snippets', () => {
+  it('whitespace folded; long ones cut, with an open highlight closed', () => {
+    assert.equal(tidySnippet('  a\n\tb  «c» '), 'a b «c»');
+    const long = `${'w '.repeat(148)}«${'x'.repeat(100)}» end`;
+    const t = tidySnippet(long);
+    assert.ok(t.length <= MAX_SNIPPET_CHARS + 2, String(t.length));
+    assert.ok(t.endsWith('»…'), t.slice(-5));
+    assert.equal(tidySnippet('😀'.repeat(400)).endsWith('…'), true);
+    assert.ok(!/[\ud800-\udbff]…$/.test(tidySnippet(`a${'😀'.repeat(400)}`)), 'not cut inside a surrogate pair');
+  });
+});
+
+describe('cli search', () => {
+  const now = Date.parse('2026-12-05T06:00:00Z');
+  it('--since/--until: ISO 8601 times or ages', () => {
+    assert.equal(parseTimeFlag(searchCommand, 'since', '2h', now), now - 7_200_000);
+    assert.equal(parseTimeFlag(searchCommand, 'since', '30m', now), now - 1_800_000);
+    assert.equal(parseTimeFlag(searchCommand, 'since', '1.5d', now), now - 129_600_000);
+    assert.equal(parseTimeFlag(searchCommand, 'until', '2026-12-01T00:00:00Z', now), Date.parse('2026-12-01T00:00:00Z'));
+    for (const bad of ['yesterday', '2h ago', '-1h', '12', '']) assert.throws(() => parseTimeFlag(searchCommand, 'since', bad, now), /--since must be/);
+  });
+
+  it('a hit line: time, level, agent, team, snippet (highlights kept in a pipe, bold on a terminal), trace', () => {
+    const hit = create(SearchHitSchema, {
+      record: { entry: { timestamp: timestampFromMs(now), level: 'ERROR', source: 'coder', teamId: 'ops', traceId: 'wf-1' } },
+      snippet: 'open /etc/shadow: «Permission»\n«denied»',
+      rank: 0.1,
+    });
+    assert.equal(formatHit(hit, painter(false), false), '2026-12-05T06:00:00.000Z ERROR coder [ops] open /etc/shadow: «Permission» «denied» trace=wf-1');
+    const coloured = formatHit(hit, painter(true), true);
+    assert.ok(coloured.includes('\x1b[1m\x1b[33mPermission\x1b[0m\x1b[0m') && !coloured.includes('«'), coloured);
+  });
+});
