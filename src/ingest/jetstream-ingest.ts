@@ -5,10 +5,12 @@
 // bounded by credit in messages (2 x INGEST_BATCH_SIZE) and bytes (the memory budget's ingest share):
 // nothing is asked for that cannot be held, and nothing is acked that is not committed. A blocked
 // commit (PostgreSQL down) therefore stops delivery.
-// A graceful stop sends no new pull and lets the open one end (at most about a second; whatever the
-// server sent for it arrives, and is handed back with nak), commits and acks everything it held when the
-// stop began, and hands back what it must abandon at the deadline (PostgreSQL down): nothing the
-// process was delivered waits for ACK_WAIT. After a crash, the consumer's
+// A graceful stop sends no new pull and lets the open ones end (at most PULL_EXPIRES_MS; whatever the
+// server sent for them arrives, and is handed back with nak once they have ended - not at once, which
+// would hand it straight back to the same pull and keep the server redelivering into a request that
+// is about to expire, see pull-consumer.ts), commits and acks everything it held when the stop began,
+// and hands back what it must abandon at the deadline (PostgreSQL down): nothing the process was
+// delivered waits for ACK_WAIT. After a crash, the consumer's
 // ack_wait (ACK_WAIT, 10 s) brings back what the dead process held; max_ack_pending leaves room for the
 // windows of several processes, so a dead replica's messages never block the survivor meanwhile.
 // The consume loop survives consumer/stream loss and NATS outages: it backs off, re-ensures the
@@ -31,8 +33,12 @@ export function headersToMap(h: MsgHdrs | undefined): ReadonlyMap<string, string
 }
 
 const LAG_REFRESH_MS = 5000;
-/** Pull requests expire after this long on the server (an idle stream costs one request per period; a stop waits for the open one). */
-const PULL_EXPIRES_MS = 1_000;
+/**
+ * Pull requests expire after this long on the server. A second request is sent when the first is half
+ * this old, so an idle stream costs two requests per period and a live request is always queued when
+ * one expires (with a margin of half the period against a busy event loop); a stop waits for the open ones.
+ */
+const PULL_EXPIRES_MS = 2_000;
 /** A request the server expired without a status is taken as ended this long after. */
 const PULL_GRACE_MS = 1_000;
 
@@ -110,6 +116,10 @@ export class JetStreamIngest {
     this.sleepCancel?.();
     const heldAtStop = { messages: this.credit.messages, bytes: this.credit.bytes };
     await this.puller?.stop();
+    // The pulls have ended: hand back what they brought during the stop (nothing more can come).
+    const arrived = this.arrivedDuringStop.splice(0);
+    for (const p of arrived) p.nak();
+    if (arrived.length > 0) ingestMetrics.handedBack.inc(arrived.length);
     await this.loop;
     const committedBefore = this.committedAtStop();
     const t = setTimeout(() => this.pipeline.abortWrites(), abortAfterMs);
@@ -127,7 +137,7 @@ export class JetStreamIngest {
         atStop: {
           held: heldAtStop.messages,
           heldBytes: heldAtStop.bytes,
-          arrivedDuringStop: this.arrivedDuringStop,
+          arrivedDuringStop: this.handedBackAtStop,
           committed: this.committedAtStop() - committedBefore,
           stillHeld: this.credit.messages,
         },
@@ -136,8 +146,9 @@ export class JetStreamIngest {
     );
   }
 
-  /** Messages that arrived after the stop began (from the pull that was open), handed back. */
-  private arrivedDuringStop = 0;
+  /** Messages that arrived after the stop began (from the pulls that were open), handed back when those ended. */
+  private readonly arrivedDuringStop: JsPending[] = [];
+  private handedBackAtStop = 0;
 
   private committedAtStop(): number {
     return this.pipeline.committedMessages;
@@ -161,11 +172,10 @@ export class JetStreamIngest {
     }
     const pending = new JsPending(m, bytes, this.credit);
     if (this.stopping) {
-      // The open pull is still ending: what it brings was not held when the stop began, and is handed
-      // back at once (it may come back to the same pull, which only ends it sooner).
-      this.arrivedDuringStop++;
-      pending.nak();
-      ingestMetrics.handedBack.inc();
+      // The open pulls are still ending: what they bring was not held when the stop began; it is
+      // handed back once they have ended (stop()), so it cannot come straight back to them.
+      this.handedBackAtStop++;
+      this.arrivedDuringStop.push(pending);
       return;
     }
     this.pipeline.received.inc();

@@ -18,10 +18,21 @@
 //    30 s".
 //
 // Here every pull request has its own reply subject and subscription, so each delivery and each
-// status is attributed to its request. One request is open at a time; it asks for the credit that is
-// free (and never less than one message of the largest size NATS allows, so a large message is always
-// taken), and at most a quarter of the credit. Credit returns when the pipeline finishes a message, and
-// only then is more asked for.
+// status is attributed to its request. A request asks for the credit that is free (and never less than
+// one message of the largest size NATS allows, so a large message is always taken), and at most a
+// quarter of the credit. Credit returns when the pipeline finishes a message, and only then is more
+// asked for.
+//
+// Two requests are open while the first one waits, the second sent once the first is half its life old,
+// so that when one expires another that has not is already queued on the server. nats-server 2.9
+// (loopAndGatherMsgs) takes the next message - a redelivery off its redelivery queue - BEFORE it looks
+// for a waiting request (nextWaiting); when it finds none that can take it (the only one just expired
+// and not yet swept, or its max_bytes left too little: a 409), it puts back a new message (o.sseq--)
+// but drops a redelivery from the queue: that message stays ack-pending with its ack timer restarted,
+// and comes back only after ANOTHER ACK_WAIT (fixed in nats-server 2.11, #5305). With one request at a
+// time, the restarted process's request expiring just as the dead process's messages fell due cost
+// their redelivery 2 x ACK_WAIT (18.8 s measured against a bound of ACK_WAIT + 5 s, CI on a loaded
+// host). With a second, younger request queued, nextWaiting skips the expired one and delivers.
 //
 // The subscription of a request is never withdrawn while the request may still deliver: nats-server
 // marks a message delivered (ack pending) when it queues it, and routes it to the subscriber later;
@@ -30,11 +41,11 @@
 // with a PING after it). So a request ends only when the server has no more to send for it: its count
 // delivered or its bytes used up (counted here exactly as the server counts them), or a status (404,
 // 408, 409), which travels the same queue as the deliveries and so arrives after all of them. Requests
-// are short (`expiresMs`, 1 s): when nothing comes the server ends them with a 408 within a second, and
-// a new one is sent. One the server removed without a status (it does so for a request found expired
-// while delivering) is ended `graceMs` after its expiry. stop() sends no new request and waits for the
-// open one to end, so a graceful stop waits at most about a second and loses nothing in the client:
-// whatever the server sent reaches onMessage.
+// are short (`expiresMs`): when nothing comes the server ends them with a 408, and a new one is sent.
+// One the server removed without a status (it does so for a request found expired while delivering)
+// is ended `graceMs` after its expiry. stop() sends no new request and waits for the open ones to end,
+// so a graceful stop waits at most about `expiresMs` and loses nothing in the client: whatever the
+// server sent reaches onMessage.
 import { createInbox, type Msg, type NatsConnection, type Subscription } from 'nats';
 import type { Logger } from '../logger.js';
 
@@ -106,6 +117,8 @@ interface PullRequest {
   /** Messages and bytes the server may still deliver for it (its reserved credit). */
   n: number;
   b: number;
+  /** When it was sent (Date.now()). */
+  readonly sentAt: number;
   /** When the request is taken as ended even without a word from the server. */
   readonly deadline: number;
   /** Being unsubscribed after its deadline: no longer open; its reservation is returned when `done`. */
@@ -148,7 +161,6 @@ export class PullConsumer {
   private readonly log: Logger;
   private readonly nextSubject: string;
   private readonly inboxBase = createInbox();
-  private open: PullRequest | null = null;
   private readonly requests = new Set<PullRequest>();
   private nextId = 0;
   private stopping = false;
@@ -177,13 +189,13 @@ export class PullConsumer {
 
   start(): void {
     this.credit.listen(() => this.pull());
-    this.watchdog = setInterval(() => this.check(), 200);
+    this.watchdog = setInterval(() => this.check(), 100);
     this.watchdog.unref();
     this.pull();
   }
 
   /**
-   * Sends no more requests and resolves once the open one has ended: every message the server sent
+   * Sends no more requests and resolves once the open ones have ended: every message the server sent
    * has then been handed to onMessage (at most about expiresMs).
    */
   async stop(): Promise<void> {
@@ -195,15 +207,31 @@ export class PullConsumer {
     this.finish(null);
   }
 
-  /** Asks for the free credit when no request is open and enough is free. */
+  /** Requests the server may still deliver for (not being withdrawn). */
+  get openRequests(): readonly { readonly sentAt: number; readonly messages: number; readonly bytes: number }[] {
+    return [...this.requests].filter((r) => !r.closing).map((r) => ({ sentAt: r.sentAt, messages: r.n, bytes: r.b }));
+  }
+
+  /**
+   * Asks for the free credit when enough is free and either no request is open, or the only open one is
+   * half its life old (the second keeps a live request queued on the server when the first expires).
+   */
   private pull(): void {
-    if (this.stopping || this.failure || this.open || this.nc.isClosed()) return;
+    if (this.stopping || this.failure || this.nc.isClosed()) return;
     let reservedMessages = 0;
     let reservedBytes = 0;
+    let open = 0;
+    let youngest = 0;
     for (const r of this.requests) {
       reservedMessages += r.n;
       reservedBytes += r.b;
+      if (!r.closing) {
+        open++;
+        youngest = Math.max(youngest, r.sentAt);
+      }
     }
+    const now = Date.now();
+    if (open >= 2 || (open === 1 && now - youngest < this.opts.expiresMs / 2)) return;
     const c = this.credit;
     const heldMessages = c.messages + reservedMessages;
     const heldBytes = c.bytes + reservedBytes;
@@ -224,13 +252,13 @@ export class PullConsumer {
       inbox,
       n,
       b,
-      deadline: Date.now() + this.opts.expiresMs + this.opts.graceMs,
+      sentAt: now,
+      deadline: now + this.opts.expiresMs + this.opts.graceMs,
       closing: false,
       done: false,
       sub: this.nc.subscribe(inbox, { callback: (err, m) => this.onMsg(req, err, m) }),
     };
     this.requests.add(req);
-    this.open = req;
     const body = { batch: n, max_bytes: b, expires: this.opts.expiresMs * 1_000_000 };
     this.requestsSent++;
     this.nc.publish(this.nextSubject, enc.encode(JSON.stringify(body)), { reply: inbox });
@@ -255,7 +283,10 @@ export class PullConsumer {
       this.opts.onMessage(m, size);
     } finally {
       // The server ends a request when its count is delivered or its bytes are used up exactly.
-      if (req.n <= 0 || req.b <= 0) this.end(req);
+      if (req.n <= 0 || req.b <= 0) {
+        this.end(req);
+        this.pull();
+      }
     }
   }
 
@@ -295,7 +326,6 @@ export class PullConsumer {
     req.done = true;
     req.n = 0;
     req.b = 0;
-    if (this.open === req) this.open = null;
     this.requests.delete(req);
     if (!req.sub.isClosed()) req.sub.unsubscribe();
     if (this.requests.size === 0) this.wakeSettled();
@@ -305,7 +335,6 @@ export class PullConsumer {
   private withdraw(req: PullRequest, reason: string): void {
     if (req.done || req.closing) return;
     req.closing = true;
-    if (this.open === req) this.open = null;
     this.log.debug({ request: req.id, reason, left: req.n }, 'withdrawing pull request');
     const drained = this.nc.isClosed() || req.sub.isClosed() ? Promise.resolve() : req.sub.drain();
     drained.catch(() => undefined).finally(() => {

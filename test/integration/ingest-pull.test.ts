@@ -1,8 +1,8 @@
 // src/ingest/pull-consumer.ts against a real nats-server: what the process holds is bounded by its
 // credit in messages and in bytes (and only a finished message frees credit); a message larger than the
-// byte credit is still taken, alone; stop() lets the open pull end, so that every message the server
-// delivered reaches onMessage (none is lost in the client to wait out ACK_WAIT); a deleted consumer ends
-// the pull with a PullError.
+// byte credit is still taken, alone; a live request is always queued (two overlap); stop() lets the
+// open pulls end, so that every message the server delivered reaches onMessage (none is lost in the
+// client to wait out ACK_WAIT); a deleted consumer ends the pull with a PullError.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { AckPolicy, connect, nanos, type JetStreamManager, type Msg, type NatsConnection } from 'nats';
@@ -148,6 +148,30 @@ describe('JetStream pull with credit', () => {
       await nc.flush();
       await waitFor('handed back', async () => (await jsm.consumers.info(names.stream, consumer)).num_ack_pending <= seen.length);
     }
+  });
+
+  it('a live request is always queued: a second is sent when the first is half its life old', async () => {
+    // nats-server 2.9 drops a redelivery it took for a request that turned out to have expired (it then
+    // waits out another ACK_WAIT): the only request expiring is that hazard (pull-consumer.ts).
+    const { consumer } = await filled(0, 1);
+    const p = puller(consumer, new Credit(100, 10 * 1024 * 1024), () => undefined);
+    p.start();
+    const expiresMs = 1_000;
+    let worst = Infinity;
+    let maxOpen = 0;
+    const until = Date.now() + 3.5 * expiresMs;
+    await new Promise((r) => setTimeout(r, 20));
+    while (Date.now() < until) {
+      const now = Date.now();
+      const open = p.openRequests;
+      maxOpen = Math.max(maxOpen, open.length);
+      worst = Math.min(worst, Math.max(0, ...open.map((r) => r.sentAt + expiresMs - now)));
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await p.stop();
+    assert.ok(worst >= 150, `at one moment the longest-lived open request had ${worst} ms left`);
+    assert.equal(maxOpen, 2, 'two requests open at most');
+    assert.ok(p.requestsSent >= 6, `${p.requestsSent} requests in 3.5 expiries: about two per expiry`);
   });
 
   it('a deleted consumer ends the pull with a PullError', async () => {
