@@ -10,6 +10,8 @@ import {
   StreamLogsRequest,
   type QueryLogsRequest,
   type QueryLogsResponse,
+  type SearchLogsRequest,
+  type SearchLogsResponse,
   type StreamLogsResponse,
 } from '../src/gen/mycelis/memory/v1/memory.js';
 import { nowMs, type Samples } from './lib.js';
@@ -179,5 +181,12 @@ export function queryLogs(client: MemoryServiceClient, req: Partial<QueryLogsReq
 export function getTrace(client: MemoryServiceClient, traceId: string): Promise<GetTraceResponse> {
   return new Promise((resolve, reject) => {
     client.getTrace({ traceId }, (err, res) => (err ? reject(err) : resolve(res!)));
+  });
+}
+
+export function searchLogs(client: MemoryServiceClient, req: Partial<SearchLogsRequest> & { query: string }): Promise<SearchLogsResponse> {
+  const full: SearchLogsRequest = { filter: emptyFilter(), pageSize: 0, pageToken: '', since: undefined, until: undefined, order: 0, ...req };
+  return new Promise((resolve, reject) => {
+    client.searchLogs(full, (err, res) => (err ? reject(err) : resolve(res!)));
   });
 }

@@ -38,6 +38,7 @@ import { ROOT } from '../test/helpers/service.js';
 import { startBenchService, type BenchService, type ServiceRuntime } from './service.js';
 import { runBarePipeline, runDirective } from './baselines.js';
 import { emptyFilter, getRegistry, getTrace, makeClients, openLightTail, openTail, queryLogs, type LightTail } from './clients.js';
+import { searchPhase, type SearchResult } from './search.js';
 import { buildMessages, createStream, CpuTracker, fmt, nowMs, publishAll, publishPaced, RssMonitor, Samples, serviceCpuTracker, sleep, summarize, until, type DataOptions, type Summary } from './lib.js';
 import { summarizeProfile, type ProfileSummary } from './profile.js';
 import { partitionPhases } from './partitions.js';
@@ -506,6 +507,11 @@ async function readPhases(svc: BenchService, db: TestDatabase, mon: RssMonitor):
     traceRecords += res.records.length;
   }
   rss['getTrace'] = mon.peakMb();
+
+  // SearchLogs over the same 1,000,000 rows (bench/search.ts), then migration 006's lock time there.
+  mon.reset();
+  const search = await searchPhase(client!, db.url, { rounds: opts.quick ? 3 : 20, teams, log });
+  rss['searchLogs'] = mon.peakMb();
   client!.close();
   results['reads'] = {
     registryAgents: opts.registryAgents,
@@ -516,6 +522,7 @@ async function readPhases(svc: BenchService, db: TestDatabase, mon: RssMonitor):
     queryLogsPagesFollowed: pagesFollowed,
     getTraceMs: summarize(tr),
     traceRecordsMean: traceIds.length > 0 ? traceRecords / traceIds.length : 0,
+    search,
   };
   log(`GetRegistry p50 ${fmt(summarize(reg).p50)} ms p99 ${fmt(summarize(reg).p99)} ms; QueryLogs p99 ${fmt(summarize(q).p99)} ms; GetTrace p99 ${fmt(summarize(tr).p99)} ms`);
 }
@@ -780,7 +787,7 @@ function printTable(): void {
     ingest?: { eventsPerSec: number; bare: { eventsPerSec: number }; directive: { eventsPerSec: number }; ratioToBare: number; ratioToDirective: number };
     latency?: { ms: Summary };
     fanout?: { deliveryMs: Summary; ingestRatioWithTails: number; burstWithoutTails: { eventsPerSec: number }; burstWithTails: { eventsPerSec: number }; clients: number };
-    reads?: { getRegistryMs: Summary; queryLogsPageMs: Summary; getRegistryAllPagesMs: Summary; getTraceMs?: Summary; traceRecordsMean?: number };
+    reads?: { getRegistryMs: Summary; queryLogsPageMs: Summary; getRegistryAllPagesMs: Summary; getTraceMs?: Summary; traceRecordsMean?: number; search?: SearchResult };
     watch?: { watchers: number; agents: number; snapshotsMs: number; offlineDeliveryMs: Summary; deliveriesReceived: number; deliveriesExpected: number; falseOffline: number };
   };
   const rows: [string, string, string][] = [];
@@ -809,6 +816,12 @@ function printTable(): void {
     add('GetRegistry all pages (1000/page) p50', `${fmt(r.reads.getRegistryAllPagesMs.p50)} ms`);
     add(`QueryLogs page p50/p99 @ ${opts.queryRows} rows`, `${fmt(r.reads.queryLogsPageMs.p50)} / ${fmt(r.reads.queryLogsPageMs.p99)} ms`);
     if (r.reads.getTraceMs) add(`GetTrace p50/p99 (${fmt(r.reads.traceRecordsMean ?? 0)} records/trace)`, `${fmt(r.reads.getTraceMs.p50)} / ${fmt(r.reads.getTraceMs.p99)} ms`, 'p99 <= 20 ms');
+    const s = r.reads.search;
+    if (s) {
+      add(`SearchLogs page p50/p99 @ ${opts.queryRows} rows (newest first, ${s.newestMs.n} pages)`, `${fmt(s.newestMs.p50)} / ${fmt(s.newestMs.p99)} ms`, 'p99 <= 50 ms');
+      add('SearchLogs by relevance p50/p99 (selective queries)', `${fmt(s.relevanceMs.p50)} / ${fmt(s.relevanceMs.p99)} ms`);
+      add('migration 006 (search column + GIN) lock at those rows', `${fmt(s.migration006Ms / 1000, 2)} s`);
+    }
   }
   if (r.watch) {
     const w = r.watch;
