@@ -2,7 +2,7 @@
 // service with API_TOKENS on and AGENT_OFFLINE_AFTER=2s: token entry, published events appear,
 // agents grey out as OFFLINE after silence (the registry follows WatchRegistry: no polling), filters
 // narrow the stream, pause/resume and a service restart neither lose nor duplicate rows, the DOM stays
-// bounded, and a record's trace opens as a timeline. Saves screenshots to test-artifacts/.
+// bounded, a record's trace opens as a timeline, and the search box finds records. Saves screenshots to test-artifacts/.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
@@ -198,6 +198,35 @@ describe('live page in headless Chromium', { skip }, () => {
     await page.click('#trace-view .trace-close');
     await page.waitForSelector('#trace-view', { state: 'hidden' });
     await page.fill('#filter-agent', '');
+  });
+
+  it('the search box finds records in the whole log with the matched words marked; More pages; a bad query says why', async () => {
+    const stat = await stack.pool.query<{ word: string }>(
+      `select word from ts_stat('select search from log_entries') where ndoc between 3 and 200 and word ~ '^[a-z]{4,}$' order by ndoc desc, word limit 1`,
+    );
+    const word = stat.rows[0]!.word;
+    const expected = (
+      await stack.pool.query<{ id: string }>(`select id::text from log_entries where search @@ websearch_to_tsquery('simple', $1) order by timestamp desc, seq desc`, [word])
+    ).rows.map((r) => r.id);
+    await page.fill('#search-input', word.toUpperCase());
+    await page.click('#search-form button[type=submit]');
+    const shownIds = (): Promise<string[]> => page.$$eval('#search-rows tr', (trs) => trs.map((tr) => (tr as unknown as DataEl).dataset['id'] ?? ''));
+    await waitFor('the first page of hits', async () => (await shownIds()).length === Math.min(50, expected.length), { timeoutMs: 30_000, intervalMs: 100 });
+    while (await page.isVisible('#search-more')) {
+      const before = (await shownIds()).length;
+      await page.click('#search-more');
+      await waitFor('the next page', async () => (await shownIds()).length > before, { timeoutMs: 30_000, intervalMs: 100 });
+    }
+    assert.deepEqual(await shownIds(), expected, 'every match once, newest first');
+    const marks = await page.$$eval('#search-rows mark', (els) => els.map((e) => (e as unknown as { textContent: string }).textContent.toLowerCase()));
+    assert.ok(marks.length >= expected.length && marks.every((m) => m === word), `marked: ${marks.slice(0, 5).join(',')}`);
+    await page.screenshot({ path: join(ARTIFACTS, 'page-live-search.png'), fullPage: false });
+    await page.fill('#search-input', '!!! ::');
+    await page.click('#search-form button[type=submit]');
+    await page.waitForSelector('#search-error:not([hidden])');
+    assert.match(await page.textContent('#search-error') ?? '', /query: .*no word to search for/);
+    await page.click('#search-close');
+    await page.waitForSelector('#search-results', { state: 'hidden' });
   });
 
   it('filters by level, team and agent narrow the stream', async () => {

@@ -1,14 +1,24 @@
 // The live page served at / on the HTTP port: the agent registry (WatchRegistry: a snapshot, then each
 // change as the service sees it; statuses and "last seen" exactly as the service computes them, so
 // agents grey out as OFFLINE when the service says so), the live log (StreamLogs over Connect-Web),
-// and a trace view (GetTrace: a record's trace id opens the workflow as a timeline, one lane per agent).
+// a trace view (GetTrace: a record's trace id opens the workflow as a timeline, one lane per agent),
+// and a search box (SearchLogs over the whole log with the log's filters; hits with the matched words
+// marked, newest first or by relevance, More for the next page).
 // Invariants of the log view: records are shown in cursor order, none twice and none skipped across
 // reconnects and pauses: every (re)connect after the first asks for `after_cursor` = the last cursor
 // received (responses carry one even when empty), and a record whose seq is not above the last shown
 // one is dropped. The DOM holds at most `maxRows` rows (oldest removed first).
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import { RegistryChange_Kind, type Agent, type LogFilterSchema, type LogRecord, type StreamLogsRequestSchema } from '../gen/mycelis/memory/v1/memory_pb.js';
+import {
+  RegistryChange_Kind,
+  SearchLogsRequest_Order,
+  type Agent,
+  type LogFilterSchema,
+  type LogRecord,
+  type SearchHit,
+  type StreamLogsRequestSchema,
+} from '../gen/mycelis/memory/v1/memory_pb.js';
 import { createMemoryClient, getToken, setToken } from './client.js';
 import { ago, clock, iso, metaSummary, ms, splitList, STATUS_NAME } from './format.js';
 import { TraceView } from './trace.js';
@@ -274,6 +284,117 @@ for (const b of levelBoxes) b.addEventListener('change', onFilterChange);
 $<HTMLFormElement>('filters').addEventListener('submit', (ev) => ev.preventDefault());
 pauseButton.addEventListener('click', () => logs.setPaused(pauseButton.getAttribute('aria-pressed') !== 'true'));
 $<HTMLButtonElement>('clear').addEventListener('click', () => logs.clear());
+
+// ---- search -------------------------------------------------------------------------------------
+
+const searchInput = $<HTMLInputElement>('search-input');
+const searchRelevance = $<HTMLInputElement>('search-relevance');
+const searchResults = $<HTMLDivElement>('search-results');
+const searchRows = $<HTMLTableSectionElement>('search-rows');
+const searchSummary = $<HTMLSpanElement>('search-summary');
+const searchError = $<HTMLParagraphElement>('search-error');
+const searchMore = $<HTMLButtonElement>('search-more');
+
+/** The snippet as DOM: text, with each «matched word» in a <mark> (never parsed as HTML). */
+function snippetNodes(snippet: string): Node[] {
+  const out: Node[] = [];
+  for (const [i, part] of snippet.split(/[«»]/).entries()) {
+    if (part === '') continue;
+    out.push(i % 2 === 1 ? el('mark', part) : document.createTextNode(part));
+  }
+  return out;
+}
+
+function hitRow(h: SearchHit): HTMLTableRowElement {
+  const r = h.record;
+  const e = r?.entry;
+  const level = (e?.level || 'INFO').toUpperCase();
+  const agent = e?.source || e?.agentId || 'unknown';
+  const tr = el('tr', undefined, `lvl-${level}`);
+  tr.dataset['id'] = r?.id ?? '';
+  tr.dataset['seq'] = String(r?.seq ?? '');
+  const time = el('td', clock(e?.timestamp));
+  time.title = `${iso(e?.timestamp)} · seq ${r?.seq ?? ''} · rank ${h.rank.toFixed(4)}`;
+  const match = el('td', undefined, 'cut-cell fill');
+  const span = el('span', undefined, 'cut');
+  span.append(...snippetNodes(h.snippet));
+  match.append(span);
+  match.title = `${e?.message ?? ''}${e?.traceId ? `\n\ntrace ${e.traceId}` : ''}`;
+  if (e?.traceId) {
+    const link = el('a', '↗', 'trace-link');
+    link.href = `#trace=${encodeURIComponent(e.traceId)}`;
+    link.title = `open trace ${e.traceId} as a timeline`;
+    match.prepend(link);
+  }
+  tr.append(time, el('td', level, 'lvl'), cutCell(agent, '', true), cutCell(e?.teamId ?? '', 'wide-only', true), match);
+  return tr;
+}
+
+class SearchView {
+  private generation = 0;
+  private query = '';
+  private token = '';
+  private shown = 0;
+  private filter: MessageInitShape<typeof LogFilterSchema> = {};
+  private order = SearchLogsRequest_Order.NEWEST;
+
+  /** A new search with the log's current filters. */
+  start(query: string): void {
+    this.query = query.trim();
+    if (this.query === '') return this.close();
+    this.filter = currentFilter();
+    this.order = searchRelevance.checked ? SearchLogsRequest_Order.RELEVANCE : SearchLogsRequest_Order.NEWEST;
+    this.token = '';
+    this.shown = 0;
+    searchRows.replaceChildren();
+    searchResults.hidden = false;
+    void this.page(++this.generation);
+  }
+
+  more(): void {
+    if (this.token !== '') void this.page(this.generation);
+  }
+
+  close(): void {
+    this.generation++;
+    searchResults.hidden = true;
+    searchRows.replaceChildren();
+  }
+
+  private async page(gen: number): Promise<void> {
+    searchMore.hidden = true;
+    searchError.hidden = true;
+    searchSummary.textContent = this.shown === 0 ? 'searching…' : `${this.shown} hits · loading more…`;
+    try {
+      const res = await client.searchLogs({ query: this.query, filter: this.filter, pageSize: 50, pageToken: this.token, order: this.order }, { timeoutMs: 30_000 });
+      if (gen !== this.generation) return;
+      const frag = document.createDocumentFragment();
+      for (const h of res.hits) frag.append(hitRow(h));
+      searchRows.append(frag);
+      this.shown += res.hits.length;
+      this.token = res.nextPageToken;
+      searchMore.hidden = this.token === '';
+      const how = this.order === SearchLogsRequest_Order.RELEVANCE ? 'by relevance' : 'newest first';
+      searchSummary.textContent = this.shown === 0 ? `no match for ${this.query}` : `${this.shown} hit${this.shown === 1 ? '' : 's'}${this.token ? '+' : ''} for ${this.query}, ${how}`;
+    } catch (err) {
+      if (gen !== this.generation) return;
+      const ce = ConnectError.from(err);
+      if (ce.code === Code.Unauthenticated) askForToken(getToken() ? 'the service refused this token' : 'this service requires an API token');
+      searchSummary.textContent = '';
+      searchError.textContent = ce.code === Code.InvalidArgument ? `the service rejected the search: ${ce.rawMessage}` : `search failed (${ce.rawMessage || Code[ce.code]})`;
+      searchError.hidden = false;
+    }
+  }
+}
+
+const search = new SearchView();
+$<HTMLFormElement>('search-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  search.start(searchInput.value);
+});
+searchMore.addEventListener('click', () => search.more());
+$<HTMLButtonElement>('search-close').addEventListener('click', () => search.close());
+searchRows.addEventListener('click', (ev) => void toggleOpen(ev));
 
 // ---- registry -----------------------------------------------------------------------------------
 
