@@ -1,8 +1,12 @@
-// The two reference points of issue 6, implemented here on the same data, stream and machine:
+// The reference points of issues 6 and 17, implemented here on the same data, stream and machine:
 //
-// - bare pipeline: JetStream pull (500 per fetch) -> ts-proto decode -> COPY 5,000 rows per
+// - bare pipeline: JetStream pull (500 per fetch) -> decode -> plain JSON -> COPY 5,000 rows per
 //   transaction + one registry upsert per batch -> ack after commit. No dedupe (random ids), no dead
-//   letters, no seq allocation under a lock, no notifications, no registry fold.
+//   letters, no seq allocation under a lock, no notifications, no registry fold. Two decoders:
+//   `ts-proto` (the generated types the service uses, context by ts-proto's toJSON) and `protobufjs`
+//   (issue 17: the decoder an independent pipeline picked; reflection-compiled decode, toObject, Structs
+//   unwrapped to plain JSON, JSON.stringify: the faster of the two on this data, see `decoders` in the
+//   bench JSON).
 // - the directive's design ("Memory Service, Phase 2B"): one INSERT then one UPSERT per event, each
 //   its own autocommit statement, one event at a time, over the directive's own schema (001 only).
 import { randomUUID } from 'node:crypto';
@@ -10,7 +14,9 @@ import { finished } from 'node:stream/promises';
 import { AckPolicy, DeliverPolicy, type JsMsg, type NatsConnection } from 'nats';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
+import protobuf from 'protobufjs';
 import { LogEntry, MsgEnvelope } from '../src/gen/mycelis/swarm/v1/swarm.js';
+import { ROOT } from '../test/helpers/service.js';
 import { nowMs } from './lib.js';
 
 const COPY_SPECIAL = /[\\\n\r\t]/;
@@ -35,8 +41,8 @@ function tsIso(t: { seconds: string; nanos: number } | undefined): string {
   return new Date(Number(t.seconds) * 1000 + Math.floor(t.nanos / 1e6)).toISOString();
 }
 
-/** The minimum a pipeline has to do to turn a message into a row: decode, pick fields, JSON. */
-function decodeRow(subject: string, data: Uint8Array): BareRow {
+/** The minimum a pipeline has to do to turn a message into a row: decode, pick fields, JSON (ts-proto). */
+export function decodeRowTsProto(subject: string, data: Uint8Array): BareRow {
   if (subject.startsWith('swarm.log.')) {
     const e = LogEntry.decode(data);
     return {
@@ -83,6 +89,109 @@ function decodeRow(subject: string, data: Uint8Array): BareRow {
   };
 }
 
+// ---------------------------------------------------------------------------------------------
+// The same with protobufjs (7.x, the version @grpc/proto-loader brings): types compiled from the .proto
+// at start (snake_case names kept), decode, toObject, google.protobuf.Struct/Value unwrapped to plain JSON.
+
+type Obj = Record<string, unknown>;
+let pb: { env: protobuf.Type; log: protobuf.Type } | undefined;
+function pbTypes(): { env: protobuf.Type; log: protobuf.Type } {
+  if (pb === undefined) {
+    const root = new protobuf.Root();
+    root.loadSync(`${ROOT}/proto/mycelis/swarm/v1/swarm.proto`, { keepCase: true });
+    pb = { env: root.lookupType('mycelis.swarm.v1.MsgEnvelope'), log: root.lookupType('mycelis.swarm.v1.LogEntry') };
+  }
+  return pb;
+}
+const TO_OBJECT: protobuf.IConversionOptions = { longs: String, enums: String };
+
+function pbValue(v: Obj): unknown {
+  if (v['string_value'] !== undefined) return v['string_value'];
+  if (v['number_value'] !== undefined) return v['number_value'];
+  if (v['bool_value'] !== undefined) return v['bool_value'];
+  if (v['struct_value'] !== undefined) return pbStruct(v['struct_value'] as Obj);
+  if (v['list_value'] !== undefined) return (((v['list_value'] as Obj)['values'] as Obj[] | undefined) ?? []).map(pbValue);
+  return null;
+}
+function pbStruct(s: Obj): Obj {
+  const out: Obj = {};
+  const fields = (s['fields'] ?? {}) as Record<string, Obj>;
+  for (const k of Object.keys(fields)) out[k] = pbValue(fields[k]!);
+  return out;
+}
+function pbIso(t: Obj | undefined): string | undefined {
+  if (t === undefined) return undefined;
+  return new Date(Number(t['seconds'] ?? 0) * 1000 + Math.floor(Number(t['nanos'] ?? 0) / 1e6)).toISOString();
+}
+function unwrap(o: Obj | undefined, key: string): void {
+  if (o !== undefined && o[key] !== undefined) o[key] = pbStruct(o[key] as Obj);
+}
+
+export function decodeRowProtobufjs(subject: string, data: Uint8Array): BareRow {
+  const t = pbTypes();
+  if (subject.startsWith('swarm.log.')) {
+    const e = t.log.toObject(t.log.decode(data), TO_OBJECT);
+    const ts = pbIso(e['timestamp'] as Obj | undefined);
+    if (ts !== undefined) e['timestamp'] = ts;
+    unwrap(e, 'context_snapshot');
+    const str = (k: string): string => (e[k] as string | undefined) ?? '';
+    return {
+      traceId: str('trace_id'),
+      ts: ts ?? new Date().toISOString(),
+      level: str('level') || 'INFO',
+      source: str('source') || str('agent_id'),
+      intent: str('intent'),
+      message: str('message') || str('error_message'),
+      context: JSON.stringify(e),
+      team: str('team_id'),
+      subject,
+    };
+  }
+  const env = t.env.toObject(t.env.decode(data), TO_OBJECT);
+  const ts = pbIso(env['timestamp'] as Obj | undefined);
+  if (ts !== undefined) env['timestamp'] = ts;
+  unwrap(env, 'swarm_context');
+  let intent = 'binary';
+  let message = '';
+  let level = 'INFO';
+  const event = env['event'] as Obj | undefined;
+  const text = env['text'] as Obj | undefined;
+  const call = env['tool_call'] as Obj | undefined;
+  const result = env['tool_result'] as Obj | undefined;
+  if (event !== undefined) {
+    unwrap(event, 'data');
+    intent = (event['event_type'] as string | undefined) ?? '';
+    message = intent;
+  } else if (text !== undefined) {
+    intent = (text['intent'] as string | undefined) || 'text';
+    message = (text['content'] as string | undefined) ?? '';
+  } else if (call !== undefined) {
+    unwrap(call, 'arguments');
+    intent = 'tool_call';
+    message = (call['tool_name'] as string | undefined) ?? '';
+  } else if (result !== undefined) {
+    unwrap(result, 'result');
+    intent = 'tool_result';
+    const isError = result['is_error'] === true;
+    message = ((isError ? result['error_message'] : result['call_id']) as string | undefined) ?? '';
+    level = isError ? 'ERROR' : 'INFO';
+  }
+  return {
+    traceId: (env['trace_id'] as string | undefined) ?? '',
+    ts: ts ?? new Date().toISOString(),
+    level,
+    source: (env['source_agent_id'] as string | undefined) ?? '',
+    intent,
+    message,
+    context: JSON.stringify(env),
+    team: (env['team_id'] as string | undefined) ?? '',
+    subject,
+  };
+}
+
+export const BARE_DECODERS = { 'ts-proto': decodeRowTsProto, protobufjs: decodeRowProtobufjs } as const;
+export type BareDecoder = keyof typeof BARE_DECODERS;
+
 export interface BareResult {
   events: number;
   seconds: number;
@@ -93,9 +202,16 @@ export interface BareResult {
  * Drains `expected` messages from `stream` with a fresh durable consumer into `dbUrl` (migrated
  * with the service's full schema, so the table and its indexes are the same as ours).
  */
-export async function runBarePipeline(nc: NatsConnection, stream: string, dbUrl: string, expected: number): Promise<BareResult> {
+export async function runBarePipeline(
+  nc: NatsConnection,
+  stream: string,
+  dbUrl: string,
+  expected: number,
+  decoder: BareDecoder = 'ts-proto',
+): Promise<BareResult> {
+  const decodeRow = BARE_DECODERS[decoder];
   const jsm = await nc.jetstreamManager();
-  const durable = 'bench-bare';
+  const durable = `bench-bare-${decoder}`;
   await jsm.consumers.add(stream, {
     durable_name: durable,
     ack_policy: AckPolicy.Explicit,
@@ -204,7 +320,7 @@ export async function runDirective(nc: NatsConnection, stream: string, dbUrl: st
         await new Promise((r) => setTimeout(r, 1));
         continue;
       }
-      const r = decodeRow(m.subject, m.data);
+      const r = decodeRowTsProto(m.subject, m.data);
       // The directive stores time.Now(), status ACTIVE and team "default" (DESIGN 1).
       await client.query(
         'INSERT INTO log_entries (trace_id, timestamp, level, source, intent, message, context) VALUES ($1, NOW(), $2, $3, $4, $5, $6)',

@@ -36,7 +36,8 @@ import { startPrivateNats, type PrivateNats } from '../test/helpers/nats.js';
 import { createTestDatabase, type TestDatabase } from '../test/helpers/pg.js';
 import { ROOT } from '../test/helpers/service.js';
 import { startBenchService, type BenchService, type ServiceRuntime } from './service.js';
-import { runBarePipeline, runDirective } from './baselines.js';
+import { runBarePipeline, runDirective, type BareDecoder, type BareResult } from './baselines.js';
+import { profileStages } from './stages.js';
 import { emptyFilter, getRegistry, getTrace, makeClients, openLightTail, openTail, queryLogs, type LightTail } from './clients.js';
 import { searchPhase, type SearchResult } from './search.js';
 import { buildMessages, createStream, CpuTracker, fmt, nowMs, publishAll, publishPaced, RssMonitor, Samples, serviceCpuTracker, sleep, summarize, until, type DataOptions, type Summary } from './lib.js';
@@ -70,6 +71,7 @@ const { values: flags } = parseArgs({
     'format-events': { type: 'string' },
     'warmup-events': { type: 'string' },
     'mixed-rounds': { type: 'string' },
+    'ingest-rounds': { type: 'string' },
   },
 });
 
@@ -102,6 +104,8 @@ const opts = {
   formatEvents: Math.round(num('format-events', 40_000, 10_000)),
   warmupEvents: Math.round(num('warmup-events', 20_000, 10_000)),
   mixedRounds: Math.round(num('mixed-rounds', 3, 1)),
+  /** Rounds of (bare ts-proto, bare protobufjs, service) drains in the ingest phase; medians reported. */
+  ingestRounds: Math.round(num('ingest-rounds', 3, 1)),
   profile: flags.profile === true,
   /** Extra node flags for the service (e.g. V8 heap settings), split on spaces. */
   nodeFlags: (flags['node-flags'] ?? '').split(' ').filter((f) => f !== ''),
@@ -278,6 +282,58 @@ async function streamMessages(nc: NatsConnection, name: string): Promise<number>
   return (await jsm.streams.info(name)).state.messages;
 }
 
+interface ServiceDrain {
+  seconds: number;
+  eventsPerSec: number;
+  rejects: number;
+  agents: number;
+  bytesPerRow: number;
+  cpuSeconds: Record<string, number>;
+  peakRssMb: number;
+}
+
+/** The service (child process, every feature on) drains the prefilled stream into `db`; stopped after. */
+async function drainService(nats: PrivateNats, db: TestDatabase, stream: string, N: number, profDir: string | null): Promise<ServiceDrain> {
+  const svc = await startBenchService(serviceEnv(nats, db, stream), [...opts.nodeFlags, ...(profDir !== null ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [])]);
+  cleanup.push(() => svc.stop());
+  recordRuntime(svc);
+  const mon = new RssMonitor(svc.pid);
+  const svcCpu = serviceCpuTracker(svc.pid, db.name, nats.storeDir);
+  let t1 = 0;
+  await withClient(db.url, async (c) => {
+    // seq = rows when nothing was retried or rejected; count(*) settles it either way.
+    await until(async () => (await committedSeq(c)) >= N, 600_000, 25, 'the service to commit every event');
+    await until(async () => (await storedRows(c)) >= N, 600_000, 25, 'the service to commit every event');
+    t1 = nowMs();
+  });
+  const peakRssMb = mon.peakMb();
+  const cpuSeconds = svcCpu.stop();
+  mon.stop();
+  const check = await withClient(db.url, async (c) => {
+    const r = await c.query<{ n: string; t0: string; rejects: string; agents: string; bytes: string }>(
+      `SELECT (SELECT count(*) FROM log_entries)::text AS n,
+              (SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'log_entries'::regclass)::bigint::text AS bytes,
+              (SELECT (extract(epoch FROM min(received_at)) * 1000)::text FROM log_entries) AS t0,
+              (SELECT count(*) FROM ingest_rejects)::text AS rejects,
+              (SELECT count(*) FROM agent_registry)::text AS agents`,
+    );
+    return r.rows[0]!;
+  });
+  await svc.stop();
+  cleanup.pop();
+  if (Number(check.n) + Number(check.rejects) !== N) throw new Error(`service stored ${check.n} rows and ${check.rejects} dead letters, expected ${N} events`);
+  const seconds = (t1 - Number(check.t0)) / 1000;
+  return {
+    seconds,
+    eventsPerSec: N / seconds,
+    rejects: Number(check.rejects),
+    agents: Number(check.agents),
+    bytesPerRow: Math.round(Number(check.bytes) / Number(check.n)),
+    cpuSeconds,
+    peakRssMb,
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Phases 1, 2, 5: prefilled stream -> bare pipeline, directive, service drain; then reads.
 
@@ -301,22 +357,51 @@ async function ingestPhases(nats: PrivateNats, nc: NatsConnection): Promise<void
   log(`prefilled ${N} events in ${((nowMs() - t) / 1000).toFixed(1)} s`);
   results['data'] = { events: N, agents: DATA.agents, teams: DATA.teams, kinds, meanPayloadBytes: Math.round(bytes / N) };
 
-  // Baseline 1: bare pipeline.
-  const bareDb = await migrated('bare');
-  log('bare pipeline: draining');
-  const bareCpu = serviceCpuTracker(process.pid, bareDb.name, nats.storeDir);
-  const bare = { ...(await runBarePipeline(nc, stream, bareDb.url, N)), cpuSeconds: {} as Record<string, number> };
-  bare.cpuSeconds = bareCpu.stop();
-  log(`bare pipeline: ${fmt(bare.eventsPerSec)} events/s`);
+  // Baselines and the service, alternating over `--ingest-rounds` rounds (bare ts-proto, bare
+  // protobufjs, service; medians), so a host whose load drifts weighs on all three alike (issue 17).
+  const profDir = join(resultsDir, 'profile');
+  if (opts.profile) {
+    mkdirSync(profDir, { recursive: true });
+    for (const f of readdirSync(profDir)) if (f.endsWith('.cpuprofile')) (await import('node:fs')).rmSync(join(profDir, f));
+  }
+  const bareRuns: Record<BareDecoder, (BareResult & { cpuSeconds: Record<string, number> })[]> = { 'ts-proto': [], protobufjs: [] };
+  const serviceRuns: ServiceDrain[] = [];
+  const loadDuring: number[][] = [];
+  let db: TestDatabase | undefined;
+  for (let round = 1; round <= opts.ingestRounds; round++) {
+    loadDuring.push(loadavg().map((x) => Math.round(x * 100) / 100));
+    for (const decoder of ['ts-proto', 'protobufjs'] as const) {
+      const bareDb = await migrated(`bare_${decoder === 'ts-proto' ? 'tsproto' : 'pbjs'}_${round}`);
+      log(`round ${round}: bare pipeline (${decoder}): draining`);
+      const bareCpu = serviceCpuTracker(process.pid, bareDb.name, nats.storeDir);
+      const bare = { ...(await runBarePipeline(nc, stream, bareDb.url, N, decoder)), cpuSeconds: {} as Record<string, number> };
+      bare.cpuSeconds = bareCpu.stop();
+      bareRuns[decoder].push(bare);
+      log(`round ${round}: bare pipeline (${decoder}): ${fmt(bare.eventsPerSec)} events/s`);
+      if (round === 1 && decoder === 'ts-proto') {
+        results['contextBytes'] = await withClient(bareDb.url, async (c) => {
+          const r = await c.query<{ avg: string }>('SELECT avg(octet_length(context::text))::int::text AS avg FROM log_entries');
+          return Number(r.rows[0]!.avg);
+        });
+      }
+    }
+    // The service, draining the same N events into a fresh database (the last round's is kept for phase 5).
+    const last = round === opts.ingestRounds;
+    const svcDb = await freshDb(`ingest_${round}`);
+    log(`round ${round}: service: draining`);
+    const run = await drainService(nats, svcDb, stream, N, opts.profile && last ? profDir : null);
+    serviceRuns.push(run);
+    log(`round ${round}: service: ${fmt(run.eventsPerSec)} events/s (${run.seconds.toFixed(2)} s); ` +
+      `ratio to bare ts-proto ${(run.eventsPerSec / bareRuns['ts-proto'][round - 1]!.eventsPerSec).toFixed(2)}x, ` +
+      `protobufjs ${(run.eventsPerSec / bareRuns.protobufjs[round - 1]!.eventsPerSec).toFixed(2)}x`);
+    if (last) db = svcDb;
+  }
+  loadDuring.push(loadavg().map((x) => Math.round(x * 100) / 100));
   // The same bare pipeline into one unpartitioned table (the schema before migration 004): what the
   // partitions cost COPY.
   const bareOneDb = await migratedUpTo003('bare_one');
   const bareOne = await runBarePipeline(nc, stream, bareOneDb.url, N);
   log(`bare pipeline, one table: ${fmt(bareOne.eventsPerSec)} events/s`);
-  results['contextBytes'] = await withClient(bareDb.url, async (c) => {
-    const r = await c.query<{ avg: string }>('SELECT avg(octet_length(context::text))::int::text AS avg FROM log_entries');
-    return Number(r.rows[0]!.avg);
-  });
 
   // Baseline 2: the directive's design.
   const dirDb = await migrated('directive', true);
@@ -324,65 +409,55 @@ async function ingestPhases(nats: PrivateNats, nc: NatsConnection): Promise<void
   const directive = await runDirective(nc, stream, dirDb.url, opts.directiveSeconds);
   log(`directive design: ${fmt(directive.eventsPerSec)} events/s`);
 
-  // The service, draining the same N events into a fresh database.
-  const db = await freshDb('ingest');
-  const profDir = join(resultsDir, 'profile');
-  if (opts.profile) {
-    mkdirSync(profDir, { recursive: true });
-    for (const f of readdirSync(profDir)) if (f.endsWith('.cpuprofile')) (await import('node:fs')).rmSync(join(profDir, f));
-  }
-  log('service: draining');
-  const svc = await startBenchService(serviceEnv(nats, db, stream), [...opts.nodeFlags, ...(opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [])]);
-  cleanup.push(() => svc.stop());
-  recordRuntime(svc);
-  const mon = new RssMonitor(svc.pid);
-  const svcCpu = serviceCpuTracker(svc.pid, db.name, nats.storeDir);
-  let t1 = 0;
-  await withClient(db.url, async (c) => {
-    // seq = rows when nothing was retried or rejected; count(*) settles it either way.
-    await until(async () => (await committedSeq(c)) >= N, 600_000, 25, 'the service to commit every event');
-    await until(async () => (await storedRows(c)) >= N, 600_000, 25, 'the service to commit every event');
-    t1 = nowMs();
-  });
-  rss['ingestDrain'] = mon.peakMb();
-  const cpuSeconds = svcCpu.stop();
-  const check = await withClient(db.url, async (c) => {
-    const r = await c.query<{ n: string; t0: string; rejects: string; agents: string; bytes: string }>(
-      `SELECT (SELECT count(*) FROM log_entries)::text AS n,
-              (SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'log_entries'::regclass)::bigint::text AS bytes,
-              (SELECT (extract(epoch FROM min(received_at)) * 1000)::text FROM log_entries) AS t0,
-              (SELECT count(*) FROM ingest_rejects)::text AS rejects,
-              (SELECT count(*) FROM agent_registry)::text AS agents`,
-    );
-    return r.rows[0]!;
-  });
-  if (Number(check.n) + Number(check.rejects) !== N) throw new Error(`service stored ${check.n} rows and ${check.rejects} dead letters, expected ${N} events`);
-  const seconds = (t1 - Number(check.t0)) / 1000;
-  const ours = N / seconds;
-  log(`service: ${fmt(ours)} events/s (${seconds.toFixed(2)} s)`);
+  // Per-stage profile of the service's ingest code on these messages (bench/stages.ts), after the drains.
+  log('per-stage profile');
+  const stages = profileStages(msgs, { sample: Math.min(N, 50_000), rounds: 5 });
+  results['stages'] = stages;
+
+  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+  const medianRun = <T extends { eventsPerSec: number }>(runs: T[]): T => {
+    const m = median(runs.map((r) => r.eventsPerSec));
+    return runs.find((r) => r.eventsPerSec === m)!;
+  };
+  const bare = medianRun(bareRuns['ts-proto']);
+  const barePbjs = medianRun(bareRuns.protobufjs);
+  const svc = medianRun(serviceRuns);
+  const ratios = serviceRuns.map((r, i) => ({
+    tsProto: r.eventsPerSec / bareRuns['ts-proto'][i]!.eventsPerSec,
+    protobufjs: r.eventsPerSec / bareRuns.protobufjs[i]!.eventsPerSec,
+    faster: r.eventsPerSec / Math.max(bareRuns['ts-proto'][i]!.eventsPerSec, bareRuns.protobufjs[i]!.eventsPerSec),
+  }));
+  rss['ingestDrain'] = Math.max(...serviceRuns.map((r) => r.peakRssMb));
   results['ingest'] = {
     events: N,
-    seconds,
-    eventsPerSec: ours,
-    rejects: Number(check.rejects),
-    cpuSeconds,
-    cpuUsPerEvent: perEvent(cpuSeconds, N),
+    rounds: opts.ingestRounds,
+    loadavgDuring: loadDuring,
+    seconds: svc.seconds,
+    eventsPerSec: svc.eventsPerSec,
+    rejects: svc.rejects,
+    cpuSeconds: svc.cpuSeconds,
+    cpuUsPerEvent: perEvent(svc.cpuSeconds, N),
     bareCpuUsPerEvent: perEvent(bare.cpuSeconds, N),
-    agents: Number(check.agents),
+    bareProtobufjsCpuUsPerEvent: perEvent(barePbjs.cpuSeconds, N),
+    agents: svc.agents,
     // On disk per stored row: table, TOAST and every index, all partitions.
-    bytesPerRow: Math.round(Number(check.bytes) / Number(check.n)),
+    bytesPerRow: svc.bytesPerRow,
     bare,
+    bareProtobufjs: barePbjs,
     bareOneTable: bareOne,
     directive,
-    ratioToBare: ours / bare.eventsPerSec,
-    ratioToDirective: ours / directive.eventsPerSec,
+    serviceRuns: serviceRuns.map((r) => ({ eventsPerSec: r.eventsPerSec, cpuUsPerEvent: perEvent(r.cpuSeconds, N) })),
+    bareRuns: { 'ts-proto': bareRuns['ts-proto'].map((r) => r.eventsPerSec), protobufjs: bareRuns.protobufjs.map((r) => r.eventsPerSec) },
+    ratiosPerRound: ratios,
+    // Medians of the per-round ratios (each from drains minutes apart, not hours).
+    ratioToBare: median(ratios.map((r) => r.tsProto)),
+    ratioToBareProtobufjs: median(ratios.map((r) => r.protobufjs)),
+    ratioToFasterBare: median(ratios.map((r) => r.faster)),
+    ratioToDirective: svc.eventsPerSec / directive.eventsPerSec,
   };
 
-  mon.stop();
-  await svc.stop();
-  cleanup.pop();
-
   // Phase 5 on the same database, a service without ingest: 10,000 agents, 1,000,000 rows.
+  if (db === undefined) throw new Error('no ingest round ran');
   const reader = await startBenchService(serviceEnv(nats, db, stream, { INGEST_MODE: 'off' }), opts.nodeFlags);
   cleanup.push(() => reader.stop());
   const readMon = new RssMonitor(reader.pid);
@@ -794,15 +869,22 @@ function printTable(): void {
   const add = (what: string, value: string, target = ''): void => void rows.push([what, value, target]);
   if (r.ingest) {
     add('ingest (service, every feature on)', `${fmt(r.ingest.eventsPerSec)} events/s`);
-    add('bare pipeline', `${fmt(r.ingest.bare.eventsPerSec)} events/s`);
+    const ii = r.ingest as unknown as { bareProtobufjs?: { eventsPerSec: number }; ratioToBareProtobufjs?: number; ratioToFasterBare?: number; rounds?: number; bareProtobufjsCpuUsPerEvent?: Record<string, number> };
+    add('bare pipeline (ts-proto decode + toJSON)', `${fmt(r.ingest.bare.eventsPerSec)} events/s`);
+    if (ii.bareProtobufjs) add('bare pipeline (protobufjs decode + plain JSON)', `${fmt(ii.bareProtobufjs.eventsPerSec)} events/s`);
     const one = (r.ingest as unknown as { bareOneTable?: { eventsPerSec: number } }).bareOneTable;
     if (one) add('bare pipeline into one table (no partitions)', `${fmt(one.eventsPerSec)} events/s`);
     add("directive's design", `${fmt(r.ingest.directive.eventsPerSec)} events/s`);
-    add('ratio to bare pipeline', `${r.ingest.ratioToBare.toFixed(2)}x`, '>= 0.8x');
+    add(`ratio to bare ts-proto (median of ${ii.rounds ?? 1} rounds)`, `${r.ingest.ratioToBare.toFixed(2)}x`);
+    if (ii.ratioToBareProtobufjs !== undefined) add('ratio to bare protobufjs', `${ii.ratioToBareProtobufjs.toFixed(2)}x`);
+    if (ii.ratioToFasterBare !== undefined) add('ratio to the faster bare variant', `${ii.ratioToFasterBare.toFixed(2)}x`, '>= 0.85x');
     const ci = (r.ingest as unknown as { cpuUsPerEvent: Record<string, number>; bareCpuUsPerEvent: Record<string, number> });
     const cpuText = (c: Record<string, number>): string => `node ${c['node']} + pg ${c['postgres']} + nats ${c['nats']} = ${c['total']} µs`;
     add('CPU per event: service', cpuText(ci.cpuUsPerEvent));
-    add('CPU per event: bare pipeline', cpuText(ci.bareCpuUsPerEvent));
+    add('CPU per event: bare ts-proto', cpuText(ci.bareCpuUsPerEvent));
+    if (ii.bareProtobufjsCpuUsPerEvent) add('CPU per event: bare protobufjs', cpuText(ii.bareProtobufjsCpuUsPerEvent));
+    const st = (results['stages'] as { usPerEvent: Record<string, number> } | undefined)?.usPerEvent;
+    if (st) for (const [stage, us] of Object.entries(st)) add(`  stage: ${stage}`, `${us.toFixed(2)} µs/event`);
     add("ratio to directive's design", `${r.ingest.ratioToDirective.toFixed(1)}x`, '>= 20x');
   }
   if (r.latency) add(`latency p50/p95/p99 @ ${opts.rate}/s`, `${fmt(r.latency.ms.p50)} / ${fmt(r.latency.ms.p95)} / ${fmt(r.latency.ms.p99)} ms`, 'p99 <= 100 ms');
