@@ -293,8 +293,9 @@ interface ServiceDrain {
 }
 
 /** The service (child process, every feature on) drains the prefilled stream into `db`; stopped after. */
-async function drainService(nats: PrivateNats, db: TestDatabase, stream: string, N: number, profDir: string | null): Promise<ServiceDrain> {
-  const svc = await startBenchService(serviceEnv(nats, db, stream), [...opts.nodeFlags, ...(profDir !== null ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [])]);
+async function drainService(nats: PrivateNats, db: TestDatabase, stream: string, N: number, profDir: string | null, consumer: string): Promise<ServiceDrain> {
+  // Its own durable consumer: a consumer an earlier drain acked through has nothing left to deliver.
+  const svc = await startBenchService(serviceEnv(nats, db, stream, { CONSUMER_NAME: consumer }), [...opts.nodeFlags, ...(profDir !== null ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [])]);
   cleanup.push(() => svc.stop());
   recordRuntime(svc);
   const mon = new RssMonitor(svc.pid);
@@ -370,7 +371,8 @@ async function ingestPhases(nats: PrivateNats, nc: NatsConnection): Promise<void
   let db: TestDatabase | undefined;
   for (let round = 1; round <= opts.ingestRounds; round++) {
     loadDuring.push(loadavg().map((x) => Math.round(x * 100) / 100));
-    for (const decoder of ['ts-proto', 'protobufjs'] as const) {
+    // The two bare variants take turns going first (the first drain of a round may find colder caches).
+    for (const decoder of round % 2 === 1 ? (['ts-proto', 'protobufjs'] as const) : (['protobufjs', 'ts-proto'] as const)) {
       const bareDb = await migrated(`bare_${decoder === 'ts-proto' ? 'tsproto' : 'pbjs'}_${round}`);
       log(`round ${round}: bare pipeline (${decoder}): draining`);
       const bareCpu = serviceCpuTracker(process.pid, bareDb.name, nats.storeDir);
@@ -389,7 +391,7 @@ async function ingestPhases(nats: PrivateNats, nc: NatsConnection): Promise<void
     const last = round === opts.ingestRounds;
     const svcDb = await freshDb(`ingest_${round}`);
     log(`round ${round}: service: draining`);
-    const run = await drainService(nats, svcDb, stream, N, opts.profile && last ? profDir : null);
+    const run = await drainService(nats, svcDb, stream, N, opts.profile && last ? profDir : null, `mycelis-memory-${round}`);
     serviceRuns.push(run);
     log(`round ${round}: service: ${fmt(run.eventsPerSec)} events/s (${run.seconds.toFixed(2)} s); ` +
       `ratio to bare ts-proto ${(run.eventsPerSec / bareRuns['ts-proto'][round - 1]!.eventsPerSec).toFixed(2)}x, ` +
