@@ -10,6 +10,7 @@
 // - the directive's design ("Memory Service, Phase 2B"): one INSERT then one UPSERT per event, each
 //   its own autocommit statement, one event at a time, over the directive's own schema (001 only).
 import { randomUUID } from 'node:crypto';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { finished } from 'node:stream/promises';
 import { AckPolicy, DeliverPolicy, type JsMsg, type NatsConnection } from 'nats';
 import pg from 'pg';
@@ -196,6 +197,8 @@ export interface BareResult {
   events: number;
   seconds: number;
   eventsPerSec: number;
+  /** GC time of this (the bench) process during the drain, per event (perf_hooks 'gc' entries). */
+  gcUsPerEvent: number;
 }
 
 /**
@@ -221,6 +224,11 @@ export async function runBarePipeline(
   });
   const pool = new pg.Pool({ connectionString: dbUrl, max: 2 });
   const consumer = await nc.jetstream().consumers.get(stream, durable);
+  let gcMs = 0;
+  const gcObserver = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcMs += e.duration;
+  });
+  gcObserver.observe({ entryTypes: ['gc'] });
   const BATCH = 5000;
   let queue: JsMsg[] = [];
   let done = 0;
@@ -282,12 +290,13 @@ export async function runBarePipeline(
       t1 = nowMs();
     }
   } finally {
+    gcObserver.disconnect();
     messages.stop();
     await pool.end();
     await jsm.consumers.delete(stream, durable).catch(() => undefined);
   }
   const seconds = (t1 - t0) / 1000;
-  return { events: done, seconds, eventsPerSec: done / seconds };
+  return { events: done, seconds, eventsPerSec: done / seconds, gcUsPerEvent: Math.round(((gcMs * 1000) / done) * 10) / 10 };
 }
 
 export interface DirectiveResult {

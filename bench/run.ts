@@ -24,7 +24,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { cpus, freemem, loadavg, totalmem } from 'node:os';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from 'nats';
@@ -289,6 +289,8 @@ interface ServiceDrain {
   agents: number;
   bytesPerRow: number;
   cpuSeconds: Record<string, number>;
+  /** The service's own GC time (nodejs_gc_duration_seconds_sum) during the drain, per event. */
+  gcUsPerEvent: number;
   peakRssMb: number;
 }
 
@@ -299,6 +301,8 @@ async function drainService(nats: PrivateNats, db: TestDatabase, stream: string,
   cleanup.push(() => svc.stop());
   recordRuntime(svc);
   const mon = new RssMonitor(svc.pid);
+  const gcSeconds = async (): Promise<number> => Object.values(await svc.metrics(['nodejs_gc_duration_seconds_sum'])).reduce((a, b) => a + b, 0);
+  const gc0 = await gcSeconds();
   const svcCpu = serviceCpuTracker(svc.pid, db.name, nats.storeDir);
   let t1 = 0;
   await withClient(db.url, async (c) => {
@@ -307,6 +311,7 @@ async function drainService(nats: PrivateNats, db: TestDatabase, stream: string,
     await until(async () => (await storedRows(c)) >= N, 600_000, 25, 'the service to commit every event');
     t1 = nowMs();
   });
+  const gcUsPerEvent = Math.round((((await gcSeconds()) - gc0) * 1e6 / N) * 10) / 10;
   const peakRssMb = mon.peakMb();
   const cpuSeconds = svcCpu.stop();
   mon.stop();
@@ -331,6 +336,7 @@ async function drainService(nats: PrivateNats, db: TestDatabase, stream: string,
     agents: Number(check.agents),
     bytesPerRow: Math.round(Number(check.bytes) / Number(check.n)),
     cpuSeconds,
+    gcUsPerEvent,
     peakRssMb,
   };
 }
@@ -448,7 +454,8 @@ async function ingestPhases(nats: PrivateNats, nc: NatsConnection): Promise<void
     bareProtobufjs: barePbjs,
     bareOneTable: bareOne,
     directive,
-    serviceRuns: serviceRuns.map((r) => ({ eventsPerSec: r.eventsPerSec, cpuUsPerEvent: perEvent(r.cpuSeconds, N) })),
+    serviceRuns: serviceRuns.map((r) => ({ eventsPerSec: r.eventsPerSec, cpuUsPerEvent: perEvent(r.cpuSeconds, N), gcUsPerEvent: r.gcUsPerEvent })),
+    gcUsPerEvent: { service: svc.gcUsPerEvent, bareTsProto: bare.gcUsPerEvent, bareProtobufjs: barePbjs.gcUsPerEvent },
     bareRuns: { 'ts-proto': bareRuns['ts-proto'].map((r) => r.eventsPerSec), protobufjs: bareRuns.protobufjs.map((r) => r.eventsPerSec) },
     ratiosPerRound: ratios,
     // Medians of the per-round ratios (each from drains minutes apart, not hours).
@@ -468,7 +475,10 @@ async function ingestPhases(nats: PrivateNats, nc: NatsConnection): Promise<void
   await reader.stop();
   cleanup.pop();
   if (opts.profile) {
+    // `serve` replaces itself once at start (process.execve, with the memory budget's V8 flags): the
+    // process before that writes a short profile of its own; the drain is in the largest.
     const files = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile'));
+    files.sort((a, b) => statSync(join(profDir, b)).size - statSync(join(profDir, a)).size);
     if (files.length > 0) {
       const prof: ProfileSummary = summarizeProfile(join(profDir, files[0]!), N);
       results['profile'] = prof;
@@ -884,6 +894,8 @@ function printTable(): void {
     const cpuText = (c: Record<string, number>): string => `node ${c['node']} + pg ${c['postgres']} + nats ${c['nats']} = ${c['total']} µs`;
     add('CPU per event: service', cpuText(ci.cpuUsPerEvent));
     add('CPU per event: bare ts-proto', cpuText(ci.bareCpuUsPerEvent));
+    const gc = (r.ingest as unknown as { gcUsPerEvent?: Record<string, number> }).gcUsPerEvent;
+    if (gc) add('GC per event: service / bare ts-proto / bare protobufjs', `${gc['service']} / ${gc['bareTsProto']} / ${gc['bareProtobufjs']} µs`);
     if (ii.bareProtobufjsCpuUsPerEvent) add('CPU per event: bare protobufjs', cpuText(ii.bareProtobufjsCpuUsPerEvent));
     const st = (results['stages'] as { usPerEvent: Record<string, number> } | undefined)?.usPerEvent;
     if (st) for (const [stage, us] of Object.entries(st)) add(`  stage: ${stage}`, `${us.toFixed(2)} µs/event`);
