@@ -4,6 +4,8 @@
 // (every match exactly once, stable while new rows arrive), rows in the default partition and in a
 // partition created later, INVALID_ARGUMENT naming the field for bad queries, and UNAUTHENTICATED.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import type { Message } from '@bufbuild/protobuf';
@@ -23,6 +25,7 @@ import { makeRow } from './store-rows.js';
 import { openEnv, unary, type Env } from './api-harness.js';
 import { client, service, startHttpApi, type HttpApi, type Kind } from './connect-harness.js';
 
+const run = promisify(execFile);
 const TOKEN = 'tok-search-7d1e';
 const AUTH = { authorization: `Bearer ${TOKEN}` };
 const KINDS: Kind[] = ['connect-json-h1', 'connect-binary-h2c', 'grpc-web-h1', 'grpc-web-binary-h2c'];
@@ -188,6 +191,17 @@ describe('api: SearchLogs, both ports', { timeout: 120_000 }, () => {
       const next = fromEs(mSearch.output, SearchLogsResponse, (await c['searchLogs']!({ ...r, pageToken: a.nextPageToken }, { headers: AUTH })) as Message);
       assert.deepEqual(messages(next), ['open /etc/shadow: Permission denied'], kind);
     }
+  });
+
+  it('server reflection describes SearchLogs: buf curl lists it and calls it with no .proto files', { timeout: 120_000 }, async () => {
+    const url = `http://${api.address}`;
+    const buf = (...args: string[]): Promise<{ stdout: string }> =>
+      run('npx', ['buf', 'curl', '--protocol', 'grpc', '--http2-prior-knowledge', ...args], { timeout: 60_000 });
+    assert.match((await buf('--list-methods', url)).stdout, /^mycelis\.memory\.v1\.MemoryService\/SearchLogs$/m);
+    const res = await buf('-H', `authorization: Bearer ${TOKEN}`, '-d', '{"query": "\\"permission denied\\"", "order": "ORDER_RELEVANCE"}', `${url}/mycelis.memory.v1.MemoryService/SearchLogs`);
+    const body = JSON.parse(res.stdout) as { hits: { record: { entry: { message: string } }; snippet: string; rank: number }[] };
+    assert.deepEqual(body.hits.map((h) => h.record.entry.message).sort(), ['open /etc/shadow: Permission denied', 'tool call finished']);
+    assert.ok(body.hits.every((h) => h.rank > 0 && h.snippet.includes('«')));
   });
 
   it('bad queries are INVALID_ARGUMENT naming the field, never INTERNAL; no token is UNAUTHENTICATED; on both ports', async () => {
