@@ -83,8 +83,11 @@ export interface PipelineOptions {
   readonly isLogEntrySubject: (subject: string) => boolean;
   readonly maxEventBytes: number;
   /**
-   * While a commit is pending longer than this, touch every held message with working() (JetStream:
-   * a third of ack_wait), independent of the writer's backoff, which may exceed ack_wait. 0 = never.
+   * Every this long, touch every held message with working() (JetStream: a third of ack_wait) -
+   * queued, decoded or committing - independent of the writer's backoff, which may exceed ack_wait.
+   * One timer for the pipeline's life, not one per commit: a message queued behind several commits
+   * each shorter than this was never touched, and waited out ACK_WAIT (redelivered, and dead-lettered
+   * twice, with 1 MiB messages on a loaded host). 0 = never.
    */
   readonly workingEveryMs: number;
 }
@@ -188,10 +191,18 @@ export class IngestPipeline {
   }
 
   start(): void {
-    this.loop ??= this.run().catch((err: unknown) => {
-      // run() handles its own errors; reaching here is a bug, but never an unhandled rejection.
-      this.log.error({ err }, 'ingest pipeline stopped unexpectedly');
-    });
+    if (this.loop) return;
+    const every = this.opts.workingEveryMs;
+    const heartbeat = every > 0 ? setInterval(() => {
+      if (this.queue.length > 0 || this.held.size > 0) this.touchAll();
+    }, every) : undefined;
+    heartbeat?.unref();
+    this.loop = this.run()
+      .catch((err: unknown) => {
+        // run() handles its own errors; reaching here is a bug, but never an unhandled rejection.
+        this.log.error({ err }, 'ingest pipeline stopped unexpectedly');
+      })
+      .finally(() => clearInterval(heartbeat));
   }
 
   /** Commits what it holds (queue and batches), acks it, then stops. */
@@ -369,7 +380,6 @@ export class IngestPipeline {
   private async commit(p: Prepared): Promise<void> {
     const { batch, msgs } = p;
     const started = performance.now();
-    let heartbeat: NodeJS.Timeout | undefined;
     try {
       let outcome: Pick<CommitResult, 'inserted' | 'duplicates' | 'rejected'> = { inserted: 0, duplicates: 0, rejected: 0 };
       if (batch.rows.length > 0 || batch.rejects.length > 0 || batch.registry.length > 0) {
@@ -380,8 +390,6 @@ export class IngestPipeline {
             this.log.warn({ err, attempt, suppressed, messages: msgs.length }, 'database unavailable; batch held unacked, retrying'),
           );
         };
-        const every = this.opts.workingEveryMs;
-        heartbeat = every > 0 ? setInterval(() => this.touchAll(), every) : undefined;
         outcome = await this.opts.writer.write(batch, { signal: this.abort.signal, onRetry });
       }
       // Committed: now, and only now, ack every message of the batch.
@@ -403,7 +411,6 @@ export class IngestPipeline {
         this.log.error({ err, messages: msgs.length }, 'batch failed to commit; left unacked for redelivery after ACK_WAIT');
       }
     } finally {
-      if (heartbeat) clearInterval(heartbeat);
       this.held.delete(msgs);
       this.batchedBytes -= p.bytes;
       this.reportHeld();

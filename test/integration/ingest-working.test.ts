@@ -1,0 +1,92 @@
+// src/ingest/pipeline.ts against the real BatchWriter and PostgreSQL: every message the pipeline holds
+// is touched with working() every workingEveryMs, however short each commit is. A message queued
+// behind many short commits used to be touched by no one (the timer was per commit and never outlived
+// one), waited out ACK_WAIT and was redelivered: with 1 MiB dead letters on a loaded host, 70 of 2,000
+// were dead-lettered twice.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { loadConfig } from '../../src/config/config.js';
+import { openDatabase, type Database } from '../../src/store/database.js';
+import { migrate } from '../../src/store/migrate.js';
+import { BatchWriter } from '../../src/store/batch-writer.js';
+import { IngestPipeline, type PendingMessage } from '../../src/ingest/pipeline.js';
+import type { IncomingMessage } from '../../src/domain/normalize.js';
+import { nowUs } from '../../src/domain/time.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
+import { waitFor } from '../helpers/wait.js';
+import { silentLogger, textEnvelope } from './ingest-harness.js';
+
+/** A delivered message as the pipeline sees it, recording what was answered when. */
+class Delivered implements PendingMessage {
+  readonly bytes: number;
+  readonly touches: number[] = [];
+  ackedAt = 0;
+  constructor(readonly incoming: IncomingMessage) {
+    this.bytes = incoming.data.length;
+  }
+  ack(): void {
+    this.ackedAt = performance.now();
+  }
+  nak(): void {}
+  leave(): void {}
+  working(): void {
+    this.touches.push(performance.now());
+  }
+}
+
+describe('ingest pipeline: working() while held', () => {
+  let tdb: TestDatabase;
+  let db: Database;
+  before(async () => {
+    tdb = await createTestDatabase('working');
+    const config = loadConfig({ LOG_LEVEL: 'silent', ...tdb.env });
+    db = await openDatabase(config.database, silentLogger);
+    await migrate(db.pool, silentLogger);
+  });
+  after(async () => {
+    await db?.close();
+    await tdb?.drop();
+  });
+
+  it('a message queued behind many short commits is touched every workingEveryMs until its own commit', async () => {
+    const EVERY = 100;
+    const pipeline = new IngestPipeline({
+      writer: new BatchWriter(db, silentLogger),
+      logger: silentLogger,
+      mode: 'jetstream',
+      batchSize: 1, // one commit per message: each far shorter than the queue's wait
+      batchBytes: 1024 * 1024,
+      batchWaitMs: 0,
+      isExcluded: () => false,
+      isLogEntrySubject: () => false,
+      maxEventBytes: 1024 * 1024,
+      workingEveryMs: EVERY,
+    });
+    pipeline.start();
+    const msgs: Delivered[] = [];
+    const pushedAt = performance.now();
+    for (let i = 0; i < 150; i++) {
+      const m = new Delivered({
+        subject: 'wk.agent.a.output',
+        data: textEnvelope(`00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, 'a', `m${i}`),
+        streamName: 'WK',
+        streamCreatedUs: 1,
+        streamSeq: i + 1,
+        serverTimeUs: nowUs(),
+        receivedAtUs: nowUs(),
+      });
+      msgs.push(m);
+      pipeline.push(m);
+    }
+    await waitFor('all committed', () => msgs.every((m) => m.ackedAt > 0), { timeoutMs: 60_000 });
+    await pipeline.stop();
+    const last = msgs.at(-1)!;
+    const waited = last.ackedAt - pushedAt;
+    assert.ok(waited > 4 * EVERY, `the last message waited ${waited.toFixed(0)} ms behind 149 commits (too fast to tell)`);
+    // Touched at least once per interval it waited (the first after at most one interval, allowing timer slack).
+    const expected = Math.floor(waited / EVERY) - 2;
+    assert.ok(last.touches.length >= expected, `the last message was touched ${last.touches.length} times while it waited ${waited.toFixed(0)} ms (expected >= ${expected})`);
+    const gaps = [pushedAt, ...last.touches, last.ackedAt].map((t, i, a) => (i === 0 ? 0 : t - a[i - 1]!));
+    assert.ok(Math.max(...gaps) < 4 * EVERY, `the longest time without a touch was ${Math.max(...gaps).toFixed(0)} ms`);
+  });
+});
