@@ -109,7 +109,12 @@ export class MemoryCore {
     this.hub = new StreamHub(
       this.logReader,
       deps.notifier,
-      { bufferLimit: deps.config.api.streamBuffer, keepaliveMs: deps.config.api.keepaliveMs },
+      {
+        bufferLimit: deps.config.api.streamBuffer,
+        bufferBytes: deps.config.memory.streamBytes,
+        handoverBytes: deps.config.memory.handoverBytes,
+        keepaliveMs: deps.config.api.keepaliveMs,
+      },
       deps.logger,
     );
     this.hub.start();

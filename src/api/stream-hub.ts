@@ -14,9 +14,13 @@
 //   up to H, then drain the live queue keeping only seq > cursor.
 // - Records in seq order: history pages and the queue are both ascending, and every emitted batch
 //   starts after the previous position.
-// - A slow client never slows ingest or others: its queue is bounded (api.streamBuffer); on overflow
-//   the queue is dropped, the subscriber detached, and the stream reads the database from its own
-//   cursor until it has caught up, then attaches again.
+// - A slow client never slows ingest or others: its queue is bounded in records (api.streamBuffer)
+//   and in bytes (the memory budget's streams share, for each stream and for all of them together,
+//   a record queued for several streams counted once); on overflow the queue is dropped, the
+//   subscriber detached, and the stream reads the database from its own cursor until it has caught
+//   up, then attaches again. A queue that is empty always takes one record, however large.
+// - Handed-over commits waiting for the hub are bounded in rows and in bytes (the budget's handover
+//   share); past either the hub reads the range back from the database instead.
 import type { Logger } from '../logger.js';
 import { CancelledError, OutOfRangeError, UnavailableError } from '../errors.js';
 import { counter, gauge } from '../metrics.js';
@@ -33,6 +37,10 @@ export interface CommitSource {
 export interface StreamHubOptions {
   /** Records one subscriber may queue before it falls back to the database. */
   readonly bufferLimit: number;
+  /** Bytes (encoded records) one subscriber, and all of them together, may queue (default: unbounded). */
+  readonly bufferBytes?: number;
+  /** Bytes of handed-over commits the hub holds before it reads them from the database instead (default: unbounded). */
+  readonly handoverBytes?: number;
   /** A keepalive is sent when nothing was sent for this long. */
   readonly keepaliveMs: number;
   /** Rows per database page (history, fallback and the hub's own reads). */
@@ -60,6 +68,14 @@ export interface FollowRequest {
 const subscribersGauge = gauge('mycelis_memory_api_stream_subscribers', 'Streams attached to the live fan-out of the stream hub.');
 const bufferedGauge = gauge('mycelis_memory_api_stream_buffered_records', 'Records queued in memory for live streams.');
 const highWaterGauge = gauge('mycelis_memory_api_stream_buffer_high_water', 'Largest queue any live stream has held (bounded by STREAM_BUFFER).');
+const bufferedBytesGauge = gauge(
+  'mycelis_memory_api_stream_buffered_bytes',
+  'Bytes of encoded records queued in memory for live streams, all streams together (a record queued for several streams counted once); bounded by the memory budget\'s streams share.',
+);
+const handoverBytesGauge = gauge(
+  'mycelis_memory_api_stream_handover_bytes',
+  'Bytes of committed rows handed from the writer to the stream hub and not yet fanned out; bounded by the memory budget\'s handover share.',
+);
 const fallbacksCounter = counter('mycelis_memory_api_stream_fallbacks_total', 'Live streams whose queue overflowed and fell back to reading the database.');
 const hubRowsCounter = counter(
   'mycelis_memory_api_stream_hub_rows_total',
@@ -94,6 +110,15 @@ interface PendingCommit {
   readonly prevSeq: number;
   readonly lastSeq: number;
   readonly rows: CommittedRows;
+  /** About what its rows take in memory (their text). */
+  readonly bytes: number;
+}
+
+/** About what a handed-over commit holds: its rows' message and context text, and a little per row. */
+function committedBytes(c: CommittedRows): number {
+  let b = 0;
+  for (const r of c.rows) b += 200 + r.message.length + r.context.length;
+  return b;
 }
 
 function wireOf(r: HubRow): WireRecord {
@@ -120,6 +145,29 @@ function wireOf(r: HubRow): WireRecord {
 let bufferHighWater = 0;
 // Records queued over all subscribers (the gauge is set once per fan-out/take, not per record).
 let bufferedTotal = 0;
+// Bytes of the distinct records queued over all subscribers, and how many queues hold each record.
+let bufferedBytes = 0;
+const queuedIn = new Map<WireRecord, number>();
+let bufferedBytesHighWater = 0;
+function enqueued(r: WireRecord): void {
+  const n = queuedIn.get(r) ?? 0;
+  if (n === 0) {
+    bufferedBytes += r.chunk.length;
+    if (bufferedBytes > bufferedBytesHighWater) bufferedBytesHighWater = bufferedBytes;
+  }
+  queuedIn.set(r, n + 1);
+}
+function dequeued(r: WireRecord): void {
+  const n = queuedIn.get(r) ?? 0;
+  if (n <= 1) {
+    queuedIn.delete(r);
+    if (n === 1) bufferedBytes -= r.chunk.length;
+  } else queuedIn.set(r, n - 1);
+}
+/** Bytes of records queued for live streams (each record once), now and at most so far (for tests). */
+export function streamBufferedBytes(): { now: number; highWater: number } {
+  return { now: bufferedBytes, highWater: bufferedBytesHighWater };
+}
 
 /** The largest queue any stream of this process has held. */
 export function streamBufferHighWater(): number {
@@ -158,10 +206,14 @@ class Subscriber {
   position: number;
   private waker: (() => void) | null = null;
 
+  /** Bytes of the records in this queue. */
+  bytes = 0;
+
   constructor(
     readonly filter: LogRowFilter,
     readonly attachedAt: number,
     private readonly limit: number,
+    private readonly limitBytes: number,
   ) {
     this.position = attachedAt;
   }
@@ -172,16 +224,24 @@ class Subscriber {
 
   /** Called by the hub during a fan-out. Returns false when this push overflowed the queue (queue dropped). */
   push(r: WireRecord): boolean {
-    if (this.queue.length - this.qHead >= this.limit) {
+    const n = this.queue.length - this.qHead;
+    const size = r.chunk.length;
+    // Past the count, or past the bytes of this queue or of all queues (a record not yet queued
+    // anywhere adds its bytes) - but an empty queue takes one record, however large.
+    if (n >= this.limit || (n > 0 && (this.bytes + size > this.limitBytes || (!queuedIn.has(r) && bufferedBytes + size > this.limitBytes)))) {
       // Everything queued goes, including this fan-out's pushes (which the hub counts in at its end).
-      bufferedTotal -= this.queue.length - this.qHead;
+      bufferedTotal -= n;
+      for (let i = this.qHead; i < this.queue.length; i++) dequeued(this.queue[i]!);
       this.queue = [];
       this.qHead = 0;
       this.added = 0;
+      this.bytes = 0;
       this.overflowed = true;
       return false;
     }
     this.queue.push(r);
+    this.bytes += size;
+    enqueued(r);
     this.added++;
     return true;
   }
@@ -198,6 +258,10 @@ class Subscriber {
       i++;
     }
     const out = q.slice(start, i);
+    for (const r of out) {
+      this.bytes -= r.chunk.length;
+      dequeued(r);
+    }
     if (i === q.length) {
       this.queue = [];
       this.qHead = 0;
@@ -210,6 +274,7 @@ class Subscriber {
     if (out.length > 0) {
       bufferedTotal -= out.length;
       bufferedGauge.set(bufferedTotal);
+      bufferedBytesGauge.set(bufferedBytes);
     }
     return out;
   }
@@ -218,8 +283,11 @@ class Subscriber {
     const n = this.queue.length - this.qHead;
     if (n > 0) {
       bufferedTotal -= n;
+      for (let i = this.qHead; i < this.queue.length; i++) dequeued(this.queue[i]!);
       bufferedGauge.set(bufferedTotal);
+      bufferedBytesGauge.set(bufferedBytes);
     }
+    this.bytes = 0;
     this.queue = [];
     this.qHead = 0;
     this.wake();
@@ -312,6 +380,7 @@ export class StreamHub {
   /** Handed-over commits not yet fanned out, in commit order. */
   private pending: PendingCommit[] = [];
   private pendingRows = 0;
+  private pendingBytes = 0;
   /** When the hub last read rows to fan out (performance.now()). */
   private lastWakeAt = Number.NEGATIVE_INFINITY;
   /** Streams with records queued since they were last woken. */
@@ -336,6 +405,8 @@ export class StreamHub {
   private readonly pageSize: number;
   private readonly maxRecords: number;
   private readonly maxBytes: number;
+  private readonly bufferBytes: number;
+  private readonly handoverBytes: number;
 
   constructor(
     private readonly reader: LogReader,
@@ -347,6 +418,8 @@ export class StreamHub {
     this.pageSize = opts.pageSize ?? 1000;
     this.maxRecords = opts.maxRecordsPerBatch ?? 500;
     this.maxBytes = opts.maxBytesPerBatch ?? 1_000_000;
+    this.bufferBytes = opts.bufferBytes ?? Number.POSITIVE_INFINITY;
+    this.handoverBytes = opts.handoverBytes ?? Number.POSITIVE_INFINITY;
   }
 
   /** Subscribes to commits and learns the current head (retrying in the background while the database is down). */
@@ -488,14 +561,23 @@ export class StreamHub {
   /** Keeps a handed-over commit for the next fan-out (only while someone is listening, and bounded). */
   private hold(rows: CommittedRows, lastSeq: number): void {
     if (this.subs.size === 0 || lastSeq <= this.head || rows.rows.length === 0) return;
-    if (this.pendingRows + rows.rows.length > MAX_PENDING_ROWS) {
+    const bytes = committedBytes(rows);
+    if (this.pendingRows + rows.rows.length > MAX_PENDING_ROWS || (this.pending.length > 0 && this.pendingBytes + bytes > this.handoverBytes)) {
       // Far behind: the database has it all; the hand-over resumes once the hub has caught up.
-      this.pending = [];
-      this.pendingRows = 0;
+      this.dropAllPending();
       return;
     }
-    this.pending.push({ prevSeq: rows.prevSeq, lastSeq, rows });
+    this.pending.push({ prevSeq: rows.prevSeq, lastSeq, rows, bytes });
     this.pendingRows += rows.rows.length;
+    this.pendingBytes += bytes;
+    handoverBytesGauge.set(this.pendingBytes);
+  }
+
+  private dropAllPending(): void {
+    this.pending = [];
+    this.pendingRows = 0;
+    this.pendingBytes = 0;
+    handoverBytesGauge.set(0);
   }
 
   /**
@@ -529,7 +611,11 @@ export class StreamHub {
 
   private dropPending(): void {
     const p = this.pending.shift();
-    if (p) this.pendingRows -= p.rows.rows.length;
+    if (p) {
+      this.pendingRows -= p.rows.rows.length;
+      this.pendingBytes -= p.bytes;
+      handoverBytesGauge.set(this.pendingBytes);
+    }
   }
 
   private advance(seq: number): void {
@@ -547,8 +633,7 @@ export class StreamHub {
           // Nobody to fan out to: move head without reading the rows back (ingest would otherwise pay
           // a full read and JSON parse of every committed row). A stream attaching later starts at
           // the new head and reads everything up to it from the database itself.
-          this.pending = [];
-          this.pendingRows = 0;
+          this.dropAllPending();
           this.fanOut([], upTo);
           continue;
         }
@@ -630,6 +715,7 @@ export class StreamHub {
       touched.length = 0;
       this.scheduleWake();
       bufferedGauge.set(bufferedTotal);
+      bufferedBytesGauge.set(bufferedBytes);
     }
     subscribersGauge.set(this.subs.size);
     this.head = newHead;
@@ -675,7 +761,7 @@ export class StreamHub {
   }
 
   private attach(filter: LogRowFilter): Subscriber {
-    const s = new Subscriber(filter, this.head, this.opts.bufferLimit);
+    const s = new Subscriber(filter, this.head, this.opts.bufferLimit, this.bufferBytes);
     this.subs.add(s);
     this.index.add(s);
     subscribersGauge.set(this.subs.size);

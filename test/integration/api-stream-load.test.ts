@@ -1,11 +1,11 @@
 // StreamLogs under load, against the real PostgreSQL and the real BatchWriter: a stalled client
-// (bounded queue, database fallback, then every record in order), gapless hand-over for 20 streams
+// (queue bounded in records and in bytes, database fallback, then every record in order), gapless hand-over for 20 streams
 // opened while 20,000 rows commit as fast as possible, and cancellation of 100 streams releasing
 // every gauge.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { encodeCursor } from '../../src/api/cursor.js';
-import { streamBufferHighWater } from '../../src/api/stream-hub.js';
+import { streamBufferedBytes, streamBufferHighWater } from '../../src/api/stream-hub.js';
 import { waitFor } from '../helpers/wait.js';
 import { makeRow } from './store-rows.js';
 import { metricValue, openEnv, startApi, StreamCollector, type Env } from './api-harness.js';
@@ -59,6 +59,38 @@ describe('api: StreamLogs under load', { timeout: 600_000 }, () => {
       assert.deepEqual(s.records.map((r) => r.seq), stored);
       assert.ok(streamBufferHighWater() <= 100, `buffer high-water ${streamBufferHighWater()} within STREAM_BUFFER`);
       assert.ok((await metricValue('mycelis_memory_api_stream_buffer_high_water')) <= 100);
+      s.cancel();
+    } finally {
+      await api.close();
+    }
+  });
+
+  it('bounded by bytes too: a stalled client while 300 records of 100 KiB arrive falls back to the database; every record in order', async () => {
+    // MEMORY_LIMIT 128MiB: the streams' share is 4 MiB (each stream, and all together); STREAM_BUFFER's
+    // 10,000 records alone would let this one queue 30 MB.
+    const api = await startApi(env, { STREAM_BUFFER: '10000', KEEPALIVE_INTERVAL: '1s', MEMORY_LIMIT: '128MiB' });
+    try {
+      const limit = api.config.memory.streamBytes;
+      assert.equal(limit, 4 * 1024 * 1024);
+      const fallbacksBefore = await metricValue('mycelis_memory_api_stream_fallbacks_total');
+      const start = await api.core.logReader.maxSeq();
+      const s = new StreamCollector(api.client, { afterCursor: encodeCursor(start) });
+      await waitFor('stream open', () => s.responses.length > 0);
+      s.call.pause();
+      const big = 'x'.repeat(100 * 1024);
+      for (let b = 0; b < 30; b++) {
+        await env.writer.write({ rows: Array.from({ length: 10 }, (_, i) => makeRow({ source: 'big-reader', message: `${b}:${i}:${big}` })), rejects: [], registry: [] });
+      }
+      const stored = await seqsAfter(env, start);
+      assert.equal(stored.length, 300);
+      await waitFor('fallback', async () => (await metricValue('mycelis_memory_api_stream_fallbacks_total')) > fallbacksBefore);
+      const { highWater } = streamBufferedBytes();
+      // One record past the bound at most (an empty queue takes one, however large).
+      assert.ok(highWater <= limit + 110 * 1024, `streams held ${highWater} bytes (bound ${limit})`);
+      s.call.resume();
+      await waitFor('caught up', () => s.lastSeq === stored[stored.length - 1], { timeoutMs: 120_000 });
+      assert.deepEqual(s.records.map((r) => r.seq), stored);
+      assert.ok((await metricValue('mycelis_memory_api_stream_buffered_bytes')) <= limit + 110 * 1024);
       s.cancel();
     } finally {
       await api.close();
