@@ -8,6 +8,8 @@ npm run -s build
 shopt -s nullglob
 files=(test/unit/*.test.ts test/integration/*.test.ts test/e2e/*.test.ts test/fault/*.test.ts)
 if [ "${#files[@]}" -eq 0 ]; then echo "no test files" >&2; exit 1; fi
+# dist/ is this commit's build: tests run the CLI from it rather than through tsx (test/helpers/cli.ts).
+export MYCELIS_TEST_BUILT=1
 # Per-file durations (slowest first) go to test-artifacts/durations-node<version>.txt.
 mkdir -p test-artifacts
 exec node --import tsx --test --test-concurrency="${TEST_CONCURRENCY:-2}" \

@@ -20,11 +20,18 @@ export function cliEnv(extra: Record<string, string> = {}): Record<string, strin
   return { ...env, ...extra };
 }
 
+/**
+ * The CLI's entry: src/cli.ts through tsx, or the built dist/src/cli.js (what the package installs as
+ * `mycelis-memory`) when scripts/test.sh has just built it (MYCELIS_TEST_BUILT=1): the same code
+ * without tsx's start-up in each of the suite's many CLI processes.
+ */
+const ENTRY = process.env['MYCELIS_TEST_BUILT'] === '1' ? ['dist/src/cli.js'] : ['--import', 'tsx', 'src/cli.ts'];
+
 export function runCli(args: string[], extraEnv: Record<string, string> = {}, timeoutMs = 120_000): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
-      ['--import', 'tsx', 'src/cli.ts', ...args],
+      [...ENTRY, ...args],
       { cwd: ROOT, env: cliEnv(extraEnv), timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
       (err, stdout, stderr) => {
         if (err && typeof (err as { code?: unknown }).code !== 'number' && !(err as { signal?: unknown }).signal) {
