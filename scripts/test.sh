@@ -6,8 +6,16 @@ cd "$(dirname "$0")/.."
 npm run -s lint
 npm run -s build
 shopt -s nullglob
-files=(test/unit/*.test.ts test/integration/*.test.ts test/e2e/*.test.ts test/fault/*.test.ts)
+files=(test/fault/*.test.ts test/e2e/*.test.ts test/integration/*.test.ts test/unit/*.test.ts)
 if [ "${#files[@]}" -eq 0 ]; then echo "no test files" >&2; exit 1; fi
+# Slowest first, so that no long file starts last and leaves a core idle at the end: by the newest
+# durations file when there is one (files it does not list first), else fault, e2e, integration, unit.
+last="$(ls -t test-artifacts/durations-node*.txt 2>/dev/null | head -n1 || true)"
+if [ -n "$last" ]; then
+  mapfile -t files < <(printf '%s\n' "${files[@]}" | awk -v f="$last" '
+    BEGIN { while ((getline l < f) > 0) if (split(l, a, " ") >= 3 && a[2] == "s") t[a[3]] = a[1] }
+    { print (($0 in t) ? t[$0] : 1e9), NR, $0 }' | sort -k1,1gr -k2,2n | cut -d' ' -f3-)
+fi
 # dist/ is this commit's build: tests run the CLI from it rather than through tsx (test/helpers/cli.ts).
 export MYCELIS_TEST_BUILT=1
 # Per-file durations (slowest first) go to test-artifacts/durations-node<version>.txt.

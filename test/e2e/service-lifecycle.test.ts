@@ -9,6 +9,7 @@ import { CLI, ROOT, startService, type ServiceProcess } from '../helpers/service
 import { startPrivateNats, type PrivateNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/wait.js';
 import { spawnWatched } from '../helpers/child.js';
+import { consumerDrained } from '../fault/fault-helpers.js';
 import * as grpc from '@grpc/grpc-js';
 import { MemoryServiceClient, type GetRegistryResponse } from '../../src/gen/mycelis/memory/v1/memory.js';
 
@@ -90,11 +91,12 @@ describe('embedded default', () => {
       assert.match(second.stdout + second.stderr, new RegExp(dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
       const pub = await run(['publish', '--count', '50', '--server', nats.url], {});
       assert.equal(pub.code, 0, pub.stderr);
-      // The default traffic has 10 agents plus the directive's finance-bot.
-      const before = await waitFor('the registry to fill', async () => {
-        const r = await registryOf(svc.grpcAddress);
-        return r.agents.length === 11 ? r : undefined;
-      });
+      // The default traffic has 10 agents plus the directive's finance-bot. Every message committed
+      // (all acked on the default stream and consumer) before the registry is read: 11 agents can show
+      // while later events of theirs are still on their way (seen on a busy host).
+      await waitFor('the registry to fill', async () => (await registryOf(svc.grpcAddress)).agents.length === 11);
+      await waitFor('every published message committed', () => consumerDrained(nats.url, 'SWARM', 'mycelis-memory'));
+      const before = await registryOf(svc.grpcAddress);
       assert.equal(await svc.stop(), 0, 'SIGTERM exits cleanly');
       // Restart on the same directory: the data is still there (persisted).
       svc = await startService({ env, timeoutMs: 90_000 });
