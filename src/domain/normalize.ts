@@ -9,7 +9,9 @@
 //    mission event, other JSON, text) — giving Facts and the context JSON, or a Problem;
 // 2. buildRow(): Facts -> LogRow + RegistryEvent by one set of rules for every format.
 // The protobuf hot path pays one extra byte comparison for all of this: JSON is only tried when the
-// first byte is '{' or '[' (or Content-Type says JSON), text only after protobuf failed.
+// first byte is '{' or '[' (or Content-Type says JSON), text only after protobuf failed. A plain
+// MsgEnvelope is read straight from the wire (formats/wire-envelope.ts) when that reader can answer
+// exactly as the reference path would; otherwise the reference path decides.
 
 import type { Facts, Format } from './formats/facts.js';
 import { flat } from './flat.js';
@@ -23,6 +25,7 @@ import type { StripCounter } from './sanitize.js';
 import { asText, classifyObject, decodeEnvelope, envelopeFacts, genericJsonContext, genericJsonFacts, textContext, textFacts } from './formats/swarm-json.js';
 import { checkV1, contextV1, decodeBinary, decodeProtoJson, factsV1, mayBeEnvelopeJson } from './formats/swarm-v1.js';
 import type { DecodeV1Result, Problem } from './formats/swarm-v1.js';
+import { readEnvelopeFast } from './formats/wire-envelope.js';
 import { timestampToUs } from './time.js';
 import type { Timestamp } from '../gen/google/protobuf/timestamp.js';
 import type { LogRow, RegistryEvent, RejectReason, RejectRow } from './types.js';
@@ -48,6 +51,12 @@ export interface IncomingMessage {
 export interface NormalizeOptions {
   isLogEntrySubject: (subject: string) => boolean;
   maxEventBytes: number;
+  /**
+   * Read plain MsgEnvelopes straight from the wire (formats/wire-envelope.ts; default true). false:
+   * always the reference path (ts-proto decode, checkV1, contextV1, factsV1): the tests' reference and
+   * the bench's A/B.
+   */
+  wireFastPath?: boolean;
 }
 
 export type Normalized =
@@ -84,6 +93,11 @@ function normalize(msg: IncomingMessage, opts: NormalizeOptions): Normalized {
   // (handed this decode, so bytes that are not protobuf are decoded once).
   let binary: DecodeV1Result | undefined;
   if (first !== 0x7b && first !== 0x5b && !h.json && h.type === null) {
+    // Plain, well-formed envelopes straight from the wire (equal to the reference path, or null).
+    if (!logSubject && opts.wireFastPath !== false) {
+      const fast = readEnvelopeFast(data);
+      if (fast !== null) return buildRow(msg, h.replayOf, fast.context, fast.facts, counter, 'protobuf');
+    }
     binary = decodeBinary(data, logSubject);
     if (!('reason' in binary) && checkV1(binary) === null) {
       const context = contextV1(binary, counter);

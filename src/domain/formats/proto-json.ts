@@ -75,7 +75,7 @@ class ObjectWriter {
 // Strings with nothing JSON must escape and nothing clean() strips (nearly all) are quoted as they are.
 const NEEDS_WORK = /[\u0000-\u001f"\\\ud800-\udfff]/;
 
-function quote(s: string, c: StripCounter): string {
+export function quote(s: string, c: StripCounter): string {
   return NEEDS_WORK.test(s) ? JSON.stringify(clean(s, c)) : '"' + s + '"';
 }
 
