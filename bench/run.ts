@@ -17,6 +17,9 @@
 //  10. (--only mixed, also in the default) the current swarm: the protobuf mix vs everything the swarm
 //      sends today (`publish --mix current`) in alternating rounds, and one drain per format, with CPU per
 //      event, and the decode cost per format (bench/mixed.ts)
+//  11. (--only restart) a backlog stopped at 5,000 rows with SIGTERM, then with SIGKILL, and restarted:
+//      the stop, and the seconds until the stopped process's deliveries are acked (bench/operations.ts)
+//  12. (--only large) 1,000 tool results of 512 KiB: events/s, MB/s, peak RSS (bench/operations.ts)
 //
 // Everything runs on loopback: a PRIVATE nats-server (so the stream may capture plain `swarm.>`), the
 // shared PostgreSQL with fresh databases (dropped at the end). Every loop is bounded; the run stops by
@@ -46,6 +49,7 @@ import { partitionPhases } from './partitions.js';
 import { replicaPhases } from './replicas.js';
 import { watchPhase } from './watch.js';
 import { mixedPhase, type MixedResult } from './mixed.js';
+import { largePhase, restartPhase } from './operations.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -72,6 +76,8 @@ const { values: flags } = parseArgs({
     'warmup-events': { type: 'string' },
     'mixed-rounds': { type: 'string' },
     'ingest-rounds': { type: 'string' },
+    'restart-events': { type: 'string' },
+    'large-messages': { type: 'string' },
   },
 });
 
@@ -106,11 +112,13 @@ const opts = {
   mixedRounds: Math.round(num('mixed-rounds', 3, 1)),
   /** Rounds of (bare ts-proto, bare protobufjs, service) drains in the ingest phase; medians reported. */
   ingestRounds: Math.round(num('ingest-rounds', 3, 1)),
+  restartEvents: Math.round(num('restart-events', 50_000, 20_000)),
+  largeMessages: Math.round(num('large-messages', 1000, 200)),
   profile: flags.profile === true,
   /** Extra node flags for the service (e.g. V8 heap settings), split on spaces. */
   nodeFlags: (flags['node-flags'] ?? '').split(' ').filter((f) => f !== ''),
 };
-const only = new Set((flags.only ?? 'ingest,mixed,live,partitions,replicas,watch').split(','));
+const only = new Set((flags.only ?? 'ingest,mixed,live,partitions,replicas,watch,restart,large').split(','));
 const DATA: DataOptions = { agents: 1000, teams: 40, seed: 42 };
 const log = (msg: string): void => void process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 const resultsDir = join(ROOT, 'bench', 'results');
@@ -942,6 +950,13 @@ function printTable(): void {
   }
   const rep = results['replicas'] as { one: { eventsPerSec: number }; two: { eventsPerSec: number }; ratio: number } | undefined;
   if (rep) add('ingest: one instance / two replicas', `${fmt(rep.one.eventsPerSec)} / ${fmt(rep.two.eventsPerSec)} events/s (${rep.ratio.toFixed(2)}x)`);
+  const rs = results['restart'] as { sigterm: Record<string, number>; sigkill: Record<string, number> } | undefined;
+  if (rs) {
+    add('restart: SIGTERM at 5,000 rows, deliveries back after the restart', `${rs.sigterm['resumeSeconds']!.toFixed(2)} s (stop ${rs.sigterm['stopSeconds']!.toFixed(2)} s)`, '<= 5 s');
+    add('restart: SIGKILL at 5,000 rows, deliveries back after the kill', `${rs.sigkill['resumeSeconds']!.toFixed(2)} s`, '<= ACK_WAIT + 5 s');
+  }
+  const lg = results['large'] as { count: number; eventsPerSec: number; mbPerSec: number; peakRssMb: number } | undefined;
+  if (lg) add(`large: ${fmt(lg.count, 0)} x 512 KiB`, `${lg.eventsPerSec.toFixed(1)} events/s, ${lg.mbPerSec.toFixed(1)} MB/s, peak RSS ${lg.peakRssMb} MB`, 'RSS <= 300 MB');
   const cs = results['currentSwarm'] as MixedResult | undefined;
   if (cs) {
     const cpu = (c: Record<string, number>): string => `${c['total']} µs`;
@@ -997,6 +1012,12 @@ async function main(): Promise<void> {
     });
   }
   if (only.has('watch')) await watchPhases(nats, nc);
+  const operations = { nats, nc, log, cleanup, freshDb, env: (db: TestDatabase, stream: string) => serviceEnv(nats, db, stream), nodeFlags: opts.nodeFlags };
+  if (only.has('restart')) results['restart'] = await restartPhase(operations, opts.restartEvents);
+  if (only.has('large')) {
+    results['large'] = await largePhase(operations, opts.largeMessages);
+    rss['large'] = (results['large'] as { peakRssMb: number }).peakRssMb;
+  }
   results['rssMb'] = rss;
   (results['machine'] as Record<string, unknown>)['loadavgAtEnd'] = loadavg().map((x) => Math.round(x * 100) / 100);
   results['totalSeconds'] = (nowMs() - started) / 1000;
