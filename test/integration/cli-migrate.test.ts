@@ -39,6 +39,7 @@ describe('cli migrate', () => {
     assert.equal(plan0.code, 0, plan0.stderr);
     assert.match(plan0.stdout, /^log_entries: absent, about 0 rows, 0 MiB\npending 001_init_memory\n/);
     assert.match(plan0.stdout, /pending 004_partition_log_entries\n {2}does: {2}converts log_entries into a table partitioned by event time.*\n {2}locks: ACCESS EXCLUSIVE on log_entries/);
+    assert.match(plan0.stdout, /pending 006_log_search\n {2}does: {2}adds log_entries\.search, a stored generated tsvector.*\n {2}locks: ACCESS EXCLUSIVE on log_entries while every partition is rewritten/);
 
     const first = await runCli(['migrate'], dbEnv);
     assert.equal(first.code, 0, first.stderr);
