@@ -1,5 +1,5 @@
 // Reads for SearchLogs: full text over log_entries.search (migration 006: a generated tsvector of the
-// message and the context's string values, 'simple' configuration, GIN index idx_logs_search).
+// message, 'simple' configuration, GIN index idx_logs_search).
 //
 // The query text is handed to websearch_to_tsquery('simple', $n) inline in every statement: the
 // function is immutable, so node-postgres' unnamed statements (planned with their values) fold it to
@@ -46,7 +46,7 @@ export const HIGHLIGHT_START = '\u00ab';
 export const HIGHLIGHT_STOP = '\u00bb';
 
 const TSQ = `websearch_to_tsquery('simple'::regconfig, $6::text)`;
-// Normalization 1: the rank divided by 1 + log(document length), so a huge context does not win by size.
+// Normalization 1: the rank divided by 1 + log(document length), so a long message does not win by size.
 const RANK = (col: string): string => `ts_rank(${col}, ${TSQ}, 1)`;
 
 // $1..$5 the filter (log-reader's FILTER_SQL, on alias l), $6 the query, $7 since, $8 until, $9 after
@@ -64,19 +64,13 @@ const INNER_COLUMNS = 'l.id, l.seq, l.trace_id, l."timestamp", l.level, l.source
 
 const HEADLINE_OPTIONS = `'MaxWords=18, MinWords=6, ShortWord=1, MaxFragments=2, FragmentDelimiter=" … ", StartSel=${HIGHLIGHT_START}, StopSel=${HIGHLIGHT_STOP}'`;
 
-// The snippet comes from the message when the message alone matches, else from the context's string
-// values (the part of the document that matched).
+// The snippet: ts_headline over the message (what the vector indexes), its first 64 Ki characters.
 const OUTER = `SELECT x.id::text AS id, x.seq::text AS seq_text, x.trace_id,
     (extract(epoch FROM x."timestamp") * 1000000)::bigint::text AS ts_us, x.level, x.source, x.intent,
     coalesce(x.message, '') AS message, x.context::text AS context, x.team_id, x.subject,
     (extract(epoch FROM x.received_at) * 1000000)::bigint::text AS received_us,
     x.rank::text AS rank_text,
-    CASE WHEN to_tsvector('simple'::regconfig, left(coalesce(x.message, ''), 262144)) @@ ${TSQ}
-      THEN ts_headline('simple'::regconfig, left(coalesce(x.message, ''), ${HEADLINE_INPUT_CHARS}), ${TSQ}, ${HEADLINE_OPTIONS})
-      ELSE ts_headline('simple'::regconfig, left(coalesce((SELECT string_agg(s #>> '{}', ' · ')
-                         FROM jsonb_path_query(x.context, 'strict $.** ? (@.type() == "string")') s), ''), ${HEADLINE_INPUT_CHARS}),
-                       ${TSQ}, ${HEADLINE_OPTIONS})
-    END AS snippet`;
+    ts_headline('simple'::regconfig, left(coalesce(x.message, ''), ${HEADLINE_INPUT_CHARS}), ${TSQ}, ${HEADLINE_OPTIONS}) AS snippet`;
 
 export const SEARCH_NEWEST_SQL = `${OUTER}
   FROM (

@@ -399,8 +399,8 @@ export interface SearchHit {
     | LogRecord
     | undefined;
   /**
-   * A short extract of the message (or, when the message has no match, of the context's string
-   * values) with each matched word between « and »; at most about 300 characters.
+   * A short extract of the message with each matched word between « and »; at most about 300
+   * characters.
    */
   snippet: string;
   /** ts_rank of the record for the query (normalized by document length): higher is more relevant. */
@@ -2783,9 +2783,9 @@ export const MemoryServiceDefinition = {
       options: {},
     },
     /**
-     * Full-text search over the log: the message and the context's string values, words, "quoted
-     * phrases", -exclusions and `or` (PostgreSQL's websearch_to_tsquery, the language-neutral 'simple'
-     * configuration), with the same filters as QueryLogs; each hit ranked, with a highlighted snippet.
+     * Full-text search over the log's messages: words, "quoted phrases", -exclusions and `or`
+     * (PostgreSQL's websearch_to_tsquery, the language-neutral 'simple' configuration), with the same
+     * filters as QueryLogs; each hit ranked, with a highlighted snippet. The context is not searched.
      */
     searchLogs: {
       name: "SearchLogs",
@@ -2856,9 +2856,9 @@ export const MemoryServiceService = {
     responseDeserialize: (value: Buffer): RegistryChange => RegistryChange.decode(value),
   },
   /**
-   * Full-text search over the log: the message and the context's string values, words, "quoted
-   * phrases", -exclusions and `or` (PostgreSQL's websearch_to_tsquery, the language-neutral 'simple'
-   * configuration), with the same filters as QueryLogs; each hit ranked, with a highlighted snippet.
+   * Full-text search over the log's messages: words, "quoted phrases", -exclusions and `or`
+   * (PostgreSQL's websearch_to_tsquery, the language-neutral 'simple' configuration), with the same
+   * filters as QueryLogs; each hit ranked, with a highlighted snippet. The context is not searched.
    */
   searchLogs: {
     path: "/mycelis.memory.v1.MemoryService/SearchLogs" as const,
@@ -2887,9 +2887,9 @@ export interface MemoryServiceServer extends UntypedServiceImplementation {
    */
   watchRegistry: handleServerStreamingCall<WatchRegistryRequest, RegistryChange>;
   /**
-   * Full-text search over the log: the message and the context's string values, words, "quoted
-   * phrases", -exclusions and `or` (PostgreSQL's websearch_to_tsquery, the language-neutral 'simple'
-   * configuration), with the same filters as QueryLogs; each hit ranked, with a highlighted snippet.
+   * Full-text search over the log's messages: words, "quoted phrases", -exclusions and `or`
+   * (PostgreSQL's websearch_to_tsquery, the language-neutral 'simple' configuration), with the same
+   * filters as QueryLogs; each hit ranked, with a highlighted snippet. The context is not searched.
    */
   searchLogs: handleUnaryCall<SearchLogsRequest, SearchLogsResponse>;
 }
@@ -2962,9 +2962,9 @@ export interface MemoryServiceClient extends Client {
     options?: Partial<CallOptions>,
   ): ClientReadableStream<RegistryChange>;
   /**
-   * Full-text search over the log: the message and the context's string values, words, "quoted
-   * phrases", -exclusions and `or` (PostgreSQL's websearch_to_tsquery, the language-neutral 'simple'
-   * configuration), with the same filters as QueryLogs; each hit ranked, with a highlighted snippet.
+   * Full-text search over the log's messages: words, "quoted phrases", -exclusions and `or`
+   * (PostgreSQL's websearch_to_tsquery, the language-neutral 'simple' configuration), with the same
+   * filters as QueryLogs; each hit ranked, with a highlighted snippet. The context is not searched.
    */
   searchLogs(
     request: SearchLogsRequest,

@@ -760,8 +760,8 @@ export type SearchHit = Message<"mycelis.memory.v1.SearchHit"> & {
   record?: LogRecord | undefined;
 
   /**
-   * A short extract of the message (or, when the message has no match, of the context's string
-   * values) with each matched word between « and »; at most about 300 characters.
+   * A short extract of the message with each matched word between « and »; at most about 300
+   * characters.
    *
    * @generated from field: string snippet = 2;
    */
@@ -877,9 +877,9 @@ export const MemoryService: GenService<{
     output: typeof RegistryChangeSchema;
   },
   /**
-   * Full-text search over the log: the message and the context's string values, words, "quoted
-   * phrases", -exclusions and `or` (PostgreSQL's websearch_to_tsquery, the language-neutral 'simple'
-   * configuration), with the same filters as QueryLogs; each hit ranked, with a highlighted snippet.
+   * Full-text search over the log's messages: words, "quoted phrases", -exclusions and `or`
+   * (PostgreSQL's websearch_to_tsquery, the language-neutral 'simple' configuration), with the same
+   * filters as QueryLogs; each hit ranked, with a highlighted snippet. The context is not searched.
    *
    * @generated from rpc mycelis.memory.v1.MemoryService.SearchLogs
    */
