@@ -131,12 +131,15 @@ describe('JetStream pull with credit', () => {
 
   it('stop(): every message the server delivered reaches onMessage (nothing is dropped in the client)', async () => {
     const { consumer } = await filled(20_000, 50);
+    let handedBack = 0;
     for (let round = 0; round < 3; round++) {
       const credit = new Credit(5_000, 64 * 1024 * 1024);
       const seen: Msg[] = [];
       const p = puller(consumer, credit, (m) => seen.push(m));
       p.start();
-      await waitFor('deliveries under way', () => seen.length > 0, { intervalMs: 1 });
+      // What the last round handed back comes first (JetStream's redelivery queue): take it all, so
+      // that nothing but this round's deliveries is ack-pending when the round stops.
+      await waitFor('deliveries under way', () => seen.length > 0 && seen.length >= handedBack, { intervalMs: 1 });
       await p.stop();
       const info = await jsm.consumers.info(names.stream, consumer);
       // Everything delivered to this consumer but not acked is what onMessage saw this round.
@@ -145,6 +148,7 @@ describe('JetStream pull with credit', () => {
       assert.equal(seqs.size, seen.length);
       // Hand them back, as the ingest does at a stop: the next round takes them at once.
       for (const m of seen) m.respond(new TextEncoder().encode('-NAK'));
+      handedBack = seen.length;
       await nc.flush();
       await waitFor('handed back', async () => (await jsm.consumers.info(names.stream, consumer)).num_ack_pending <= seen.length);
     }
