@@ -1,0 +1,265 @@
+// Issue 13: memory is bounded by bytes, and large messages do not stall ingest. The built service as a
+// process with production defaults (MEMORY_LIMIT unset: the 512Mi budget of k8s/base, ACK_WAIT 10 s,
+// INGEST_BATCH_SIZE 5,000).
+// - 1,000 valid tool results of 512 KiB (LLM agents return fetched pages and files) while 10
+//   unfiltered live tails are open: every one stored once, every tail receives every record once in
+//   order, the peak resident set (VmHWM) stays at or under 300 MB, and rows keep coming: no gap of more
+//   than 5 s in the commit sequence (rows counted every 100 ms from the first publish).
+// - 2,000 hostile messages, 250 of them ~1 MiB, among 2,000 valid ones: every valid one stored once,
+//   every hostile one dead-lettered once, all within 20 s of the first publish.
+// The tails read raw responses and take only each record's seq (decoding 5 GB of records in the test
+// process would compete with the service for the CPU the bound is about).
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
+import { connect, headers as natsHeaders, type NatsConnection } from 'nats';
+import type pg from 'pg';
+import { MessageType, MsgEnvelope } from '../../src/gen/mycelis/swarm/v1/swarm.js';
+import { startService, type ServiceProcess } from '../helpers/service.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
+import { SHARED_NATS_URL, dropStreamAndClose, uniqueNatsNames, type NatsNames } from '../helpers/nats.js';
+import { waitFor } from '../helpers/wait.js';
+import { prng } from '../integration/ingest-harness.js';
+import { assertionPool, consumerDrained, countOf, rssMiB, serviceEnv } from './fault-helpers.js';
+
+const MiB = 1024 * 1024;
+const LARGE = 1_000;
+const LARGE_BYTES = 512 * 1024;
+const TAILS = 10;
+const PEAK_BOUND_MB = 300; // the issue's bound, in MB (10^6 bytes)
+const GAP_BOUND_MS = 5_000;
+const HOSTILE = 2_000;
+const HOSTILE_BIG = 250;
+const VALID = 2_000;
+const HOSTILE_BOUND_MS = 20_000;
+
+function toolResult(id: string, agent: string, size: number): Uint8Array {
+  const now = Date.now();
+  return MsgEnvelope.encode({
+    id,
+    timestamp: { seconds: String(Math.floor(now / 1000)), nanos: (now % 1000) * 1_000_000 },
+    sourceAgentId: agent,
+    type: MessageType.MESSAGE_TYPE_TOOL_RESULT,
+    payload: { $case: 'toolResult', value: { callId: `call-${id}`, result: { content: `${id} `.padEnd(size, 'page text ') }, isError: false, errorMessage: '' } },
+    traceId: `trace-${id}`,
+    spanId: '',
+    teamId: 'readers',
+  }).finish();
+}
+
+/**
+ * The seqs of a raw StreamLogsResponse: field 1 (records, length-delimited), each a LogRecord whose
+ * field 6 is its seq (varint). Everything else is skipped unread.
+ */
+function seqsOf(buf: Buffer): number[] {
+  const out: number[] = [];
+  let i = 0;
+  const varint = (): number => {
+    let v = 0;
+    let mul = 1;
+    for (;;) {
+      const b = buf[i++]!;
+      v += (b & 0x7f) * mul;
+      if (b < 0x80) return v;
+      mul *= 128;
+    }
+  };
+  const skip = (wire: number): void => {
+    if (wire === 0) varint();
+    else if (wire === 1) i += 8;
+    else if (wire === 2) {
+      const n = varint(); // read before i is (i += varint() would add to the i from before the length)
+      i += n;
+    }
+    else if (wire === 5) i += 4;
+    else throw new Error(`wire type ${wire}`);
+  };
+  while (i < buf.length) {
+    const tag = varint();
+    if (tag >>> 3 !== 1 || (tag & 7) !== 2) {
+      skip(tag & 7);
+      continue;
+    }
+    const len = varint();
+    const end = i + len;
+    let seq = -1;
+    while (i < end) {
+      const t = varint();
+      if (t >>> 3 === 6 && (t & 7) === 0) seq = varint();
+      else skip(t & 7);
+    }
+    out.push(seq);
+  }
+  return out;
+}
+
+/** An unfiltered live tail that keeps only the seqs it receives. */
+class RawTail {
+  readonly seqs: number[] = [];
+  error: Error | null = null;
+  private readonly call: grpc.ClientReadableStream<Buffer>;
+  constructor(client: grpc.Client) {
+    // StreamLogsRequest{} - no filter, no cursor, no tail: live from now.
+    this.call = client.makeServerStreamRequest('/mycelis.memory.v1.MemoryService/StreamLogs', (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0));
+    this.call.on('data', (b: Buffer) => {
+      for (const s of seqsOf(b)) this.seqs.push(s);
+    });
+    this.call.on('error', (e: Error) => {
+      if (!/CANCELLED/.test(e.message)) this.error = e;
+    });
+  }
+  cancel(): void {
+    this.call.cancel();
+  }
+}
+
+// Not met yet (issue 13), so skipped unless MYCELIS_LARGE_TESTS=1: measured on a shared 2-core host at
+// load ~10, Node 24: 1,000 x 512 KiB with 10 tails peaked at 474 MB with a 6.7 s gap (252 s in all;
+// without tails 263 MB in `npm run bench -- --only large`); the hostile mix took 83-94 s, exactly once.
+const SKIP = process.env['MYCELIS_LARGE_TESTS'] === '1' ? false : 'not met yet (issue 13): set MYCELIS_LARGE_TESTS=1 to run';
+
+describe('fault: large messages with production defaults', { timeout: 600_000, skip: SKIP }, () => {
+  let nc: NatsConnection;
+  const cleanup: (() => Promise<void>)[] = [];
+
+  before(async () => {
+    nc = await connect({ servers: SHARED_NATS_URL });
+  });
+  after(async () => {
+    for (const c of cleanup.reverse()) await c().catch(() => undefined);
+    await nc?.close();
+  });
+
+  async function scenario(label: string): Promise<{ names: NatsNames; pool: pg.Pool; svc: ServiceProcess; db: TestDatabase }> {
+    const names = uniqueNatsNames(label);
+    const db = await createTestDatabase(label);
+    const pool = assertionPool(db.url);
+    const env = serviceEnv(db.env, SHARED_NATS_URL, names);
+    assert.equal(env['ACK_WAIT'] ?? env['MEMORY_LIMIT'] ?? env['INGEST_BATCH_SIZE'], undefined, 'production defaults');
+    const svc = await startService({ env });
+    cleanup.push(async () => {
+      await svc.stop();
+      await dropStreamAndClose(await connect({ servers: SHARED_NATS_URL }), names.stream);
+      await pool.end();
+      await db.drop();
+    });
+    return { names, pool, svc, db };
+  }
+
+  /** Samples the row count every 100 ms until `total`; returns the longest time without a new row. */
+  async function longestGap(pool: pg.Pool, total: number, timeoutMs: number): Promise<{ gapMs: number; doneMs: number }> {
+    const start = performance.now();
+    let last = start;
+    let lastCount = 0;
+    let gapMs = 0;
+    for (;;) {
+      const n = await countOf(pool, 'SELECT 1 FROM log_entries');
+      const now = performance.now();
+      if (n > lastCount) {
+        gapMs = Math.max(gapMs, now - last);
+        last = now;
+        lastCount = n;
+      }
+      if (n >= total) return { gapMs, doneMs: now - start };
+      if (now - start > timeoutMs) throw new Error(`${n} of ${total} rows after ${timeoutMs} ms (longest gap so far ${gapMs.toFixed(0)} ms)`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  it(`${LARGE.toLocaleString('en')} x 512 KiB with ${TAILS} live tails: peak RSS <= ${PEAK_BOUND_MB} MB, no gap over 5 s, exactly once`, async () => {
+    const { names, pool, svc } = await scenario('large');
+    const client = new grpc.Client(svc.grpcAddress, grpc.credentials.createInsecure());
+    const tails = Array.from({ length: TAILS }, () => new RawTail(client));
+    await waitFor('the tails attached', async () => {
+      const text = await (await fetch(`${svc.httpBase}/metrics`)).text();
+      return /mycelis_memory_api_stream_subscribers (\d+)/.exec(text)?.[1] === String(TAILS);
+    });
+    const before = rssMiB(svc);
+    const published = (async () => {
+      for (let i = 0; i < LARGE; i++) {
+        nc.publish(`${names.prefix}.agent.reader-${i % 20}.output`, toolResult(`large-${i}`, `reader-${i % 20}`, LARGE_BYTES));
+        if (i % 20 === 19) await nc.flush();
+      }
+      await nc.flush();
+    })();
+    const { gapMs, doneMs } = await longestGap(pool, LARGE, 400_000);
+    await published;
+    await waitFor('every tail has every record', () => tails.every((t) => t.seqs.length >= LARGE || t.error !== null), { timeoutMs: 60_000, intervalMs: 100 });
+    const rss = rssMiB(svc);
+    for (const t of tails) t.cancel();
+    client.close();
+    const peakMB = (rss.peak * MiB) / 1e6;
+    console.log(
+      `${LARGE} x 512 KiB, ${TAILS} tails: stored in ${(doneMs / 1000).toFixed(1)} s (${((LARGE * LARGE_BYTES) / MiB / (doneMs / 1000)).toFixed(0)} MiB/s), ` +
+        `longest gap ${gapMs.toFixed(0)} ms; RSS before ${before.now.toFixed(0)} MiB, peak ${peakMB.toFixed(0)} MB (${rss.peak.toFixed(0)} MiB), Node ${process.versions.node}`,
+    );
+    await waitFor('consumer drained', () => consumerDrained(SHARED_NATS_URL, names.stream, names.consumer), { timeoutMs: 30_000 });
+    const r = await pool.query<{ n: number; d: number; big: number }>(
+      'SELECT count(*)::int AS n, count(DISTINCT id)::int AS d, count(*) FILTER (WHERE length(context::text) > $1)::int AS big FROM log_entries',
+      [LARGE_BYTES - 1024],
+    );
+    assert.deepEqual(r.rows[0], { n: LARGE, d: LARGE, big: LARGE }, 'each stored once, whole');
+    for (const [i, t] of tails.entries()) {
+      assert.equal(t.error, null, `tail ${i} failed: ${t.error?.message}`);
+      assert.equal(t.seqs.length, LARGE, `tail ${i}: every record once`);
+      assert.ok(t.seqs.every((s, k) => k === 0 || s > t.seqs[k - 1]!), `tail ${i}: in seq order`);
+    }
+    assert.ok(gapMs <= GAP_BOUND_MS, `a gap of ${gapMs.toFixed(0)} ms in the commit sequence`);
+    assert.ok(peakMB <= PEAK_BOUND_MB, `peak RSS ${peakMB.toFixed(0)} MB over ${PEAK_BOUND_MB} MB`);
+  });
+
+  it(`${HOSTILE.toLocaleString('en')} hostile (${HOSTILE_BIG} of ~1 MiB) among ${VALID.toLocaleString('en')} valid: all accounted for within 20 s, exactly once`, async () => {
+    const { names, pool } = await scenario('hostile-big');
+    const rand = prng(1313);
+    const randomBytes = (n: number): Uint8Array => {
+      const b = new Uint8Array(n);
+      for (let i = 0; i < n; i++) b[i] = Math.floor(rand() * 256);
+      b[0] = 0xff; // not '{' or '[': not tried as JSON; and never valid UTF-8, so never text
+      return b;
+    };
+    const BIG = randomBytes(MiB - 4096); // NATS max_payload is 1 MiB, headers included
+    const hostile = (i: number): Uint8Array => {
+      if (i % 8 === 0) {
+        const b = BIG.slice();
+        b[1] = i & 0xff; // distinct bytes, same size
+        b[2] = i >> 8;
+        return b;
+      }
+      switch (i % 4) {
+        case 1:
+          return toolResult(`trunc-${i}`, 'hostile', 300).slice(0, 200); // cut inside the payload
+        case 2:
+          return new Uint8Array(0);
+        default:
+          return randomBytes(1 + Math.floor(rand() * 2000));
+      }
+    };
+    assert.equal(Array.from({ length: HOSTILE }, (_, i) => i % 8 === 0).filter(Boolean).length, HOSTILE_BIG);
+    const start = performance.now();
+    for (let i = 0; i < HOSTILE; i++) {
+      const h = natsHeaders();
+      h.set('Fault-N', String(i));
+      nc.publish(`${names.prefix}.hostile.x`, hostile(i), { headers: h });
+      nc.publish(`${names.prefix}.agent.valid-${i % 50}.output`, toolResult(`valid-${i}`, `valid-${i % 50}`, 400));
+      if (i % 50 === 49) await nc.flush();
+    }
+    await nc.flush();
+    const publishedMs = performance.now() - start;
+    await waitFor(
+      'every message stored or dead-lettered',
+      async () => (await countOf(pool, 'SELECT 1 FROM log_entries')) >= VALID && (await countOf(pool, 'SELECT 1 FROM ingest_rejects')) >= HOSTILE,
+      { timeoutMs: 120_000, intervalMs: 100 },
+    );
+    const doneMs = performance.now() - start;
+    console.log(`${HOSTILE} hostile (${HOSTILE_BIG} x ~1 MiB) + ${VALID} valid: published in ${(publishedMs / 1000).toFixed(1)} s, all accounted for ${(doneMs / 1000).toFixed(1)} s after the first publish`);
+    await waitFor('consumer drained', () => consumerDrained(SHARED_NATS_URL, names.stream, names.consumer), { timeoutMs: 30_000 });
+    const rows = await pool.query<{ n: number; d: number }>('SELECT count(*)::int AS n, count(DISTINCT id)::int AS d FROM log_entries');
+    assert.deepEqual(rows.rows[0], { n: VALID, d: VALID }, 'every valid message stored once');
+    const dead = await pool.query<{ n: number; d: number; big: number }>(
+      `SELECT count(*)::int AS n, count(DISTINCT headers->>'Fault-N')::int AS d, count(*) FILTER (WHERE length(payload) = $1)::int AS big FROM ingest_rejects`,
+      [BIG.length],
+    );
+    assert.deepEqual(dead.rows[0], { n: HOSTILE, d: HOSTILE, big: HOSTILE_BIG }, 'every hostile message dead-lettered once, whole');
+    assert.ok(doneMs <= HOSTILE_BOUND_MS, `all accounted for ${doneMs.toFixed(0)} ms after the first publish (bound ${HOSTILE_BOUND_MS} ms)`);
+  });
+});
