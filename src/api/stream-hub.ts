@@ -164,6 +164,21 @@ function dequeued(r: WireRecord): void {
     if (n === 1) bufferedBytes -= r.chunk.length;
   } else queuedIn.set(r, n - 1);
 }
+/**
+ * The size of the rows lately seen (a maximum decaying by 1/1000 a row): database pages are cut to
+ * PAGE_BYTES by it. A page of 1,000 rows of 512 KiB tool results is half a gigabyte of strings, which
+ * a stream falling back after its byte bound, or the hub after the hand-over's, read at once and ran
+ * V8 out of heap (10 tails of 512 KiB records).
+ */
+let rowBytes = 1024;
+const PAGE_BYTES = 4 * 1024 * 1024;
+function sawRow(bytes: number): void {
+  rowBytes = Math.max(bytes, rowBytes * 0.999, 256);
+}
+function sawRows(rows: readonly StoredLogRow[]): void {
+  for (const r of rows) sawRow(r.approxBytes);
+}
+
 /** Bytes of records queued for live streams (each record once), now and at most so far (for tests). */
 export function streamBufferedBytes(): { now: number; highWater: number } {
   return { now: bufferedBytes, highWater: bufferedBytesHighWater };
@@ -422,6 +437,11 @@ export class StreamHub {
     this.handoverBytes = opts.handoverBytes ?? Number.POSITIVE_INFINITY;
   }
 
+  /** Rows per database page: pageSize, fewer when rows are large (PAGE_BYTES a page). */
+  private pageRows(): number {
+    return Math.max(1, Math.min(this.pageSize, Math.floor(PAGE_BYTES / rowBytes)));
+  }
+
   /** Subscribes to commits and learns the current head (retrying in the background while the database is down). */
   start(): void {
     if (this.unsubscribe || this.stopped) return;
@@ -645,12 +665,14 @@ export class StreamHub {
         }
         // Read up to the next handed-over commit (or everything notified so far).
         const readTo = this.pending.length > 0 ? Math.min(upTo, this.pending[0]!.prevSeq) : upTo;
-        const rows = await this.reader.readRange(NO_FILTER, { afterSeq: this.head, upToSeq: readTo }, this.pageSize);
+        const page = this.pageRows();
+        const rows = await this.reader.readRange(NO_FILTER, { afterSeq: this.head, upToSeq: readTo }, page);
         if (this.stopped) return;
+        sawRows(rows);
         // Rows up to `readTo` are committed (notifications and max(seq) only report commits), so a
         // short page means the whole range has been read.
         this.setAvailable();
-        const newHead = rows.length === this.pageSize ? rows[rows.length - 1]!.seq : readTo;
+        const newHead = rows.length === page ? rows[rows.length - 1]!.seq : readTo;
         hubRowsRead.inc(rows.length);
         if (newHead > this.head) this.fanOut(rows, newHead);
       }
@@ -675,6 +697,7 @@ export class StreamHub {
       const idx = this.index;
       this.pushed = 0;
       for (const row of rows) {
+        sawRow('row' in row ? 200 + row.row.context.length + row.row.message.length : row.approxBytes);
         let wire: WireRecord | null = null;
         if (row.traceId !== '') wire = this.offer(idx.byTrace.get(row.traceId), row, wire);
         wire = this.offer(idx.byAgent.get(row.source), row, wire);
@@ -847,8 +870,10 @@ export class StreamHub {
             yield { records: [], position: cursor, final: true };
             return;
           }
-          const rows = await this.reader.readRange(req.filter, { afterSeq: cursor, upToSeq: sub.attachedAt }, this.pageSize, signal);
-          const pos = rows.length === this.pageSize ? rows[rows.length - 1]!.seq : sub.attachedAt;
+          const page = this.pageRows();
+          const rows = await this.reader.readRange(req.filter, { afterSeq: cursor, upToSeq: sub.attachedAt }, page, signal);
+          sawRows(rows);
+          const pos = rows.length === page ? rows[rows.length - 1]!.seq : sub.attachedAt;
           for (const b of this.chunks(rows, pos)) {
             yield b;
             sentAny = true;
@@ -898,11 +923,13 @@ export class StreamHub {
           }
           const upTo = this.head;
           if (upTo <= cursor) break;
-          const rows = await this.reader.readRange(req.filter, { afterSeq: cursor, upToSeq: upTo }, this.pageSize, signal);
-          const pos = rows.length === this.pageSize ? rows[rows.length - 1]!.seq : upTo;
+          const page = this.pageRows();
+          const rows = await this.reader.readRange(req.filter, { afterSeq: cursor, upToSeq: upTo }, page, signal);
+          sawRows(rows);
+          const pos = rows.length === page ? rows[rows.length - 1]!.seq : upTo;
           for (const b of this.chunks(rows, pos)) yield b;
           cursor = pos;
-          if (rows.length < this.pageSize) break;
+          if (rows.length < page) break;
         }
         sub = this.attach(req.filter);
       }
