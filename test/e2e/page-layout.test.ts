@@ -92,7 +92,7 @@ interface Measure {
 // Runs in the page (passed as a string: the test compiles without the DOM library).
 const MEASURE = `(() => {
   const visible = (e) => e.getClientRects().length > 0;
-  const tables = [['agents', '#registry table'], ['log', '#logs table']].map(([name, sel]) => {
+  const tables = [['agents', '#registry table'], ['log', '#logs table:has(#log-rows)']].map(([name, sel]) => {
     const table = document.querySelector(sel);
     const columns = [...table.querySelectorAll('thead th')].filter(visible).map((th) => ({ label: th.textContent.trim(), width: Math.round(th.getBoundingClientRect().width * 10) / 10 }));
     let maxLines = 0, tallest = '', cut = 0, cutWithoutTitle = 0;
