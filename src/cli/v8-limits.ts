@@ -3,10 +3,11 @@
 // V8 sizes its heap once, when the process starts; a flag set later is ignored. So when the process
 // was started without them, it replaces itself (process.execve: same PID, same environment, same
 // arguments, nothing run yet but config parsing) with the same command plus the budget's flags.
-// Flags the operator gave (on the node command line or in NODE_OPTIONS) win and are kept as given.
+// A limit the operator gave (on the node command line or in NODE_OPTIONS) wins and is kept as given;
+// the budget still sets every limit the operator left unset.
 import v8 from 'node:v8';
 import type { Config } from '../config/config.js';
-import { heapFlagsIn, v8FlagsFor } from '../config/memory-budget.js';
+import { heapFlagsIn, heapFlagsToAdd, v8FlagsFor } from '../config/memory-budget.js';
 
 export type V8LimitsSource = 'budget' | 'operator' | 'not applied';
 
@@ -21,7 +22,7 @@ export interface V8Limits {
 }
 
 /**
- * Re-executes the process with the budget's V8 flags when it has none (does not return then).
+ * Re-executes the process with the budget's V8 flags for the limits nobody set (does not return then).
  * Otherwise returns what is in effect, for the start-up log and /metrics.
  */
 export function applyV8Limits(config: Config): V8Limits {
@@ -29,8 +30,10 @@ export function applyV8Limits(config: Config): V8Limits {
   const onCommandLine = heapFlagsIn(process.execArgv);
   const given = [...onCommandLine, ...config.nodeOptionsHeapFlags];
   const heapSizeLimitBytes = v8.getHeapStatistics().heap_size_limit;
-  if (given.length > 0) {
-    const ours = config.nodeOptionsHeapFlags.length === 0 && wanted.every((f) => onCommandLine.includes(f)) && onCommandLine.length === wanted.length;
+  const missing = heapFlagsToAdd(wanted, given);
+  if (missing.length === 0) {
+    // Either this is the re-executed process (the budget's flags on its command line) or the operator set every limit.
+    const ours = config.nodeOptionsHeapFlags.length === 0 && onCommandLine.every((f) => wanted.includes(f));
     return { source: ours ? 'budget' : 'operator', flags: given, heapSizeLimitBytes };
   }
   // Node >= 22.15 / 23.11 (not yet in the @types/node this project compiles against).
@@ -39,7 +42,7 @@ export function applyV8Limits(config: Config): V8Limits {
     return { source: 'not applied', flags: [], heapSizeLimitBytes, reason: `process.execve is not available on Node ${process.version}` };
   }
   try {
-    execve.call(process, process.execPath, [process.execPath, ...process.execArgv, ...wanted, ...process.argv.slice(1)], process.env);
+    execve.call(process, process.execPath, [process.execPath, ...process.execArgv, ...missing, ...process.argv.slice(1)], process.env);
   } catch (err) {
     // e.g. ERR_FEATURE_UNAVAILABLE_ON_PLATFORM: run with V8's defaults and say so.
     return { source: 'not applied', flags: [], heapSizeLimitBytes, reason: (err as Error).message };

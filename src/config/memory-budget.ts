@@ -133,10 +133,23 @@ export function v8FlagsFor(b: MemoryBudget): string[] {
 /** V8 heap-size flags an operator may set themselves (then theirs win). */
 export const V8_HEAP_FLAGS = ['--max-old-space-size', '--max-semi-space-size'] as const;
 
+/**
+ * The budget's flags for the heap limits the operator left unset: each limit the operator gave (on the
+ * command line or in NODE_OPTIONS) is theirs, each other one stays the budget's. Setting only the
+ * semi-space must not drop the old-space limit, or the heap could outgrow the container.
+ */
+export function heapFlagsToAdd(wanted: readonly string[], given: readonly string[]): string[] {
+  const set = new Set(given.map(heapFlagName));
+  return wanted.filter((f) => !set.has(heapFlagName(f)));
+}
+
+function heapFlagName(option: string): string {
+  return option.split('=')[0]!.replace(/_/g, '-');
+}
+
 /** The heap-size flags among these node options (`--flag=value` or `--flag value`; `_` and `-` alike). */
 export function heapFlagsIn(options: readonly string[]): string[] {
   return options.filter((o) => {
-    const name = o.split('=')[0]!.replace(/_/g, '-');
-    return (V8_HEAP_FLAGS as readonly string[]).includes(name);
+    return (V8_HEAP_FLAGS as readonly string[]).includes(heapFlagName(o));
   });
 }

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import { loadConfig } from '../../src/config/config.js';
-import { DEFAULT_MEMORY_LIMIT, heapFlagsIn, memoryBudget, v8FlagsFor } from '../../src/config/memory-budget.js';
+import { DEFAULT_MEMORY_LIMIT, heapFlagsIn, heapFlagsToAdd, memoryBudget, v8FlagsFor } from '../../src/config/memory-budget.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -73,6 +73,15 @@ describe('memory budget', () => {
     assert.deepEqual(heapFlagsIn(['--max-old-space-size=300', '--enable-source-maps', '--max_semi_space_size=4']), ['--max-old-space-size=300', '--max_semi_space_size=4']);
     assert.deepEqual(heapFlagsIn(['--max-old-space-size', '300']), ['--max-old-space-size']);
     assert.deepEqual(heapFlagsIn(['--import', 'tsx', '--max-old-space-size-percentage=50']), []);
+  });
+
+  it("keeps the limits the operator set and adds the budget's limits for the others (a semi-space alone keeps the old-space bound)", () => {
+    const wanted = ['--max-old-space-size=256', '--max-semi-space-size=8'];
+    assert.deepEqual(heapFlagsToAdd(wanted, []), wanted);
+    assert.deepEqual(heapFlagsToAdd(wanted, ['--max-semi-space-size=16']), ['--max-old-space-size=256']);
+    assert.deepEqual(heapFlagsToAdd(wanted, ['--max_old_space_size=300']), ['--max-semi-space-size=8']);
+    assert.deepEqual(heapFlagsToAdd(wanted, ['--max-old-space-size', '--max-semi-space-size=4']), []);
+    assert.deepEqual(heapFlagsToAdd(wanted, wanted), []);
     assert.deepEqual(loadConfig({ NODE_OPTIONS: '--enable-source-maps --max-old-space-size=300' }, machine).nodeOptionsHeapFlags, ['--max-old-space-size=300']);
     assert.deepEqual(loadConfig({}, machine).nodeOptionsHeapFlags, []);
   });
