@@ -151,8 +151,18 @@ const SIZE_UNITS: Record<string, number> = {
   mib: 1024 ** 2,
   gib: 1024 ** 3,
   tib: 1024 ** 4,
+  // Kubernetes quantities, so a pod's limit can be copied as written (512Mi, 1Gi, 500M).
+  k: 1e3,
+  m: 1e6,
+  g: 1e9,
+  t: 1e12,
+  ki: 1024,
+  mi: 1024 ** 2,
+  gi: 1024 ** 3,
+  ti: 1024 ** 4,
 };
-const SIZE_FORM = 'a byte size such as 1048576, 512KiB, 1MiB, 10GB (units B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)';
+const SIZE_FORM =
+  'a byte size such as 1048576, 512KiB, 1MiB, 10GB or 512Mi (units B, KB, MB, GB, TB, KiB, MiB, GiB, TiB, and Kubernetes K, M, G, T, Ki, Mi, Gi, Ti)';
 
 export function parseSize(variable: string, raw: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(raw);

@@ -187,6 +187,10 @@ describe('config: defaults', () => {
     assert.throws(() => parseDuration('X', ''), (e: unknown) => e instanceof ConfigError && e.variable === 'X');
     assert.throws(() => parseDuration('X', '5s junk'), ConfigError);
     assert.equal(parseSize('Y', '1MB'), 1_000_000);
+    // Kubernetes quantities as a pod's limit is written.
+    assert.equal(parseSize('Y', '512Mi'), 512 * 1024 ** 2);
+    assert.equal(parseSize('Y', '1Gi'), 1024 ** 3);
+    assert.equal(parseSize('Y', '500M'), 500_000_000);
     assert.throws(() => parseSize('Y', '1XB'), (e: unknown) => e instanceof ConfigError && e.variable === 'Y');
   });
 });
