@@ -12,11 +12,13 @@
 //   "default", from the first event applied (exact only when an agent's subject team does not change).
 // - last_error_summary: the newest event with a non-blank error message (last_error_at/seq). This
 //   departs from DESIGN 3.3's literal "an event that is not newer never changes the error summary".
-// - meta: merged only from events newer than every applied one (status_at/seq), as DESIGN 3.3 says. This
-//   is NOT order-independent: an older heartbeat redelivered late is dropped, while in order its keys
-//   would have survived where no newer event set them. Making it exact needs a time per meta key (stored
-//   {a:0} from t0, then {b:2} at t2, then {a:1} from t1 arrives: in order a = 1; no rule over the merged
-//   object alone can tell "a came from t0" from "a came from t3").
+// - meta: each key is the value of the newest event, by (event time, stream seq), that carried it, tracked
+//   with its own (time, seq) in metaAt (migration 007). In event order this is DESIGN 3.3's shallow merge
+//   of heartbeat/status data; out of order (an older heartbeat redelivered after a newer event) its keys
+//   are merged where no newer event set them, as they would have been in order. This departs from DESIGN
+//   3.3's literal "an event that is not newer never changes meta", as last_error_summary does, so that
+//   a crash's redeliveries leave the same registry as a clean run (docs/design-choices.md). A key stored
+//   before 007 has no time: it counts as coming from the newest applied event.
 // - last_seen is the greatest NATS server time ever seen: a max, so order-independent.
 // - The same event applied twice is idempotent (every comparison is strict).
 // Times of 0 µs or less order as "never" (0/0 is how the stored row says none).
@@ -107,7 +109,20 @@ export function applyEvent(state: AgentState | null, ev: RegistryEvent): AgentSt
     lastErrorSeq = ev.streamSeq;
   }
 
-  const meta = newest && ev.meta !== null ? { ...s.meta, ...ev.meta } : s.meta;
+  let meta = s.meta;
+  let metaAt = s.metaAt;
+  if (ev.meta !== null) {
+    for (const [key, value] of Object.entries(ev.meta)) {
+      const at = Object.hasOwn(metaAt, key) ? metaAt[key]! : Object.hasOwn(meta, key) ? [s.statusAtUs, s.statusSeq] : null;
+      if (at !== null && !after(ev.timeUs, ev.streamSeq, at[0], at[1])) continue;
+      if (meta === s.meta) {
+        meta = { ...s.meta };
+        metaAt = { ...s.metaAt };
+      }
+      setOwn(meta, key, value);
+      setOwn(metaAt, key, [ev.timeUs, ev.streamSeq]);
+    }
+  }
   const statusAtUs = newest ? ev.timeUs : s.statusAtUs;
   const statusSeq = newest ? ev.streamSeq : s.statusSeq;
 
@@ -122,7 +137,8 @@ export function applyEvent(state: AgentState | null, ev: RegistryEvent): AgentSt
     teamAtUs === s.teamAtUs &&
     teamSeq === s.teamSeq &&
     lastErrorAtUs === s.lastErrorAtUs &&
-    lastErrorSeq === s.lastErrorSeq
+    lastErrorSeq === s.lastErrorSeq &&
+    meta === s.meta
   ) {
     return state; // an old event that moves nothing: the writer skips the row
   }
@@ -134,6 +150,7 @@ export function applyEvent(state: AgentState | null, ev: RegistryEvent): AgentSt
     statusAtUs,
     statusSeq,
     meta,
+    metaAt,
     lastErrorSummary,
     statusSetAtUs,
     statusSetSeq,
@@ -154,6 +171,7 @@ function newAgent(ev: RegistryEvent): AgentState {
     statusAtUs: Number.NEGATIVE_INFINITY,
     statusSeq: 0,
     meta: {},
+    metaAt: {},
     lastErrorSummary: null,
     statusSetAtUs: 0,
     statusSetSeq: 0,
@@ -162,6 +180,11 @@ function newAgent(ev: RegistryEvent): AgentState {
     lastErrorAtUs: 0,
     lastErrorSeq: 0,
   };
+}
+
+/** Sets an own property, whatever the key (`__proto__` from a sender's JSON stays a plain key, as spread keeps it). */
+function setOwn(target: object, key: string, value: unknown): void {
+  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
 }
 
 function fallbackTeam(ev: RegistryEvent): string {

@@ -94,6 +94,11 @@ export interface AgentState {
   /** Its stream sequence (tie-break). */
   readonly statusSeq: number;
   readonly meta: Readonly<Record<string, unknown>>;
+  /**
+   * For each meta key, the (event time µs, stream seq) of the event its value came from (007). A key of
+   * `meta` missing here came from an event no newer than (statusAtUs, statusSeq) (rows written before 007).
+   */
+  readonly metaAt: Readonly<Record<string, readonly [number, number]>>;
   readonly lastErrorSummary: string | null;
   /** Event time and stream sequence of the newest event that implied a status; 0/0 = none (003). */
   readonly statusSetAtUs: number;

@@ -147,7 +147,7 @@ const usExpr = (col: string): string => `COALESCE((extract(epoch FROM ${col}) * 
 const REGISTRY_SELECT_SQL = `
 SELECT agent_id, team_id, status,
        (extract(epoch FROM last_seen) * 1000000)::bigint::text AS last_seen_us,
-       ${usExpr('status_at')} AS status_at_us, status_seq::text, meta, last_error_summary,
+       ${usExpr('status_at')} AS status_at_us, status_seq::text, meta, meta_at, last_error_summary,
        ${usExpr('status_set_at')} AS status_set_at_us, status_set_seq::text,
        ${usExpr('team_at')} AS team_at_us, team_seq::text,
        ${usExpr('last_error_at')} AS last_error_at_us, last_error_seq::text
@@ -155,19 +155,31 @@ FROM agent_registry WHERE agent_id = ANY($1::text[])`;
 
 const REGISTRY_UPSERT_SQL = `
 INSERT INTO agent_registry (agent_id, team_id, status, last_seen, meta, last_error_summary, status_at, status_seq,
-                            status_set_at, status_set_seq, team_at, team_seq, last_error_at, last_error_seq, updated_at)
-SELECT a, t, s, ls, m, e, sa, sq, ssa, ssq, ta, tq, ea, eq, now()
+                            status_set_at, status_set_seq, team_at, team_seq, last_error_at, last_error_seq, meta_at, updated_at)
+SELECT a, t, s, ls, m, e, sa, sq, ssa, ssq, ta, tq, ea, eq, ma, now()
 FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[], $6::text[], $7::timestamptz[], $8::bigint[],
-            $9::timestamptz[], $10::bigint[], $11::timestamptz[], $12::bigint[], $13::timestamptz[], $14::bigint[])
-  AS u(a, t, s, ls, m, e, sa, sq, ssa, ssq, ta, tq, ea, eq)
+            $9::timestamptz[], $10::bigint[], $11::timestamptz[], $12::bigint[], $13::timestamptz[], $14::bigint[], $15::jsonb[])
+  AS u(a, t, s, ls, m, e, sa, sq, ssa, ssq, ta, tq, ea, eq, ma)
 ON CONFLICT (agent_id) DO UPDATE SET
-  team_id = EXCLUDED.team_id, status = EXCLUDED.status, last_seen = EXCLUDED.last_seen, meta = EXCLUDED.meta,
+  team_id = EXCLUDED.team_id, status = EXCLUDED.status, last_seen = EXCLUDED.last_seen, meta = EXCLUDED.meta, meta_at = EXCLUDED.meta_at,
   last_error_summary = EXCLUDED.last_error_summary, status_at = EXCLUDED.status_at,
   status_seq = EXCLUDED.status_seq, status_set_at = EXCLUDED.status_set_at, status_set_seq = EXCLUDED.status_set_seq,
   team_at = EXCLUDED.team_at, team_seq = EXCLUDED.team_seq, last_error_at = EXCLUDED.last_error_at,
   last_error_seq = EXCLUDED.last_error_seq, updated_at = now()`;
 
 const STATUSES = new Set<string>(['IDLE', 'BUSY', 'OFFLINE', 'ERROR']);
+
+/** agent_registry.meta_at as the fold takes it: key -> [event time µs, stream seq]; anything else is dropped. */
+function metaTimes(raw: Record<string, unknown> | null): Record<string, readonly [number, number]> {
+  const out: Record<string, readonly [number, number]> = {};
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return out;
+  for (const [key, v] of Object.entries(raw)) {
+    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'number' && typeof v[1] === 'number') {
+      Object.defineProperty(out, key, { value: [v[0], v[1]], enumerable: true, writable: true, configurable: true });
+    }
+  }
+  return out;
+}
 
 /** timestamptz text for COPY and arrays; outside JS Date's range, a value PostgreSQL itself rejects (22007). */
 function tsText(us: number): string {
@@ -620,6 +632,7 @@ export class BatchWriter {
       status_at_us: string;
       status_seq: string;
       meta: Record<string, unknown> | null;
+      meta_at: Record<string, unknown> | null;
       last_error_summary: string | null;
       status_set_at_us: string;
       status_set_seq: string;
@@ -638,6 +651,7 @@ export class BatchWriter {
         statusAtUs: Number(r.status_at_us),
         statusSeq: Number(r.status_seq),
         meta: r.meta !== null && typeof r.meta === 'object' && !Array.isArray(r.meta) ? r.meta : {},
+        metaAt: metaTimes(r.meta_at),
         lastErrorSummary: r.last_error_summary,
         statusSetAtUs: Number(r.status_set_at_us),
         statusSetSeq: Number(r.status_set_seq),
@@ -690,6 +704,7 @@ export class BatchWriter {
     const statuses = new Array<string>(k);
     const lastSeen = new Array<string>(k);
     const metas = new Array<string>(k);
+    const metaAts = new Array<string>(k);
     const errors = new Array<string | null>(k);
     const statusAt = new Array<string | null>(k);
     const statusSeq = new Array<string>(k);
@@ -706,6 +721,7 @@ export class BatchWriter {
       statuses[i] = s.status;
       lastSeen[i] = tsText(s.lastSeenUs);
       metas[i] = JSON.stringify(s.meta);
+      metaAts[i] = JSON.stringify(s.metaAt);
       errors[i] = s.lastErrorSummary;
       // 0 µs (or less) is "none": stored as NULL, read back as 0 (usExpr).
       statusAt[i] = s.statusAtUs > 0 ? tsText(s.statusAtUs) : null;
@@ -719,7 +735,7 @@ export class BatchWriter {
     }
     await client.query(REGISTRY_UPSERT_SQL, [
       ids, teams, statuses, lastSeen, metas, errors, statusAt, statusSeq,
-      statusSetAt, statusSetSeq, teamAt, teamSeq, errorAt, errorSeq,
+      statusSetAt, statusSetSeq, teamAt, teamSeq, errorAt, errorSeq, metaAts,
     ]);
   }
 }

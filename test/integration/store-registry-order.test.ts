@@ -1,6 +1,6 @@
 // The registry is independent of delivery order (issue 7 scenario 1) through the real writer and
 // PostgreSQL: the same events written in order, and shuffled across batches, leave identical rows
-// (meta aside: DESIGN 3.3's shallow merge is not order-independent, see registry-fold.ts). And
+// (meta included: each key keeps the time of the event it came from, migration 007). And
 // migration 003 backfills existing rows once.
 import assert from 'node:assert/strict';
 import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -19,7 +19,7 @@ import { makeEvent } from './store-rows.js';
 const logger = createLogger('silent');
 const T0 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z in µs
 
-const ROW = `SELECT team_id, status, last_seen, last_error_summary, status_at, status_seq::int,
+const ROW = `SELECT team_id, status, last_seen, meta, meta_at, last_error_summary, status_at, status_seq::int,
                     status_set_at, status_set_seq::int, team_at, team_seq::int, last_error_at, last_error_seq::int
              FROM agent_registry WHERE agent_id = $1`;
 
@@ -50,7 +50,7 @@ describe('store: registry order independence', () => {
          ('no-error', 'ops', 'IDLE', now(), NULL, '2026-01-01T00:00:06Z', 8),
          ('directive', 'default', 'IDLE', now(), 'old', NULL, 0)`,
     );
-    assert.deepEqual((await migrate(pool, logger)).applied, ['003_registry_field_order', '004_partition_log_entries', '005_registry_revision', '006_log_search']);
+    assert.deepEqual((await migrate(pool, logger)).applied, ['003_registry_field_order', '004_partition_log_entries', '005_registry_revision', '006_log_search', '007_registry_meta_times']);
     const q = `SELECT agent_id, (extract(epoch FROM last_error_at) * 1e6)::bigint::text AS e, last_error_seq::int AS es,
                       (extract(epoch FROM status_set_at) * 1e6)::bigint::text AS s, status_set_seq::int AS ss,
                       (extract(epoch FROM team_at) * 1e6)::bigint::text AS t, team_seq::int AS ts
@@ -75,9 +75,9 @@ describe('store: registry order independence', () => {
     const db: Database = { kind: 'postgres', pool, url: tdb.url, close: async () => undefined };
     const writer = new BatchWriter(db, logger);
     const events = (agentId: string): RegistryEvent[] => [
-      makeEvent({ agentId, eventTeam: 'ops', timeUs: T0 + 1, streamSeq: 1, serverTimeUs: T0 + 10, status: 'BUSY', meta: null }),
-      makeEvent({ agentId, eventTeam: '', timeUs: T0 + 2, streamSeq: 2, serverTimeUs: T0 + 30, status: 'ERROR', meta: null, errorMessage: 'disk full' }),
-      makeEvent({ agentId, eventTeam: '', timeUs: T0 + 3, streamSeq: 3, serverTimeUs: T0 + 20, status: 'OFFLINE', meta: null }),
+      makeEvent({ agentId, eventTeam: 'ops', timeUs: T0 + 1, streamSeq: 1, serverTimeUs: T0 + 10, status: 'BUSY', meta: { rack: 'r1', battery: 0.9 } }),
+      makeEvent({ agentId, eventTeam: '', timeUs: T0 + 2, streamSeq: 2, serverTimeUs: T0 + 30, status: 'ERROR', meta: { model: 'm2' }, errorMessage: 'disk full' }),
+      makeEvent({ agentId, eventTeam: '', timeUs: T0 + 3, streamSeq: 3, serverTimeUs: T0 + 20, status: 'OFFLINE', meta: { battery: 0.5 } }),
       makeEvent({ agentId, eventTeam: '', timeUs: T0 + 4, streamSeq: 4, serverTimeUs: T0 + 40, status: null, meta: null }),
     ];
     const write = (registry: RegistryEvent[]) => writer.write({ rows: [], rejects: [], registry });
@@ -90,8 +90,8 @@ describe('store: registry order independence', () => {
     await write([e1!]);
     const clean = (await pool.query(ROW, ['order-clean'])).rows[0];
     assert.deepEqual(
-      { team: clean.team_id, status: clean.status, error: clean.last_error_summary },
-      { team: 'ops', status: 'IDLE', error: 'disk full' },
+      { team: clean.team_id, status: clean.status, error: clean.last_error_summary, meta: clean.meta },
+      { team: 'ops', status: 'IDLE', error: 'disk full', meta: { rack: 'r1', battery: 0.5, model: 'm2' } },
     );
     assert.deepEqual((await pool.query(ROW, ['order-redelivered'])).rows[0], clean);
   });

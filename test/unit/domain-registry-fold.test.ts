@@ -34,6 +34,7 @@ function stored(over: Partial<AgentState> = {}): AgentState {
     statusAtUs: at,
     statusSeq: seq,
     meta: { location: 'rack-1' },
+    metaAt: {},
     lastErrorSummary: null,
     statusSetAtUs: at,
     statusSetSeq: seq,
@@ -64,6 +65,7 @@ describe('foldRegistry: new agents', () => {
       statusAtUs: T0,
       statusSeq: 5,
       meta: {},
+      metaAt: {},
       lastErrorSummary: null,
       statusSetAtUs: 0,
       statusSetSeq: 0,
@@ -248,8 +250,7 @@ describe('foldRegistry: meta and error summary', () => {
 
 // Issue 7 scenario 1: after a crash, JetStream redelivers the killed process's unacked messages only
 // after ACK_WAIT, so newer events of an agent are often applied before older ones, and in other
-// batches. The registry must still equal a clean, in-order run of the same events (meta excepted:
-// see registry-fold.ts for why a shallow merge cannot be exact without per-key times).
+// batches. The registry must still equal a clean, in-order run of the same events, meta included.
 describe('foldRegistry: order independence (same events, any order, any batches)', () => {
   /** The clean run: every event in (time, seq) order, one batch per event, stored state in between. */
   function clean(events: readonly RegistryEvent[]): AgentState[] {
@@ -273,7 +274,31 @@ describe('foldRegistry: order independence (same events, any order, any batches)
     for (const s of out) next.set(s.agentId, s);
     return next;
   }
-  const withoutMeta = (states: AgentState[]): Omit<AgentState, 'meta'>[] => states.map(({ meta: _meta, ...rest }) => rest);
+  it('an older heartbeat redelivered after a newer one keeps the keys no newer event set', () => {
+    const t0 = ev({ timeUs: T0 + 1, streamSeq: 1, meta: { a: 0 } });
+    const t1 = ev({ timeUs: T0 + 2, streamSeq: 2, meta: { a: 1, battery: 0.126 } });
+    const t2 = ev({ timeUs: T0 + 3, streamSeq: 3, meta: { b: 2, battery: 0.125 } });
+    const expected = clean([t0, t1, t2]);
+    assert.deepEqual(expected[0]!.meta, { a: 1, b: 2, battery: 0.125 });
+    assert.deepEqual(delivered([t0, t2, t1], [2]), expected);
+    assert.deepEqual(delivered([t2, t1, t0], [1, 2]), expected);
+    assert.deepEqual(delivered([t2, t0, t1], []), expected);
+  });
+  it('a meta key stored before 007 (no time) counts as the newest applied event: older events do not replace it', () => {
+    const st = stored({ meta: { battery: 0.5 }, metaAt: {} });
+    const older = ev({ timeUs: T0, streamSeq: 1, meta: { battery: 0.1, fresh: true } });
+    const s = one(new Map([['a1', st]]), [older]);
+    assert.deepEqual(s.meta, { battery: 0.5, fresh: true });
+    const newer = ev({ timeUs: T0 + 20_000_000, streamSeq: 11, meta: { battery: 0.9 } });
+    assert.deepEqual(one(new Map([['a1', st]]), [newer]).meta, { battery: 0.9 });
+  });
+  it('a sender\'s "__proto__" key is stored as a plain key, never as the prototype', () => {
+    const meta = JSON.parse('{"__proto__": {"polluted": true}, "ok": 1}') as Record<string, unknown>;
+    const s = one(none, [ev({ timeUs: T0, meta })]);
+    assert.equal(Object.getPrototypeOf(s.meta), Object.prototype);
+    assert.equal(JSON.stringify(s.meta), '{"__proto__":{"polluted":true},"ok":1}');
+    assert.equal((s.meta as { polluted?: unknown }).polluted, undefined);
+  });
 
   it('an older error redelivered after a newer event in a later batch is still the latest error', () => {
     const older = ev({ timeUs: T0 + 1, streamSeq: 1, status: 'ERROR', errorMessage: 'disk full' });
@@ -315,7 +340,7 @@ describe('foldRegistry: order independence (same events, any order, any batches)
     assert.deepEqual(delivered([later, newer, older], [1, 2]), clean([older, newer, later]));
   });
 
-  it('random events in random orders and batch cuts fold to the clean run (meta aside)', () => {
+  it('random events in random orders and batch cuts fold to the clean run (meta included)', () => {
     let seed = 0x2f6b3a1d;
     const rnd = (n: number): number => {
       seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0;
@@ -339,6 +364,8 @@ describe('foldRegistry: order independence (same events, any order, any batches)
             // One subject team per agent: the fallback team is then the same whichever event comes first.
             subjectTeam: agentId === 'a3' ? '' : `subj-${agentId}`,
             errorMessage: [null, null, '  ', `err-${i}`][rnd(4)]!,
+            // Heartbeat data over a few shared keys, so newer events overwrite some keys and not others.
+            meta: [null, null, { battery: i }, { battery: i, [`k${rnd(3)}`]: i }, { [`k${rnd(3)}`]: `v${i}` }][rnd(5)]!,
           }),
         );
       }
@@ -351,7 +378,7 @@ describe('foldRegistry: order independence (same events, any order, any batches)
         }
         const cuts = [...new Set(Array.from({ length: rnd(4) }, () => rnd(shuffled.length + 1)))].sort((a, b) => a - b);
         const got = delivered(shuffled, cuts);
-        assert.deepEqual(withoutMeta(got), withoutMeta(expected), `round ${round}: order ${shuffled.map((e) => e.streamSeq).join(',')} cuts ${cuts.join(',')}`);
+        assert.deepEqual(got, expected, `round ${round}: order ${shuffled.map((e) => e.streamSeq).join(',')} cuts ${cuts.join(',')}`);
       }
     }
   });

@@ -1,0 +1,13 @@
+-- 007: agent_registry.meta_at, the event each meta key's value came from (registry order independence).
+--
+-- summary: adds agent_registry.meta_at (jsonb: meta key -> [event time in µs, stream sequence]), so each
+-- summary: meta key is the value of the newest event that carried it, whatever order events arrive in.
+-- locks: ACCESS EXCLUSIVE on agent_registry for a moment (the column has a constant default: no rewrite);
+-- locks: log_entries is not touched.
+--
+-- Why: meta was merged only from events newer than every applied one, so a heartbeat redelivered after
+-- a crash (after newer events of its agent) lost its keys where, in order, they would have stayed: the
+-- registry after a crash differed from a clean run in meta. Existing rows keep '{}': a key without a time
+-- counts as coming from the agent's newest applied event (status_at, status_seq), as before.
+-- Safe to run again.
+ALTER TABLE agent_registry ADD COLUMN IF NOT EXISTS meta_at jsonb NOT NULL DEFAULT '{}'::jsonb;
