@@ -144,14 +144,17 @@ SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::jsonb[], $4::bytea[], $5
 
 const usExpr = (col: string): string => `COALESCE((extract(epoch FROM ${col}) * 1000000)::bigint, 0)::text`;
 
-const REGISTRY_SELECT_SQL = `
+const REGISTRY_SELECT_TEMPLATE = `
 SELECT agent_id, team_id, status,
        (extract(epoch FROM last_seen) * 1000000)::bigint::text AS last_seen_us,
-       ${usExpr('status_at')} AS status_at_us, status_seq::text, meta, meta_at, last_error_summary,
+       ${usExpr('status_at')} AS status_at_us, status_seq::text, meta, __META_AT__ AS meta_at, last_error_summary,
        ${usExpr('status_set_at')} AS status_set_at_us, status_set_seq::text,
        ${usExpr('team_at')} AS team_at_us, team_seq::text,
        ${usExpr('last_error_at')} AS last_error_at_us, last_error_seq::text
 FROM agent_registry WHERE agent_id = ANY($1::text[])`;
+/** Before migration 007 (a replica of this version running while an older schema is upgraded): no meta_at. */
+const REGISTRY_SELECT_SQL = REGISTRY_SELECT_TEMPLATE.replace('__META_AT__', 'meta_at');
+const REGISTRY_SELECT_SQL_PRE007 = REGISTRY_SELECT_TEMPLATE.replace('__META_AT__', 'NULL::jsonb');
 
 const REGISTRY_UPSERT_SQL = `
 INSERT INTO agent_registry (agent_id, team_id, status, last_seen, meta, last_error_summary, status_at, status_seq,
@@ -162,6 +165,19 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[], 
   AS u(a, t, s, ls, m, e, sa, sq, ssa, ssq, ta, tq, ea, eq, ma)
 ON CONFLICT (agent_id) DO UPDATE SET
   team_id = EXCLUDED.team_id, status = EXCLUDED.status, last_seen = EXCLUDED.last_seen, meta = EXCLUDED.meta, meta_at = EXCLUDED.meta_at,
+  last_error_summary = EXCLUDED.last_error_summary, status_at = EXCLUDED.status_at,
+  status_seq = EXCLUDED.status_seq, status_set_at = EXCLUDED.status_set_at, status_set_seq = EXCLUDED.status_set_seq,
+  team_at = EXCLUDED.team_at, team_seq = EXCLUDED.team_seq, last_error_at = EXCLUDED.last_error_at,
+  last_error_seq = EXCLUDED.last_error_seq, updated_at = now()`;
+const REGISTRY_UPSERT_SQL_PRE007 = `
+INSERT INTO agent_registry (agent_id, team_id, status, last_seen, meta, last_error_summary, status_at, status_seq,
+                            status_set_at, status_set_seq, team_at, team_seq, last_error_at, last_error_seq, updated_at)
+SELECT a, t, s, ls, m, e, sa, sq, ssa, ssq, ta, tq, ea, eq, now()
+FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[], $6::text[], $7::timestamptz[], $8::bigint[],
+            $9::timestamptz[], $10::bigint[], $11::timestamptz[], $12::bigint[], $13::timestamptz[], $14::bigint[])
+  AS u(a, t, s, ls, m, e, sa, sq, ssa, ssq, ta, tq, ea, eq)
+ON CONFLICT (agent_id) DO UPDATE SET
+  team_id = EXCLUDED.team_id, status = EXCLUDED.status, last_seen = EXCLUDED.last_seen, meta = EXCLUDED.meta,
   last_error_summary = EXCLUDED.last_error_summary, status_at = EXCLUDED.status_at,
   status_seq = EXCLUDED.status_seq, status_set_at = EXCLUDED.status_set_at, status_set_seq = EXCLUDED.status_set_seq,
   team_at = EXCLUDED.team_at, team_seq = EXCLUDED.team_seq, last_error_at = EXCLUDED.last_error_at,
@@ -282,6 +298,8 @@ export class BatchWriter {
   readonly instanceId = randomBytes(6).toString('hex');
   /** COPY text of the last batch, reused (see copyRows). */
   private copyBuffer: Buffer | null = null;
+  /** Whether agent_registry.meta_at exists (migration 007); asked again on each registry write until it does. */
+  private hasMetaAt = false;
 
   constructor(
     private readonly db: Database,
@@ -624,6 +642,10 @@ export class BatchWriter {
   /** Reads the batch's agents in one query, folds, upserts the result in one statement. */
   private async writeRegistry(client: pg.PoolClient, events: readonly RegistryEvent[]): Promise<number> {
     const agentIds = [...new Set(events.map((e) => e.agentId))];
+    if (!this.hasMetaAt) {
+      const col = await client.query(`SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('agent_registry') AND attname = 'meta_at' AND NOT attisdropped`);
+      this.hasMetaAt = col.rowCount === 1;
+    }
     const res = await client.query<{
       agent_id: string;
       team_id: string;
@@ -640,7 +662,7 @@ export class BatchWriter {
       team_seq: string;
       last_error_at_us: string;
       last_error_seq: string;
-    }>(REGISTRY_SELECT_SQL, [agentIds]);
+    }>(this.hasMetaAt ? REGISTRY_SELECT_SQL : REGISTRY_SELECT_SQL_PRE007, [agentIds]);
     const stored = new Map<string, AgentState>();
     for (const r of res.rows) {
       stored.set(r.agent_id, {
@@ -733,9 +755,8 @@ export class BatchWriter {
       errorAt[i] = s.lastErrorAtUs > 0 ? tsText(s.lastErrorAtUs) : null;
       errorSeq[i] = String(s.lastErrorSeq);
     }
-    await client.query(REGISTRY_UPSERT_SQL, [
-      ids, teams, statuses, lastSeen, metas, errors, statusAt, statusSeq,
-      statusSetAt, statusSetSeq, teamAt, teamSeq, errorAt, errorSeq, metaAts,
-    ]);
+    const params = [ids, teams, statuses, lastSeen, metas, errors, statusAt, statusSeq, statusSetAt, statusSetSeq, teamAt, teamSeq, errorAt, errorSeq];
+    if (this.hasMetaAt) await client.query(REGISTRY_UPSERT_SQL, [...params, metaAts]);
+    else await client.query(REGISTRY_UPSERT_SQL_PRE007, params);
   }
 }
