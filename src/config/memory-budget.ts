@@ -8,11 +8,23 @@
 // hand or by the tests behaves as it does in its pod.
 //
 // What the limit is divided into (L = the limit):
-// - V8's old generation, L/2 (--max-old-space-size), and its semi-space, L/64 between 1 and 16 MiB
-//   (--max-semi-space-size; the young generation is two of them). Without these V8 sizes its heap from
-//   the machine's memory, not the pod's, and lets garbage grow until it is far past what the work
-//   needs: the same 100,000-event drain peaked at 418 MiB RSS on Node 24 with V8's defaults and at
-//   199 MiB with 256/8 (test/fault/overload.test.ts). src/cli/v8-limits.ts applies them at start.
+// - V8's old generation, L/2 (--max-old-space-size), and its semi-space, L/32 between 1 and 16 MiB
+//   (--max-semi-space-size). Without these V8 sizes its heap from the machine's memory, not the pod's,
+//   and lets garbage grow until it is far past what the work needs: the same 100,000-event drain peaked
+//   at 418 MiB RSS on Node 24 with V8's defaults and at 199 MiB with 256/8 (test/fault/overload.test.ts).
+//   src/cli/v8-limits.ts applies them at start.
+//   The young generation V8 reserves is three semi-spaces (two for the scavenger's copying, one for
+//   new large objects): V8 reports a heap limit of old + 3 x semi (280 MiB for 256/8, 304 for 256/16).
+//   Ingest holds two batches of rows across a commit and allocates a few KB per event, so a small
+//   young generation runs the scavenger more often and copies (then promotes) rows that a larger one
+//   would have seen die: at L/64 (8 MiB) the service spent 19 µs of GC per event against 14 µs at
+//   16 MiB in the same run (issue 17, bench/README.md), where the bare pipeline runs with V8's default.
+//   The arithmetic at the default L = 512 MiB: heap limit 256 + 3 x 16 = 304 MiB (0.59 L), the queues
+//   below L/8 = 64 MiB (most of what they hold is already inside that heap), which leaves 144 MiB (0.28 L)
+//   of the limit for code, sockets, buffers and the collector's headroom; at the 128 MiB minimum:
+//   64 + 3 x 4 = 76 MiB (0.59 L), queues 16 MiB, 36 MiB left. Above 512 MiB the semi-space stays at
+//   16 MiB, so the young generation's share falls as L grows. (V8's own default on Node 26 is 32 MiB,
+//   a young generation of 96 MiB whatever the limit: the bench process's bare pipelines run with it.)
 // - The queues, L/8 together, of what the process holds that grows with the traffic:
 //   ingest   L/16  messages JetStream delivered that are not yet acked or handed back (the pull
 //                  credit: no pull asks for more), including the batches being decoded and committed;
@@ -116,7 +128,7 @@ export function memoryBudget(inputs: MemoryInputs): MemoryBudget {
     limitBytes,
     source,
     heapBytes: floorMiB(limitBytes / 2),
-    semiSpaceBytes: Math.min(16 * MiB, floorMiB(limitBytes / 64)),
+    semiSpaceBytes: Math.min(16 * MiB, floorMiB(limitBytes / 32)),
     ingestBytes,
     batchBytes,
     handoverBytes: floorMiB(limitBytes / 32),

@@ -17,7 +17,7 @@ describe('memory budget', () => {
       limitBytes: DEFAULT_MEMORY_LIMIT,
       source: 'default',
       heapBytes: 256 * MiB,
-      semiSpaceBytes: 8 * MiB,
+      semiSpaceBytes: 16 * MiB,
       ingestBytes: 32 * MiB,
       batchBytes: 8 * MiB,
       handoverBytes: 16 * MiB,
@@ -25,7 +25,22 @@ describe('memory budget', () => {
       watchBytes: 8 * MiB,
     });
     assert.equal(DEFAULT_MEMORY_LIMIT, 512 * MiB);
-    assert.deepEqual(v8FlagsFor(b), ['--max-old-space-size=256', '--max-semi-space-size=8']);
+    assert.deepEqual(v8FlagsFor(b), ['--max-old-space-size=256', '--max-semi-space-size=16']);
+    // V8's heap limit is old + 3 x semi-space (two semi-spaces and the new large-object space): 304 MiB,
+    // 0.59 of the limit; with the queues' eighth (64 MiB) that leaves 144 MiB for everything else.
+    const heapLimit = b.heapBytes + 3 * b.semiSpaceBytes;
+    assert.equal(heapLimit, 304 * MiB);
+    assert.equal(b.limitBytes - heapLimit - b.limitBytes / 8, 144 * MiB);
+  });
+
+  it('the heap V8 may use (old + 3 semi-spaces) stays at most 0.6 of every limit, leaving the queues and the process room', () => {
+    for (const limit of [128 * MiB, 200 * MiB, 256 * MiB, 300 * MiB, 512 * MiB, 768 * MiB, GiB, 4 * GiB, 64 * GiB]) {
+      const b = memoryBudget({ memoryLimit: limit, batchBytes: undefined, ...machine });
+      const heapLimit = b.heapBytes + 3 * b.semiSpaceBytes;
+      assert.ok(heapLimit <= 0.6 * limit, `limit ${limit / MiB} MiB: heap ${heapLimit / MiB} MiB`);
+      assert.ok(b.semiSpaceBytes >= MiB && b.semiSpaceBytes <= 16 * MiB);
+      assert.ok(limit - heapLimit - limit / 8 >= 0.27 * limit, `limit ${limit / MiB} MiB: too little left for the process`);
+    }
   });
 
   it('takes the container limit (process.constrainedMemory) when it is below the machine', () => {
@@ -47,7 +62,7 @@ describe('memory budget', () => {
     assert.equal(b.heapBytes, 4 * GiB);
     assert.equal(b.semiSpaceBytes, 16 * MiB);
     const small = memoryBudget({ memoryLimit: 128 * MiB, batchBytes: undefined, ...machine });
-    assert.equal(small.semiSpaceBytes, 2 * MiB);
+    assert.equal(small.semiSpaceBytes, 4 * MiB);
     assert.equal(small.batchBytes, 2 * MiB);
     assert.throws(() => memoryBudget({ memoryLimit: 100 * MiB, batchBytes: undefined, ...machine }), /at least 128MiB/);
   });
