@@ -18,6 +18,13 @@ export function compileSubjectMatcher(patterns: readonly string[]): SubjectMatch
     if (exact.size === 0) return () => false;
     return (subject) => exact.has(subject);
   }
+  if (exact.size === 0) {
+    // Only wildcards (both defaults): no hash of each subject for an empty set.
+    return (subject) => {
+      for (const pattern of wild) if (matchTokens(pattern, subject)) return true;
+      return false;
+    };
+  }
   return (subject) => {
     if (exact.has(subject)) return true;
     for (const pattern of wild) if (matchTokens(pattern, subject)) return true;

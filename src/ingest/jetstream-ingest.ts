@@ -170,7 +170,8 @@ export class JetStreamIngest {
       this.errorLog.maybe((suppressed) => this.log.error({ suppressed, subject: m.subject }, 'a pull delivered a message without a JetStream ack subject; ignored'));
       return;
     }
-    const pending = new JsPending(m, bytes, this.credit);
+    // Holds the reply subject, not the Msg: nats.js' message object, its parse record and views die young.
+    const pending = new JsPending(this.nc, m.reply!, bytes, this.credit);
     if (this.stopping) {
       // The open pulls are still ending: what they bring was not held when the stop began; it is
       // handed back once they have ended (stop()), so it cannot come straight back to them.
@@ -276,14 +277,18 @@ const WPI = new TextEncoder().encode('+WPI');
 
 /**
  * A delivered JetStream message held until its batch commits (one object per message, no closures).
- * Finished exactly once - ack, nak or leave - which returns its credit.
+ * Finished exactly once - ack, nak or leave - which returns its credit. It keeps the ack subject, not
+ * nats.js' Msg (whose parse record and byte views would otherwise live, and be copied by every young
+ * collection, until the commit): the answer is published to the reply subject, which is what
+ * Msg.respond() does.
  */
 class JsPending implements PendingMessage {
   incoming!: IncomingMessage;
   private finished = false;
 
   constructor(
-    private readonly m: Msg,
+    private readonly nc: NatsConnection,
+    private readonly reply: string,
     readonly bytes: number,
     private readonly credit: Credit,
   ) {}
@@ -313,7 +318,7 @@ class JsPending implements PendingMessage {
 
   private respond(answer: Uint8Array): void {
     try {
-      this.m.respond(answer);
+      this.nc.publish(this.reply, answer);
     } catch {
       // The connection is closed or draining: JetStream redelivers it after ACK_WAIT.
     }

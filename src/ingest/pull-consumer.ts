@@ -139,22 +139,31 @@ export interface DeliveryInfo {
   readonly timestampNanos: number;
 }
 
+/** Positions of the first dots of an ack subject (parseAckSubject needs those up to the tenth token). */
+const DOTS = new Int32Array(16);
+
 /**
  * `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>` or, with a domain and account
  * hash, `$JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>.<token>`.
  */
 export function parseAckSubject(reply: string): DeliveryInfo | null {
-  const t = reply.split('.');
-  if (t[0] !== '$JS' || t[1] !== 'ACK') return null;
-  const at = t.length === 9 ? 4 : t.length >= 11 ? 6 : -1;
+  // Per delivery: the dots are found in place and only the three numbers are sliced out (a split made
+  // an array and ten strings for every message).
+  if (!reply.startsWith('$JS.ACK.')) return null;
+  let dots = 0;
+  for (let i = reply.indexOf('.'); i !== -1; i = reply.indexOf('.', i + 1)) {
+    if (dots < DOTS.length) DOTS[dots] = i;
+    dots++;
+  }
+  const tokens = dots + 1;
+  const at = tokens === 9 ? 4 : tokens >= 11 ? 6 : -1;
   if (at < 0) return null;
-  const deliveryCount = Number(t[at]);
-  const streamSeq = Number(t[at + 1]);
-  const timestampNanos = Number(t[at + 3]);
+  const deliveryCount = Number(reply.slice(DOTS[at - 1]! + 1, DOTS[at]!));
+  const streamSeq = Number(reply.slice(DOTS[at]! + 1, DOTS[at + 1]!));
+  const timestampNanos = Number(reply.slice(DOTS[at + 2]! + 1, DOTS[at + 3]!));
   if (!Number.isSafeInteger(deliveryCount) || !Number.isSafeInteger(streamSeq) || !Number.isFinite(timestampNanos)) return null;
   return { deliveryCount, streamSeq, timestampNanos };
 }
-
 const enc = new TextEncoder();
 
 export class PullConsumer {

@@ -26,6 +26,7 @@ import { CancelledError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { counter, histogram } from '../metrics.js';
 import type { Database } from './database.js';
+import { pgTextArray } from './pg-array.js';
 import { backoffMs, isConnectionError, isDataError, isRetryable, sleep, sqlstateOf, StoreError } from './errors.js';
 
 /** pg_advisory_xact_lock key that serializes every batch commit ('mcmt'). */
@@ -662,7 +663,7 @@ export class BatchWriter {
       team_seq: string;
       last_error_at_us: string;
       last_error_seq: string;
-    }>(this.hasMetaAt ? REGISTRY_SELECT_SQL : REGISTRY_SELECT_SQL_PRE007, [agentIds]);
+    }>(this.hasMetaAt ? REGISTRY_SELECT_SQL : REGISTRY_SELECT_SQL_PRE007, [pgTextArray(agentIds)]);
     const stored = new Map<string, AgentState>();
     for (const r of res.rows) {
       stored.set(r.agent_id, {
@@ -755,8 +756,9 @@ export class BatchWriter {
       errorAt[i] = s.lastErrorAtUs > 0 ? tsText(s.lastErrorAtUs) : null;
       errorSeq[i] = String(s.lastErrorSeq);
     }
-    const params = [ids, teams, statuses, lastSeen, metas, errors, statusAt, statusSeq, statusSetAt, statusSetSeq, teamAt, teamSeq, errorAt, errorSeq];
-    if (this.hasMetaAt) await client.query(REGISTRY_UPSERT_SQL, [...params, metaAts]);
+    // The arrays as PostgreSQL's literal text, written here in one pass each (the text pg would make).
+    const params = [ids, teams, statuses, lastSeen, metas, errors, statusAt, statusSeq, statusSetAt, statusSetSeq, teamAt, teamSeq, errorAt, errorSeq].map(pgTextArray);
+    if (this.hasMetaAt) await client.query(REGISTRY_UPSERT_SQL, [...params, pgTextArray(metaAts)]);
     else await client.query(REGISTRY_UPSERT_SQL_PRE007, params);
   }
 }
