@@ -7,8 +7,8 @@
 // default ./migrations: an older schema for an older build), SQL run on its database after the
 // migrations (`--a-sql`) and the node binary that runs it (`--a-node <path>`, default this process's:
 // compares Node lines). Prints, per round and as medians, the drain rate and
-// the CPU per event of the service's Node process, its PostgreSQL backends and nats-server, the
-// service's peak RSS, and the ratio B/A of each. Build B into ./dist (npm run build) and copy the old build aside for A.
+// the CPU per event of the service's Node process (and of that its GC pauses), its PostgreSQL backends
+// and nats-server, the service's peak RSS, and the ratio B/A of each. Build B into ./dist (npm run build) and copy the old build aside for A.
 //
 //   tsx bench/ab.ts --a-dist /tmp/dist-before --rounds 3 --events 100000
 //   tsx bench/ab.ts --b-flags="--max-semi-space-size=32"
@@ -89,6 +89,8 @@ try {
         v.node,
       );
       const rss = new RssMonitor(svc.pid);
+      const gcSeconds = async (): Promise<number> => Object.values(await svc.metrics(['nodejs_gc_duration_seconds_sum'])).reduce((a, b) => a + b, 0);
+      const gc0 = await gcSeconds();
       const cpu = serviceCpuTracker(svc.pid, db.name, nats.storeDir);
       const c = new pg.Client({ connectionString: db.url });
       await c.connect();
@@ -99,10 +101,12 @@ try {
         const secs = cpu.stop();
         const usPerEvent: Record<string, number> = {};
         for (const [k, s] of Object.entries(secs)) usPerEvent[k] = (s / N) * 1e6;
+        // The service's own GC time (its main thread's pauses) over the drain.
+        usPerEvent['gc'] = (((await gcSeconds()) - gc0) / N) * 1e6;
         const round: Round = { variant, eventsPerSec: N / ((t1 - t0) / 1000), usPerEvent, peakRssMb: rss.peakMb(), runtime: svc.runtime };
         rss.stop();
         results.push(round);
-        log(`${variant}: ${fmt(round.eventsPerSec)} events/s, µs/event node ${fmt(usPerEvent['node']!)} pg ${fmt(usPerEvent['postgres']!)} nats ${fmt(usPerEvent['nats']!)}, peak RSS ${fmt(round.peakRssMb)} MB`);
+        log(`${variant}: ${fmt(round.eventsPerSec)} events/s, µs/event node ${fmt(usPerEvent['node']!)} pg ${fmt(usPerEvent['postgres']!)} nats ${fmt(usPerEvent['nats']!)} (gc ${fmt(usPerEvent['gc']!)}), peak RSS ${fmt(round.peakRssMb)} MB`);
       } finally {
         await c.end();
         await svc.stop();
@@ -127,6 +131,7 @@ const rows: [string, (r: Round) => number][] = [
   ['node µs/event', (r) => r.usPerEvent['node']!],
   ['pg µs/event', (r) => r.usPerEvent['postgres']!],
   ['nats µs/event', (r) => r.usPerEvent['nats']!],
+  ['gc µs/event', (r) => r.usPerEvent['gc']!],
   ['peak RSS MB', (r) => r.peakRssMb],
 ];
 const runtimeOf = (variant: 'A' | 'B'): string => {
