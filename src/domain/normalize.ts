@@ -253,14 +253,27 @@ interface SubjectFacts {
 
 /** swarm.agent.<id>.…, swarm.prod.agent.<id>.…, swarm.team.<t>.agent.<id>.…; team from swarm.team.<t>.… */
 export function parseSubject(subject: string): SubjectFacts {
-  const t = subject.split('.', 6);
+  // Per message: the first five dots found in place and only the tokens kept sliced out (it split the
+  // subject into up to six strings before; test/unit/domain-normalize.test.ts compares the two).
   const facts: SubjectFacts = { agent: '', team: '' };
-  if (t[0] !== 'swarm') return facts;
-  if (t[1] === 'agent') facts.agent = t[2] ?? '';
-  else if (t[1] === 'prod' && t[2] === 'agent') facts.agent = t[3] ?? '';
-  else if (t[1] === 'team' && t.length > 3) {
-    facts.team = t[2] ?? '';
-    if (t[3] === 'agent') facts.agent = t[4] ?? '';
+  const d0 = subject.indexOf('.');
+  if (d0 !== 5 || !subject.startsWith('swarm')) return facts;
+  const d1 = subject.indexOf('.', d0 + 1);
+  const t1 = d1 < 0 ? subject.slice(d0 + 1) : subject.slice(d0 + 1, d1);
+  if (d1 < 0) return facts;
+  const d2 = subject.indexOf('.', d1 + 1);
+  const token = (from: number, to: number): string => (to < 0 ? subject.slice(from) : subject.slice(from, to));
+  if (t1 === 'agent') {
+    facts.agent = token(d1 + 1, d2);
+    return facts;
+  }
+  if (d2 < 0) return facts; // swarm.prod.<x> or swarm.team.<t>: no third dot, no agent and (team) fewer than 4 tokens
+  const d3 = subject.indexOf('.', d2 + 1);
+  if (t1 === 'prod') {
+    if (subject.slice(d1 + 1, d2) === 'agent') facts.agent = token(d2 + 1, d3);
+  } else if (t1 === 'team') {
+    facts.team = subject.slice(d1 + 1, d2);
+    if (token(d2 + 1, d3) === 'agent' && d3 >= 0) facts.agent = token(d3 + 1, subject.indexOf('.', d3 + 1));
   }
   return facts;
 }

@@ -115,6 +115,31 @@ interface Prepared {
 
 const FORMAT_INDEX = new Map<Format, number>(FORMATS.map((f, i) => [f, i]));
 
+/**
+ * A counter incremented per message and added to its metric once per turn of the event loop: NATS
+ * hands a socket read's messages over in one synchronous run, and prom-client hashes the labels on
+ * every inc() of a labelled child (about 1 µs a message, measured in the drain's profile). A scrape
+ * runs in a later turn, so it never sees a count that is behind.
+ */
+export class TickCounter {
+  private n = 0;
+  private scheduled = false;
+  private readonly flush = (): void => {
+    this.scheduled = false;
+    const n = this.n;
+    this.n = 0;
+    if (n > 0) this.metric.inc(n);
+  };
+  constructor(private readonly metric: { inc(n: number): void }) {}
+  inc(): void {
+    this.n++;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      queueMicrotask(this.flush);
+    }
+  }
+}
+
 /** Logs at most once per interval, with how many were suppressed in between. */
 export class RateLimitedLog {
   private last = 0;
@@ -153,14 +178,14 @@ export class IngestPipeline {
   private loop: Promise<void> | null = null;
   private readonly retryLog = new RateLimitedLog(10_000);
   /** Counts every message NATS handed us (including those core mode then drops). */
-  readonly received;
+  readonly received: TickCounter;
   lastCommitAt: Date | null = null;
   /** Messages finished by a commit (acked) so far. */
   committedMessages = 0;
 
   constructor(private readonly opts: PipelineOptions) {
     this.log = opts.logger.child({ component: `ingest-${opts.mode}` });
-    this.received = ingestMetrics.received.labels(opts.mode);
+    this.received = new TickCounter(ingestMetrics.received.labels(opts.mode));
   }
 
   /** Messages delivered and not yet in a batch. */

@@ -402,6 +402,35 @@ describe('normalize: the table', () => {
     assert.deepEqual(parseSubject('swarm.team.t1'), { agent: '', team: '' });
     assert.deepEqual(parseSubject('other.agent.a1.x'), { agent: '', team: '' });
   });
+  it('parseSubject reads as the split-based reader it replaced, on every arrangement of its tokens', () => {
+    const reference = (subject: string): { agent: string; team: string } => {
+      const t = subject.split('.', 6);
+      const facts = { agent: '', team: '' };
+      if (t[0] !== 'swarm') return facts;
+      if (t[1] === 'agent') facts.agent = t[2] ?? '';
+      else if (t[1] === 'prod' && t[2] === 'agent') facts.agent = t[3] ?? '';
+      else if (t[1] === 'team' && t.length > 3) {
+        facts.team = t[2] ?? '';
+        if (t[3] === 'agent') facts.agent = t[4] ?? '';
+      }
+      return facts;
+    };
+    const tokens = ['swarm', 'agent', 'team', 'prod', 'a1', 't1', '', 'x', 'swarmx', 'Swarm'];
+    let checked = 0;
+    // Every subject of up to 5 tokens from these (10^1 + ... + 10^5), with and without a trailing token.
+    const visit = (parts: string[]): void => {
+      for (const s of [parts.join('.'), `${parts.join('.')}.out.more`]) {
+        assert.deepEqual(parseSubject(s), reference(s), s);
+        checked++;
+      }
+      if (parts.length < 5) for (const t of tokens) visit([...parts, t]);
+    };
+    for (const t of tokens) visit([t]);
+    for (const s of ['', '.', 'swarm', 'swarm.', 'swarm..', '..swarm', 'swarm.team', 'swarm.team.t', 'swarm.team.t.agent', 'swarm.team.t.agent.']) {
+      assert.deepEqual(parseSubject(s), reference(s), s);
+    }
+    assert.equal(checked, 2 * 111_110);
+  });
   it('trace_id as sent, else empty', () => {
     assert.equal(row({ traceId: 'tr' }).row.traceId, 'tr');
     assert.equal(row({}).row.traceId, '');
