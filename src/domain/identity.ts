@@ -14,6 +14,7 @@
 // id or timestamp is the same row however often it is replayed (the replay's own stream position is new
 // each time).
 
+import { Buffer } from 'node:buffer';
 import { hash, randomBytes } from 'node:crypto';
 
 import type { Timestamp } from '../gen/google/protobuf/timestamp.js';
@@ -107,14 +108,41 @@ function clampMs(ms: number): number {
   return ms > MAX_MS ? MAX_MS : Math.floor(ms);
 }
 
-const VARIANT_NIBBLE = '89ab';
+const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
+const VARIANT_NIBBLE = Buffer.from('89ab', 'latin1');
+/** Where the 12 hex digits of the time go in the 36 characters (the dash at 8 skipped). */
+const TIME_AT = [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12] as const;
+/** One id at a time is laid out here (synchronous, not reentrant); the dashes and the version are fixed. */
+const UUID = Buffer.alloc(36);
+for (const at of [8, 13, 18, 23]) UUID[at] = 0x2d; // '-'
+UUID[14] = 0x37; // '7'
 
 /**
  * UUIDv7 layout from a millisecond time and a hex digest (at least 19 hex digits): 48 bits of time,
  * version 7, 12 hash bits, variant 10, 62 hash bits.
+ *
+ * Per row, so its characters are written into one scratch buffer and read out as one flat string (the
+ * slices and the template it was built from cost three times as long and left a tree of pieces).
  */
 export function uuidV7(ms: number, hashHex: string): string {
-  const t = clampMs(ms).toString(16).padStart(12, '0');
-  const v = VARIANT_NIBBLE[parseInt(hashHex.charAt(3), 16) & 0x3];
-  return `${t.slice(0, 8)}-${t.slice(8, 12)}-7${hashHex.slice(0, 3)}-${v}${hashHex.slice(4, 7)}-${hashHex.slice(7, 19)}`;
+  const t = clampMs(ms);
+  let lo = t % 0x1000000;
+  let hi = (t - lo) / 0x1000000;
+  for (let i = 11; i >= 6; i--) {
+    UUID[TIME_AT[i]!] = HEX_DIGITS[lo & 15]!;
+    lo >>>= 4;
+  }
+  for (let i = 5; i >= 0; i--) {
+    UUID[TIME_AT[i]!] = HEX_DIGITS[hi & 15]!;
+    hi >>>= 4;
+  }
+  UUID[15] = hashHex.charCodeAt(0);
+  UUID[16] = hashHex.charCodeAt(1);
+  UUID[17] = hashHex.charCodeAt(2);
+  UUID[19] = VARIANT_NIBBLE[parseInt(hashHex.charAt(3), 16) & 0x3]!;
+  UUID[20] = hashHex.charCodeAt(4);
+  UUID[21] = hashHex.charCodeAt(5);
+  UUID[22] = hashHex.charCodeAt(6);
+  for (let i = 0; i < 12; i++) UUID[24 + i] = hashHex.charCodeAt(7 + i);
+  return UUID.toString('latin1', 0, 36);
 }

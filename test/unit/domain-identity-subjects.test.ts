@@ -1,5 +1,6 @@
 // DESIGN 3.2 row identity and the NATS subject matcher.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 
@@ -80,6 +81,24 @@ describe('identity', () => {
     assert.equal(u, '01234567-89ab-7fff-bfff-ffffffffffff');
     assert.equal(uuidV7(-5, '0'.repeat(64)), '00000000-0000-7000-8000-000000000000');
     assert.ok(uuidV7(1000, 'f'.repeat(64)) < uuidV7(1001, '0'.repeat(64)));
+  });
+  it('uuidV7 lays out what the template it replaced did, for every time and digest', () => {
+    const reference = (ms: number, hashHex: string): string => {
+      const c = !Number.isFinite(ms) || ms < 0 ? 0 : ms > 2 ** 48 - 1 ? 2 ** 48 - 1 : Math.floor(ms);
+      const t = c.toString(16).padStart(12, '0');
+      const v = '89ab'[parseInt(hashHex.charAt(3), 16) & 0x3];
+      return `${t.slice(0, 8)}-${t.slice(8, 12)}-7${hashHex.slice(0, 3)}-${v}${hashHex.slice(4, 7)}-${hashHex.slice(7, 19)}`;
+    };
+    const times = [0, 1, 15, 16, 255, 0xffffff, 0x1000000, 0x1000001, 2 ** 32, 2 ** 48 - 2, 2 ** 48 - 1, 2 ** 48, 2 ** 60, -1, -0.5, 0.9, 1e3 + 0.999, NaN, Infinity, -Infinity];
+    let checked = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const hex = createHash('sha256').update(String(i)).digest('hex');
+      const ms = i < times.length ? times[i]! : 1_767_225_600_000 + i * 7919 + (i % 3) * 0.25;
+      assert.equal(uuidV7(ms, hex), reference(ms, hex));
+      checked++;
+    }
+    for (const hex of ['0'.repeat(19), 'f'.repeat(32), '0123456789abcdef0123', 'ABCDEF0123456789ABCDEF']) assert.equal(uuidV7(1234, hex), reference(1234, hex));
+    assert.equal(checked, 20_000);
   });
 });
 

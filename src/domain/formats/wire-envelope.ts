@@ -43,7 +43,8 @@ const BAIL = { bail: true };
 export function readEnvelopeFast(data: Uint8Array): FastEnvelope | null {
   b = data;
   pos = 0;
-  view = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  // NATS hands over Buffers (views of the socket's reads): no second view per message then.
+  view = data instanceof Buffer ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   try {
     return envelope(data.length);
   } catch (err) {
@@ -285,20 +286,20 @@ function envelope(end: number): FastEnvelope {
   f.traceId = trace;
   f.timestamp = timestamp;
   f.envelopeId = id;
-  let out = '{';
-  const add = (key: string, json: string): void => {
-    out += (out.length === 1 ? '"' : ',"') + key + '":' + json;
-  };
-  if (id !== '') add('id', idJson);
-  if (timestamp !== undefined) add('timestamp', tsJson);
-  if (source !== '') add('source_agent_id', sourceJson);
-  if (type !== 0) add('type', MESSAGE_TYPE_NAMES[type] ?? String(type));
-  add(payloadKey, payloadJson);
-  if (trace !== '') add('trace_id', traceJson);
-  if (span !== '') add('span_id', spanJson);
-  if (team !== '') add('team_id', teamJson);
-  if ((seen & F_CTX) !== 0) add('swarm_context', ctxJson);
-  return { facts: f, context: out + '}' };
+  // One expression: no closure per message, and the pieces joined in one place.
+  const context =
+    '{' +
+    (id !== '' ? '"id":' + idJson + ',' : '') +
+    (timestamp !== undefined ? '"timestamp":' + tsJson + ',' : '') +
+    (source !== '' ? '"source_agent_id":' + sourceJson + ',' : '') +
+    (type !== 0 ? '"type":' + (MESSAGE_TYPE_NAMES[type] ?? String(type)) + ',' : '') +
+    '"' + payloadKey + '":' + payloadJson +
+    (trace !== '' ? ',"trace_id":' + traceJson : '') +
+    (span !== '' ? ',"span_id":' + spanJson : '') +
+    (team !== '' ? ',"team_id":' + teamJson : '') +
+    ((seen & F_CTX) !== 0 ? ',"swarm_context":' + ctxJson : '') +
+    '}';
+  return { facts: f, context };
 }
 
 function readTimestamp(stop: number): Timestamp {
