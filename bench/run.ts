@@ -20,6 +20,9 @@
 //  11. (--only restart) a backlog stopped at 5,000 rows with SIGTERM, then with SIGKILL, and restarted:
 //      the stop, and the seconds until the stopped process's deliveries are acked (bench/operations.ts)
 //  12. (--only large) 1,000 tool results of 512 KiB: events/s, MB/s, peak RSS (bench/operations.ts)
+//  13. (--only reads) phase 5 alone: one service drain of N events, then the reads over 1,000,000 rows
+//      (--keep keeps its database; --reads-db <name> reads an existing one again, without the drain;
+//      --reads-ab <checkout>: GetTrace and SearchLogs through that checkout's build and this one, A B A B)
 //
 // Everything runs on loopback: a PRIVATE nats-server (so the stream may capture plain `swarm.>`), the
 // shared PostgreSQL with fresh databases (dropped at the end). Every loop is bounded; the run stops by
@@ -78,6 +81,8 @@ const { values: flags } = parseArgs({
     'ingest-rounds': { type: 'string' },
     'restart-events': { type: 'string' },
     'large-messages': { type: 'string' },
+    'reads-db': { type: 'string' },
+    'reads-ab': { type: 'string' },
   },
 });
 
@@ -495,6 +500,61 @@ async function ingestPhases(nats: PrivateNats, nc: NatsConnection): Promise<void
   await nc.jetstreamManager().then((j) => j.streams.delete(stream));
 }
 
+/** Phase 5 alone (`--only reads`): one drain into a fresh database, or `--reads-db` as it is. */
+async function readsOnly(nats: PrivateNats, nc: NatsConnection): Promise<void> {
+  let db: TestDatabase;
+  const stream = 'BENCH_READS';
+  await createStream(nc, stream);
+  const name = flags['reads-db'];
+  if (name !== undefined) {
+    const url = (process.env['TEST_PG_ADMIN_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres').replace(/\/[^/]*$/, `/${name}`);
+    db = { name, url, env: { DATABASE_URL: url, MEMORY_STORE: 'postgres' }, drop: async () => {} };
+    log(`reads: database ${name} as it is`);
+  } else {
+    const N = opts.events;
+    const msgs = buildMessages(N, DATA);
+    await publishAll(nc, msgs);
+    await until(async () => (await streamMessages(nc, stream)) >= N, 120_000, 100, 'the stream to hold every event');
+    db = await freshDb('reads');
+    log(`reads: service drains ${N} events into ${db.name}`);
+    const run = await drainService(nats, db, stream, N, null, 'mycelis-memory-reads');
+    log(`reads: drained at ${fmt(run.eventsPerSec)} events/s`);
+  }
+  const other = flags['reads-ab'];
+  if (other === undefined) {
+    const reader = await startBenchService(serviceEnv(nats, db, stream, { INGEST_MODE: 'off' }), opts.nodeFlags);
+    cleanup.push(() => reader.stop());
+    const readMon = new RssMonitor(reader.pid);
+    await readPhases(reader, db, readMon);
+    readMon.stop();
+    await reader.stop();
+    cleanup.pop();
+  } else {
+    // --reads-ab <checkout>: GetTrace and SearchLogs through that checkout's build (A) and this one (B)
+    // in turns, A B A B, on the same database (--reads-db, as it is).
+    if (name === undefined) throw new Error('--reads-ab needs --reads-db (a database a reads run left with --keep)');
+    const teams = await withClient(db.url, async (c) => (await c.query<{ t: string }>(`SELECT DISTINCT team_id AS t FROM agent_registry WHERE team_id <> '' ORDER BY 1`)).rows.map((r) => r.t));
+    const runs: { variant: string; loadavg: number[]; getTraceMs: Summary; traceRecordsMean: number; search: SearchResult }[] = [];
+    for (const variant of ['A', 'B', 'A', 'B']) {
+      const cli = variant === 'A' ? join(other, 'dist', 'src', 'cli.js') : undefined;
+      const svc = await startBenchService(serviceEnv(nats, db, stream, { INGEST_MODE: 'off' }), opts.nodeFlags, 60_000, cli);
+      cleanup.push(() => svc.stop());
+      const mon = new RssMonitor(svc.pid);
+      const [client] = makeClients(`127.0.0.1:${svc.grpcPort}`, 1);
+      const load = loadavg().map((x) => Math.round(x * 100) / 100);
+      const r = await traceAndSearch(client!, db, teams, mon);
+      client!.close();
+      mon.stop();
+      await svc.stop();
+      cleanup.pop();
+      runs.push({ variant, loadavg: load, ...r });
+      log(`reads A/B ${variant} (${variant === 'A' ? other : 'this checkout'}, load ${load.join(' ')}): GetTrace p50/p99 ${fmt(r.getTraceMs.p50)}/${fmt(r.getTraceMs.p99)} ms; SearchLogs newest p50/p99 ${fmt(r.search.newestMs.p50)}/${fmt(r.search.newestMs.p99)}, relevance ${fmt(r.search.relevanceMs.p50)}/${fmt(r.search.relevanceMs.p99)} ms`);
+    }
+    results['readsAb'] = { a: other, runs };
+  }
+  await nc.jetstreamManager().then((j) => j.streams.delete(stream));
+}
+
 async function readPhases(svc: BenchService, db: TestDatabase, mon: RssMonitor): Promise<void> {
   await withClient(db.url, async (c) => {
     const have = Number((await c.query<{ n: string }>('SELECT count(*)::text AS n FROM agent_registry')).rows[0]!.n);
@@ -587,26 +647,9 @@ async function readPhases(svc: BenchService, db: TestDatabase, mon: RssMonitor):
   }
   rss['queryLogs'] = mon.peakMb();
 
-  // GetTrace on workflows of the ingested traffic (a team's run of messages; copies of them shifted
-  // back in time share the trace id, so a trace here holds about 4 times its run).
-  const traceIds = await withClient(db.url, async (c) =>
-    (await c.query<{ trace_id: string }>(`SELECT trace_id FROM (SELECT DISTINCT trace_id FROM log_entries WHERE trace_id <> '') t ORDER BY md5(trace_id) LIMIT $1`, [opts.quick ? 100 : 400])).rows.map((r) => r.trace_id),
-  );
   mon.reset();
-  const tr: number[] = [];
-  let traceRecords = 0;
-  for (const traceId of traceIds) {
-    const t = nowMs();
-    const res = await getTrace(client!, traceId);
-    tr.push(nowMs() - t);
-    traceRecords += res.records.length;
-  }
-  rss['getTrace'] = mon.peakMb();
-
-  // SearchLogs over the same 1,000,000 rows (bench/search.ts), then migration 006's lock time there.
-  mon.reset();
-  const search = await searchPhase(client!, db.url, { rounds: opts.quick ? 3 : 20, teams, log });
-  rss['searchLogs'] = mon.peakMb();
+  const ts = await traceAndSearch(client!, db, teams, mon);
+  const search = ts.search;
   client!.close();
   results['reads'] = {
     registryAgents: opts.registryAgents,
@@ -615,11 +658,33 @@ async function readPhases(svc: BenchService, db: TestDatabase, mon: RssMonitor):
     queryRows: opts.queryRows,
     queryLogsPageMs: summarize(q),
     queryLogsPagesFollowed: pagesFollowed,
-    getTraceMs: summarize(tr),
-    traceRecordsMean: traceIds.length > 0 ? traceRecords / traceIds.length : 0,
+    getTraceMs: ts.getTraceMs,
+    traceRecordsMean: ts.traceRecordsMean,
     search,
   };
-  log(`GetRegistry p50 ${fmt(summarize(reg).p50)} ms p99 ${fmt(summarize(reg).p99)} ms; QueryLogs p99 ${fmt(summarize(q).p99)} ms; GetTrace p99 ${fmt(summarize(tr).p99)} ms`);
+  log(`GetRegistry p50 ${fmt(summarize(reg).p50)} ms p99 ${fmt(summarize(reg).p99)} ms; QueryLogs p99 ${fmt(summarize(q).p99)} ms; GetTrace p99 ${fmt(ts.getTraceMs.p99)} ms`);
+}
+
+/** GetTrace of 400 workflows, then SearchLogs (bench/search.ts), through `client`'s service. */
+async function traceAndSearch(client: ReturnType<typeof makeClients>[number], db: TestDatabase, teams: string[], mon: RssMonitor): Promise<{ getTraceMs: Summary; traceRecordsMean: number; search: SearchResult }> {
+  // GetTrace on workflows of the ingested traffic (a team's run of messages; copies of them shifted
+  // back in time share the trace id, so a trace here holds about 4 times its run).
+  const traceIds = await withClient(db.url, async (c) =>
+    (await c.query<{ trace_id: string }>(`SELECT trace_id FROM (SELECT DISTINCT trace_id FROM log_entries WHERE trace_id <> '') t ORDER BY md5(trace_id) LIMIT $1`, [opts.quick ? 100 : 400])).rows.map((r) => r.trace_id),
+  );
+  const tr: number[] = [];
+  let traceRecords = 0;
+  for (const traceId of traceIds) {
+    const t = nowMs();
+    const res = await getTrace(client, traceId);
+    tr.push(nowMs() - t);
+    traceRecords += res.records.length;
+  }
+  rss['getTrace'] = mon.peakMb();
+  // SearchLogs over the same 1,000,000 rows (bench/search.ts), then migration 006's lock time there.
+  mon.reset();
+  const search = await searchPhase(client, db.url, { rounds: opts.quick ? 3 : 20, teams, log, timeMigration: flags['reads-db'] === undefined && flags.keep !== true });
+  return { getTraceMs: summarize(tr), traceRecordsMean: traceIds.length > 0 ? traceRecords / traceIds.length : 0, search };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1012,6 +1077,7 @@ async function main(): Promise<void> {
     });
   }
   if (only.has('watch')) await watchPhases(nats, nc);
+  if (only.has('reads')) await readsOnly(nats, nc);
   const operations = { nats, nc, log, cleanup, freshDb, env: (db: TestDatabase, stream: string) => serviceEnv(nats, db, stream), nodeFlags: opts.nodeFlags };
   if (only.has('restart')) results['restart'] = await restartPhase(operations, opts.restartEvents);
   if (only.has('large')) {

@@ -33,6 +33,8 @@ export interface SearchOptions {
   readonly rounds: number;
   readonly teams: readonly string[];
   readonly log: (msg: string) => void;
+  /** Time migration 006 again at the end (false: the database is left as it is, for another run). */
+  readonly timeMigration?: boolean;
 }
 
 async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
@@ -45,28 +47,38 @@ async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Pro
   }
 }
 
+export interface SearchWords {
+  readonly common: string[];
+  readonly mid: string[];
+  readonly rare: string[];
+  readonly phrases: string[];
+}
+
+/** The bench's words, from the data (see the header): also bench/search-explain.ts's. */
+export async function pickWords(c: pg.Client): Promise<{ rows: number; words: SearchWords }> {
+  const rows = Number((await c.query<{ n: string }>('SELECT count(*)::text AS n FROM log_entries')).rows[0]!.n);
+  const sampled = Number((await c.query<{ n: string }>('SELECT count(*)::text AS n FROM log_entries TABLESAMPLE SYSTEM (2) REPEATABLE (7)')).rows[0]!.n);
+  const stat = (
+    await c.query<{ word: string; ndoc: number }>(
+      `SELECT word, ndoc FROM ts_stat('SELECT search FROM log_entries TABLESAMPLE SYSTEM (2) REPEATABLE (7)')
+        WHERE word ~ '^[a-z][a-z_]{3,}$' ORDER BY ndoc DESC, word`,
+    )
+  ).rows;
+  const frac = (w: { ndoc: number }): number => w.ndoc / Math.max(1, sampled);
+  const common = stat.filter((w) => frac(w) > 0.05).slice(0, 6).map((w) => w.word);
+  const mid = stat.filter((w) => frac(w) >= 0.001 && frac(w) <= 0.01).slice(0, 12).map((w) => w.word);
+  const rare = stat.filter((w) => w.ndoc === 1).slice(-12).map((w) => w.word);
+  const phrases = (
+    await c.query<{ p: string }>(
+      `SELECT DISTINCT substring(message FROM '^([a-z]{3,} [a-z]{3,})') AS p FROM log_entries TABLESAMPLE SYSTEM (1) REPEATABLE (3)
+        WHERE message ~ '^[a-z]{3,} [a-z]{3,}' ORDER BY 1 LIMIT 12`,
+    )
+  ).rows.map((r) => r.p);
+  return { rows, words: { common, mid, rare, phrases } };
+}
+
 export async function searchPhase(client: MemoryServiceClient, dbUrl: string, o: SearchOptions): Promise<SearchResult> {
-  const { rows, words } = await withClient(dbUrl, async (c) => {
-    const rows = Number((await c.query<{ n: string }>('SELECT count(*)::text AS n FROM log_entries')).rows[0]!.n);
-    const sampled = Number((await c.query<{ n: string }>('SELECT count(*)::text AS n FROM log_entries TABLESAMPLE SYSTEM (2) REPEATABLE (7)')).rows[0]!.n);
-    const stat = (
-      await c.query<{ word: string; ndoc: number }>(
-        `SELECT word, ndoc FROM ts_stat('SELECT search FROM log_entries TABLESAMPLE SYSTEM (2) REPEATABLE (7)')
-          WHERE word ~ '^[a-z][a-z_]{3,}$' ORDER BY ndoc DESC, word`,
-      )
-    ).rows;
-    const frac = (w: { ndoc: number }): number => w.ndoc / Math.max(1, sampled);
-    const common = stat.filter((w) => frac(w) > 0.05).slice(0, 6).map((w) => w.word);
-    const mid = stat.filter((w) => frac(w) >= 0.001 && frac(w) <= 0.01).slice(0, 12).map((w) => w.word);
-    const rare = stat.filter((w) => w.ndoc === 1).slice(-12).map((w) => w.word);
-    const phrases = (
-      await c.query<{ p: string }>(
-        `SELECT DISTINCT substring(message FROM '^([a-z]{3,} [a-z]{3,})') AS p FROM log_entries TABLESAMPLE SYSTEM (1) REPEATABLE (3)
-          WHERE message ~ '^[a-z]{3,} [a-z]{3,}' ORDER BY 1 LIMIT 12`,
-      )
-    ).rows.map((r) => r.p);
-    return { rows, words: { common, mid, rare, phrases } };
-  });
+  const { rows, words } = await withClient(dbUrl, pickWords);
   const { common, mid, rare, phrases } = words;
   if (common.length === 0 || mid.length === 0 || rare.length === 0 || phrases.length === 0) {
     throw new Error(`search bench: not enough words in the data: ${JSON.stringify(words)}`);
@@ -119,6 +131,7 @@ export async function searchPhase(client: MemoryServiceClient, dbUrl: string, o:
   o.log(`search: newest p50 ${summarize(newest).p50.toFixed(1)} p99 ${summarize(newest).p99.toFixed(1)} ms; relevance p50 ${summarize(relevance).p50.toFixed(1)} p99 ${summarize(relevance).p99.toFixed(1)} ms; p99 by kind ${JSON.stringify(byKindP99Ms)}`);
 
   // Migration 006 again on these rows: drop its column (and index), time the file.
+  if (o.timeMigration === false) return { newestMs: summarize(newest), relevanceMs: summarize(relevance), byKindP99Ms, hitsMean, words, rows, migration006Ms: Number.NaN };
   const migration006Ms = await withClient(dbUrl, async (c) => {
     await c.query('ALTER TABLE log_entries DROP COLUMN search');
     const sql = readFileSync(join(migrationsDir(), '006_log_search.sql'), 'utf8');

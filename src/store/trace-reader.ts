@@ -30,19 +30,8 @@ export interface TraceAgentRow {
 
 const us = (col: string): string => `(extract(epoch FROM ${col}) * 1000000)::bigint::text`;
 
-type TraceRaw = RawRow & { within: boolean };
-
-export class TraceReader {
-  constructor(private readonly db: PoolHolder) {}
-
-  /**
-   * The first rows of a trace by (timestamp, seq): at most `maxRows`, and only those that start within
-   * `maxStoredBytes` of stored message and context (the first row always comes back).
-   */
-  async rows(traceId: string, maxRows: number, maxStoredBytes: number, signal?: AbortSignal): Promise<TraceRows> {
-    const raw = await cancellableQuery<TraceRaw>(
-      this.db,
-      `SELECT x.id::text AS id, x.seq::text AS seq_text, x.trace_id, ${us('x.timestamp')} AS ts_us, x.level, x.source, x.intent,
+/** $1 the trace id, $2 rows at most, $3 the stored-byte budget. */
+export const TRACE_ROWS_SQL = `SELECT x.id::text AS id, x.seq::text AS seq_text, x.trace_id, ${us('x.timestamp')} AS ts_us, x.level, x.source, x.intent,
               CASE WHEN x.within THEN coalesce(x.message, '') ELSE '' END AS message,
               CASE WHEN x.within THEN x.context::text END AS context,
               x.team_id, x.subject, ${us('x.received_at')} AS received_us, x.within
@@ -57,7 +46,21 @@ export class TraceReader {
             ORDER BY l.timestamp, l.seq
             LIMIT $2
          ) x
-        ORDER BY x.timestamp, x.seq`,
+        ORDER BY x.timestamp, x.seq`;
+
+type TraceRaw = RawRow & { within: boolean };
+
+export class TraceReader {
+  constructor(private readonly db: PoolHolder) {}
+
+  /**
+   * The first rows of a trace by (timestamp, seq): at most `maxRows`, and only those that start within
+   * `maxStoredBytes` of stored message and context (the first row always comes back).
+   */
+  async rows(traceId: string, maxRows: number, maxStoredBytes: number, signal?: AbortSignal): Promise<TraceRows> {
+    const raw = await cancellableQuery<TraceRaw>(
+      this.db,
+      TRACE_ROWS_SQL,
       [traceId, maxRows + 1, maxStoredBytes],
       signal,
       'trace read',

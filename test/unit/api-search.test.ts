@@ -8,7 +8,7 @@ import { InvalidArgumentError } from '../../src/errors.js';
 import { SearchLogsRequest, SearchLogsRequest_Order as Order } from '../../src/gen/mycelis/memory/v1/memory.js';
 import { encodePageToken } from '../../src/api/cursor.js';
 import { MAX_QUERY_CHARS, validateSearchLogs } from '../../src/api/validate.js';
-import { MAX_SNIPPET_CHARS, tidySnippet } from '../../src/store/search-reader.js';
+import { MAX_SNIPPET_CHARS, nextWalk, tidySnippet, walkFirst, WALK_FIRST_ROWS, WALK_MAX_ROWS } from '../../src/store/search-reader.js';
 import { formatHit, parseTimeFlag, searchCommand } from '../../src/cli/search.js';
 import { painter } from '../../src/cli/terminal.js';
 import { SearchHitSchema } from '../../web/gen/mycelis/memory/v1/memory_pb.js';
@@ -74,6 +74,29 @@ describe('SearchLogs snippets', () => {
     assert.ok(t.endsWith('»…'), t.slice(-5));
     assert.equal(tidySnippet('😀'.repeat(400)).endsWith('…'), true);
     assert.ok(!/[\ud800-\udbff]…$/.test(tidySnippet(`a${'😀'.repeat(400)}`)), 'not cut inside a surrogate pair');
+  });
+});
+
+describe('SearchLogs NEWEST: walks first for a phrase', () => {
+  it('a phrase (as PostgreSQL prints the parsed query) walks first; words, AND, OR, NOT do not', () => {
+    assert.equal(walkFirst("'context' <-> 'window'"), true);
+    assert.equal(walkFirst("'exit' <-> 'status' & 'late'"), true);
+    assert.equal(walkFirst("'a' <2> 'b'"), true);
+    for (const q of ["'context'", "'context' & 'window'", "'heartbeat' & !'from'", "'edae' | 'denied'", '', undefined]) assert.equal(walkFirst(q), false, String(q));
+  });
+
+  it('the next walk: the rows still needed at the density seen, a quarter more, within the bound; none when nothing matched or it would not fit', () => {
+    // 256 walked, 4 matched, 101 wanted: 97 more at 1 in 64 is 6,208 rows, 7,760 with the margin.
+    assert.equal(nextWalk(256, 4, 101), 7760);
+    // No match seen: the index.
+    assert.equal(nextWalk(WALK_FIRST_ROWS, 0, 101), null);
+    // Too sparse for what is left of the bound.
+    assert.equal(nextWalk(256, 1, 101), 32_000);
+    assert.equal(nextWalk(512, 1, 101), null);
+    assert.equal(nextWalk(WALK_MAX_ROWS, 100, 101), null);
+    // A walk is never smaller than the first one, while the bound allows.
+    assert.equal(nextWalk(256, 100, 101), WALK_FIRST_ROWS);
+    assert.equal(nextWalk(WALK_MAX_ROWS - 100, 99, 101), null);
   });
 });
 

@@ -9,12 +9,13 @@ import { toLogRecord } from '../log-record.js';
 import type { ValidSearchLogs } from '../validate.js';
 
 export async function searchLogs(reader: SearchReader, v: ValidSearchLogs, signal: AbortSignal): Promise<SearchLogsResponse> {
-  if ((await reader.queryTerms(v.query, signal)) === 0) {
+  const parsed = await reader.parseQuery(v.query, signal);
+  if (parsed.terms === 0) {
     throw new InvalidArgumentError('query', `${JSON.stringify(v.query)} has no word to search for (only punctuation or operators)`);
   }
   const rows = await reader.page(
     v.filter,
-    { query: v.query, order: v.order, sinceUs: v.sinceUs, untilUs: v.untilUs, after: v.after, afterRank: v.afterRank, limit: v.pageSize + 1 },
+    { query: v.query, order: v.order, sinceUs: v.sinceUs, untilUs: v.untilUs, after: v.after, afterRank: v.afterRank, limit: v.pageSize + 1, parsed: parsed.text },
     signal,
   );
   const more = rows.length > v.pageSize;

@@ -1,0 +1,115 @@
+// SearchLogs NEWEST for a phrase walks the newest rows itself first (src/store/search-reader.ts): the
+// pages it gives are exactly the matches in (timestamp, seq) order that PostgreSQL finds for the same
+// query in one ordered scan, whether the walks fill the page, run out of rows, or hand over to the
+// index; with filters, a time range and keyset positions; and a query that is not a phrase never walks.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { nowUs, usToIso } from '../../src/domain/time.js';
+import type { LogRow } from '../../src/domain/types.js';
+import { NO_FILTER, type LogRowFilter } from '../../src/store/log-reader.js';
+import { SearchReader, WALK_FIRST_ROWS, type SearchRow } from '../../src/store/search-reader.js';
+import { makeRow } from './store-rows.js';
+import { openEnv, type Env } from './api-harness.js';
+
+const N = 4000;
+
+describe('search: NEWEST walks first for a phrase, same pages as one ordered scan', { timeout: 120_000 }, () => {
+  let env: Env;
+  let reader: SearchReader;
+  const t0 = nowUs() - 3_600_000_000;
+  // Two rows share each timestamp (seq breaks the tie), oldest first.
+  const tsOf = (i: number): number => t0 + Math.floor(i / 2) * 1000;
+
+  before(async () => {
+    env = await openEnv('search-walk');
+    reader = new SearchReader(env.db);
+    const rows: LogRow[] = [];
+    for (let i = 0; i < N; i++) {
+      let message = `routine step ${i}`;
+      if (i < 3) message = `exit status 2 at ${i}`; // the oldest three only
+      else if (i % 25 === 0) message = `context window exceeded at ${i}`; // dense: 159 rows
+      else if (i % 25 === 1) message = `window context reversed ${i}`; // both words, not the phrase
+      else if (i % 60 === 7) message = `handoff target chosen ${i}`; // 1 in 60
+      else if (i % 300 === 11) message = `schema validation failed ${i}`; // 1 in 300
+      rows.push(makeRow({ timestampUs: tsOf(i), message, context: '{}', teamId: i % 2 === 0 ? 'even' : 'odd', level: i % 3 === 0 ? 'ERROR' : 'INFO' }));
+    }
+    for (let i = 0; i < N; i += 1000) await env.writer.write({ rows: rows.slice(i, i + 1000), rejects: [], registry: [] });
+    await env.db.pool.query('ANALYZE log_entries');
+  });
+  after(async () => {
+    await env?.close();
+  });
+
+  /** Every match, newest first, from one ordered scan of PostgreSQL's own (the reference). */
+  async function expected(query: string, f: LogRowFilter, sinceUs: number | null, untilUs: number | null): Promise<string[]> {
+    const r = await env.db.pool.query<{ id: string }>(
+      `SELECT id::text AS id FROM log_entries
+        WHERE search @@ websearch_to_tsquery('simple', $1)
+          AND ($2::text[] IS NULL OR team_id = ANY($2::text[])) AND ($3::text[] IS NULL OR level = ANY($3::text[]))
+          AND ($4::timestamptz IS NULL OR timestamp >= $4) AND ($5::timestamptz IS NULL OR timestamp < $5)
+        ORDER BY timestamp DESC, seq DESC`,
+      [query, f.teamIds.length ? [...f.teamIds] : null, f.levels.length ? [...f.levels] : null, sinceUs === null ? null : usToIso(sinceUs), untilUs === null ? null : usToIso(untilUs)],
+    );
+    return r.rows.map((x) => x.id);
+  }
+
+  /** Every page as the API asks for it (page size + 1 rows, keyset from the last row shown). */
+  async function pages(query: string, pageSize: number, f: LogRowFilter = NO_FILTER, sinceUs: number | null = null, untilUs: number | null = null): Promise<{ ids: string[]; plans: string[][] }> {
+    const parsed = (await reader.parseQuery(query)).text;
+    const ids: string[] = [];
+    const plans: string[][] = [];
+    let afterPos: { timestampUs: number; seq: number } | null = null;
+    for (;;) {
+      const rows: SearchRow[] = await reader.page(f, { query, order: 'newest', sinceUs, untilUs, after: afterPos, afterRank: null, limit: pageSize + 1, parsed });
+      plans.push(reader.lastPlan);
+      const page = rows.slice(0, pageSize);
+      ids.push(...page.map((r) => r.row.id));
+      for (const r of page) assert.ok(r.snippet.includes('\u00ab'), `a highlighted snippet: ${r.snippet}`);
+      if (rows.length <= pageSize) return { ids, plans };
+      const last = page[page.length - 1]!;
+      afterPos = { timestampUs: last.row.timestampUs, seq: last.row.seq };
+    }
+  }
+
+  it('a dense phrase: the walks fill the pages, never the index; every match once, in order', async () => {
+    const want = await expected('"context window"', NO_FILTER, null, null);
+    assert.equal(want.length, 159);
+    for (const size of [20, 100]) {
+      const got = await pages('"context window"', size);
+      assert.deepEqual(got.ids, want, `page size ${size}`);
+      assert.equal(got.plans[0]![0], `walk ${WALK_FIRST_ROWS}`);
+      assert.ok(!got.plans[0]!.includes('index'), `first page walked only: ${got.plans[0]!.join(', ')}`);
+    }
+  });
+
+  it('a phrase only the oldest rows hold: no match in the first walk, the index gives the rest', async () => {
+    const want = await expected('"exit status"', NO_FILTER, null, null);
+    assert.equal(want.length, 3);
+    const got = await pages('"exit status"', 20);
+    assert.deepEqual(got.ids, want);
+    assert.deepEqual(got.plans[0], [`walk ${WALK_FIRST_ROWS}`, 'index']);
+  });
+
+  it('sparser phrases, a phrase with an exclusion, filters and a time range: the same pages as one scan', async () => {
+    const cases: [string, LogRowFilter, number | null, number | null][] = [
+      ['"handoff target"', NO_FILTER, null, null],
+      ['"schema validation"', NO_FILTER, null, null],
+      ['"context window" -reversed', NO_FILTER, null, null],
+      ['"context window"', { ...NO_FILTER, teamIds: ['even'], levels: ['ERROR'] }, null, null],
+      ['"context window" or "handoff target"', NO_FILTER, tsOf(500), tsOf(3500)],
+    ];
+    for (const [q, f, since, until] of cases) {
+      const want = await expected(q, f, since, until);
+      assert.ok(want.length > 0, q);
+      for (const size of [7, 50]) assert.deepEqual((await pages(q, size, f, since, until)).ids, want, `${q} ${JSON.stringify(f)} page ${size}`);
+    }
+  });
+
+  it('words that are not a phrase go to the planner at once, with the same pages', async () => {
+    for (const q of ['context window', 'window', 'context -window', 'schema or exit']) {
+      const got = await pages(q, 50);
+      assert.deepEqual(got.ids, await expected(q, NO_FILTER, null, null), q);
+      for (const p of got.plans) assert.deepEqual(p, ['index'], q);
+    }
+  });
+});
