@@ -20,6 +20,8 @@ const { values: flags } = parseArgs({
     trace: { type: 'boolean', default: false },
     traces: { type: 'string', default: '400' },
     ab: { type: 'boolean', default: false },
+    kinds: { type: 'string' },
+    'by-query': { type: 'boolean', default: false },
   },
 });
 if (flags.db === undefined) throw new Error('--db <database> is required');
@@ -90,6 +92,11 @@ try {
       n('R rare or mid', `${r} or ${m}`, NO_FILTER, 'relevance'),
     );
   }
+  if (flags.kinds !== undefined) {
+    const keep = new Set(flags.kinds.split(','));
+    qs.splice(0, qs.length, ...qs.filter((q) => keep.has(q.kind)));
+  }
+  if (flags['by-query']) for (const q of qs) q.kind = `${q.kind}: ${q.query}`;
   if (flags.ab) {
     // A: one statement, the planner's choice (before); B: SearchReader.page (walks first), alternating.
     const pool = new pg.Pool({ connectionString: url, max: 1 });
@@ -116,6 +123,7 @@ try {
             ids = (await pool.query<{ id: string }>(sql, q.order === 'relevance' ? all12 : all12.slice(0, 11))).rows.map((r) => r.id);
           } else {
             ids = (await reader.page(q.filter, o(after))).map((r) => r.row.id);
+            if (flags['by-query'] && rep === 0) process.stdout.write(`plan ${q.kind}: ${reader.lastPlan.join(' > ')}\n`);
           }
           const ms = performance.now() - t;
           if (!times[v].has(q.kind)) times[v].set(q.kind, []);
@@ -129,10 +137,11 @@ try {
       }
     }
     const pct = (xs: number[], p: number): string => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]!.toFixed(1);
-    process.stdout.write(`\n${'kind'.padEnd(18)} A med/max          B med/max (ms)\n`);
+    const w = Math.max(18, ...[...times.A.keys()].map((k) => k.length + 1));
+    process.stdout.write(`\n${'kind'.padEnd(w)} A med/max          B med/max (ms)\n`);
     for (const [k, a] of times.A) {
       const b = times.B.get(k)!;
-      process.stdout.write(`${k.padEnd(18)} ${`${pct(a, 0.5)}/${pct(a, 1)}`.padEnd(18)} ${pct(b, 0.5)}/${pct(b, 1)}\n`);
+      process.stdout.write(`${k.padEnd(w)} ${`${pct(a, 0.5)}/${pct(a, 1)}`.padEnd(18)} ${pct(b, 0.5)}/${pct(b, 1)}\n`);
     }
     process.stdout.write(`all: A p50/p99 ${pct(all.A, 0.5)}/${pct(all.A, 0.99)}  B p50/p99 ${pct(all.B, 0.5)}/${pct(all.B, 0.99)} ms (${all.A.length} each)\n`);
     await pool.end();

@@ -93,31 +93,34 @@ export const SEARCH_NEWEST_SQL = `${OUTER}
 // NEWEST, first: a walk of the (timestamp, seq) index newest first over at most $12 rows of the range
 // after the keyset position, the filters and the words tested on each row (not used to choose the
 // rows). Rows stored in time order share heap pages, so a walk reads a heap page per ~10 rows, where
-// the GIN index reads one per match. The rows walked are kept narrow (a row that does not match keeps
-// its time and seq only) and materialized once; the statement returns the first $11 matches
-// (hit true), then one row (hit false) with the oldest row walked (where a next walk or the index
-// continues from) and how many were walked (n).
-export const SEARCH_WALK_SQL = `WITH w AS MATERIALIZED (
-    SELECT l."timestamp", l.seq, CASE WHEN ${FILTER_L} THEN l.id END AS id
-      FROM log_entries l
-     WHERE ($7::timestamptz IS NULL OR l."timestamp" >= $7::timestamptz)
-       AND ($8::timestamptz IS NULL OR l."timestamp" < $8::timestamptz)
-       AND ($9::timestamptz IS NULL OR (l."timestamp" <= $9::timestamptz AND (l."timestamp", l.seq) < ($9::timestamptz, $10::bigint)))
-     ORDER BY l."timestamp" DESC, l.seq DESC LIMIT $12
-  )
-  SELECT * FROM (
+// the GIN index reads one per match. The statement returns the first $11 matches (hit true), then,
+// when the range holds $12 rows or more, the $12-th (hit false, n = $12): where a next walk or the
+// index continues from. (The walk streams: materializing it to find that row took 3 times as long.)
+const WALK_RANGE = `($7::timestamptz IS NULL OR l."timestamp" >= $7::timestamptz)
+           AND ($8::timestamptz IS NULL OR l."timestamp" < $8::timestamptz)
+           AND ($9::timestamptz IS NULL OR (l."timestamp" <= $9::timestamptz AND (l."timestamp", l.seq) < ($9::timestamptz, $10::bigint)))`;
+export const SEARCH_WALK_SQL = `SELECT * FROM (
     ${OUTER}, true AS hit, 0 AS n
       FROM (
         SELECT ${INNER_COLUMNS}, ${RANK('l.search')} AS rank
-          FROM (SELECT w.id, w."timestamp" FROM w WHERE w.id IS NOT NULL ORDER BY w."timestamp" DESC, w.seq DESC LIMIT $11) h
-          JOIN log_entries l ON l.id = h.id AND l."timestamp" = h."timestamp"
+          FROM (
+            SELECT l.* FROM log_entries l
+             WHERE ${WALK_RANGE}
+             ORDER BY l."timestamp" DESC, l.seq DESC LIMIT $12
+          ) l
+         WHERE ${FILTER_L}
+         ORDER BY l."timestamp" DESC, l.seq DESC LIMIT $11
       ) x
      ORDER BY x."timestamp" DESC, x.seq DESC
   ) h
   UNION ALL
   SELECT NULL, e.seq::text, NULL, (extract(epoch FROM e."timestamp") * 1000000)::bigint::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-         false, (SELECT count(*)::int FROM w)
-    FROM (SELECT w."timestamp", w.seq FROM w ORDER BY w."timestamp", w.seq LIMIT 1) e`;
+         false, $12::int
+    FROM (
+      SELECT l."timestamp", l.seq FROM log_entries l
+       WHERE ${WALK_RANGE}
+       ORDER BY l."timestamp" DESC, l.seq DESC OFFSET $12::int - 1 LIMIT 1
+    ) e`;
 
 export const SEARCH_RELEVANCE_SQL = `${OUTER}
   FROM (
@@ -139,7 +142,7 @@ type SearchRaw = RawRow & { rank_text: string; snippet: string | null };
 const toSearchRow = (r: SearchRaw): SearchRow => ({ row: toRow(r), rankText: r.rank_text, snippet: tidySnippet(r.snippet ?? '') });
 
 /** NEWEST: rows the first walk examines. */
-export const WALK_FIRST_ROWS = 256;
+export const WALK_FIRST_ROWS = 1024;
 /** NEWEST: rows the walks of one page examine at most, together. */
 export const WALK_MAX_ROWS = 32_768;
 
