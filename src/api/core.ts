@@ -33,7 +33,7 @@ import { encodeStreamResponse, toLogRecord } from './log-record.js';
 import { queryLogs } from './queries/logs.js';
 import { getRegistry } from './queries/registry.js';
 import { searchLogs } from './queries/search.js';
-import { getTrace } from './queries/trace.js';
+import { getTrace, getTraceEncoded } from './queries/trace.js';
 import { StreamHub, type CommitSource } from './stream-hub.js';
 import { RegistryWatchHub } from './streams/registry-watch.js';
 import { validateGetRegistry, validateGetTrace, validateQueryLogs, validateSearchLogs, validateStreamLogs, validateWatchRegistry } from './validate.js';
@@ -139,6 +139,11 @@ export class MemoryCore {
 
   async getTrace(req: GetTraceRequest, ctx: CallContext): Promise<GetTraceResponse> {
     return getTrace(this.traceReader, validateGetTrace(req), callSignal(ctx));
+  }
+
+  /** GetTrace's response already encoded (the gRPC port: src/api/queries/trace.ts getTraceEncoded). */
+  async getTraceEncoded(req: GetTraceRequest, ctx: CallContext): Promise<Buffer> {
+    return getTraceEncoded(this.traceReader, validateGetTrace(req), callSignal(ctx));
   }
 
   async searchLogs(req: SearchLogsRequest, ctx: CallContext): Promise<SearchLogsResponse> {
