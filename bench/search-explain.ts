@@ -5,6 +5,9 @@
 // worst and median execution and planning times, whether JIT ran, the worst plan's shape.
 //
 //   tsx bench/search-explain.ts --db <database> [--rounds 6] [--plan <kind>] [--trace]
+//   tsx bench/search-explain.ts --db <database> --ab <another checkout> [--kinds k1,k2] [--by-query]
+// --ab: each query's page through that checkout's SearchReader (A) and this one's (B), in turns (A B,
+// then B A), twice, on one connection each: the SQL side of an A/B, without the service.
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { NO_FILTER, type LogRowFilter } from '../src/store/log-reader.js';
@@ -19,9 +22,10 @@ const { values: flags } = parseArgs({
     plan: { type: 'string' },
     trace: { type: 'boolean', default: false },
     traces: { type: 'string', default: '400' },
-    ab: { type: 'boolean', default: false },
+    ab: { type: 'string' },
     kinds: { type: 'string' },
     'by-query': { type: 'boolean', default: false },
+    'with-common-relevance': { type: 'boolean', default: false },
   },
 });
 if (flags.db === undefined) throw new Error('--db <database> is required');
@@ -91,16 +95,23 @@ try {
       n('R phrase', `"${p}"`, NO_FILTER, 'relevance'),
       n('R rare or mid', `${r} or ${m}`, NO_FILTER, 'relevance'),
     );
+    // Not in the bench's mix (bench/search.ts): relevance of a common word, which ranks the most.
+    if (flags['with-common-relevance']) qs.push(n('R common', cw, NO_FILTER, 'relevance'));
   }
   if (flags.kinds !== undefined) {
     const keep = new Set(flags.kinds.split(','));
     qs.splice(0, qs.length, ...qs.filter((q) => keep.has(q.kind)));
   }
   if (flags['by-query']) for (const q of qs) q.kind = `${q.kind}: ${q.query}`;
-  if (flags.ab) {
-    // A: one statement, the planner's choice (before); B: SearchReader.page (walks first), alternating.
-    const pool = new pg.Pool({ connectionString: url, max: 1 });
-    const reader = new SearchReader({ pool });
+  if (flags.ab !== undefined) {
+    type Page = { rows: { row: { id: string; timestampUs: number; seq: number } }[] } | { row: { id: string; timestampUs: number; seq: number } }[];
+    type AnyReader = { page(f: LogRowFilter, o: object): Promise<Page>; parseQuery?(q: string): Promise<{ text: string }>; lastPlan?: string[] };
+    const rowsOf = (p: Page): { row: { id: string; timestampUs: number; seq: number } }[] => (Array.isArray(p) ? p : p.rows);
+    const mod = (await import(`${flags.ab}/src/store/search-reader.ts`)) as { SearchReader: new (db: { pool: pg.Pool }) => AnyReader };
+    const poolA = new pg.Pool({ connectionString: url, max: 1 });
+    const poolB = new pg.Pool({ connectionString: url, max: 1 });
+    const readers: Record<'A' | 'B', AnyReader> = { A: new mod.SearchReader({ pool: poolA }), B: new SearchReader({ pool: poolB }) as unknown as AnyReader };
+    const reader = new SearchReader({ pool: poolB });
     const times = { A: new Map<string, number[]>(), B: new Map<string, number[]>() };
     const all = { A: [] as number[], B: [] as number[] };
     for (let rep = 0; rep < 2; rep++) {
@@ -109,31 +120,23 @@ try {
         const parsed = (await reader.parseQuery(q.query)).text;
         const o = (a: typeof after) => ({ query: q.query, order: q.order, sinceUs: null, untilUs: null, after: a, afterRank: null, limit: 101, parsed });
         if (q.page2) {
-          const first = await reader.page(q.filter, o(null));
-          const last = first[99];
+          const last = (await reader.page(q.filter, o(null))).rows[99];
           if (!last) continue;
           after = { timestampUs: last.row.timestampUs, seq: last.row.seq };
         }
+        const ids: Record<string, string> = {};
         for (const v of rep % 2 === 0 ? (['A', 'B'] as const) : (['B', 'A'] as const)) {
           const t = performance.now();
-          let ids: string[];
-          if (v === 'A') {
-            const sql = q.order === 'relevance' ? SEARCH_RELEVANCE_SQL : SEARCH_NEWEST_SQL;
-            const all12 = searchParams(q.filter, o(after));
-            ids = (await pool.query<{ id: string }>(sql, q.order === 'relevance' ? all12 : all12.slice(0, 11))).rows.map((r) => r.id);
-          } else {
-            ids = (await reader.page(q.filter, o(after))).map((r) => r.row.id);
-            if (flags['by-query'] && rep === 0) process.stdout.write(`plan ${q.kind}: ${reader.lastPlan.join(' > ')}\n`);
-          }
+          const got = rowsOf(await readers[v].page(q.filter, o(after)));
           const ms = performance.now() - t;
+          ids[v] = got.map((r) => r.row.id).join(',');
+          if (process.env['SEARCH_EXPLAIN_TRACE'] === '1') process.stdout.write(`${rep} ${v} ${q.kind} ${q.query} ${ms.toFixed(1)} ms ${got.length} rows\n`);
+          if (v === 'B' && flags['by-query'] && rep === 0) process.stdout.write(`plan ${q.kind}: ${(readers.B.lastPlan ?? []).join(' > ')}\n`);
           if (!times[v].has(q.kind)) times[v].set(q.kind, []);
           times[v].get(q.kind)!.push(ms);
           all[v].push(ms);
-          (q as Q & { ids?: Record<string, string> }).ids ??= {};
-          (q as Q & { ids?: Record<string, string> }).ids![v] = ids.join(',');
         }
-        const got = (q as Q & { ids?: Record<string, string> }).ids!;
-        if (got['A'] !== got['B']) process.stdout.write(`DIFFERENT PAGES for ${q.kind} ${q.query}\n`);
+        if (ids['A'] !== ids['B']) process.stdout.write(`different pages for ${q.kind} ${q.query}\n`);
       }
     }
     const pct = (xs: number[], p: number): string => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]!.toFixed(1);
@@ -144,7 +147,8 @@ try {
       process.stdout.write(`${k.padEnd(w)} ${`${pct(a, 0.5)}/${pct(a, 1)}`.padEnd(18)} ${pct(b, 0.5)}/${pct(b, 1)}\n`);
     }
     process.stdout.write(`all: A p50/p99 ${pct(all.A, 0.5)}/${pct(all.A, 0.99)}  B p50/p99 ${pct(all.B, 0.5)}/${pct(all.B, 0.99)} ms (${all.A.length} each)\n`);
-    await pool.end();
+    await poolA.end();
+    await poolB.end();
   }
   const stats = new Map<string, { exec: number[]; planning: number[]; wall: number[]; jit: number; worst?: { ms: number; q: string; plan: Plan; jitMs: number } }>();
   for (const q of qs) {

@@ -3,6 +3,7 @@
 //   tsx bench/trace-profile.ts <database>
 import { mkdirSync, readdirSync, statSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 import pg from 'pg';
 import { startBenchService } from './service.js';
 import { getTrace, makeClients } from './clients.js';
@@ -10,7 +11,7 @@ import { summarizeProfile } from './profile.js';
 import { startPrivateNats } from '../test/helpers/nats.js';
 const db = process.argv[2]!;
 const url = 'postgres://postgres@127.0.0.1:5432/' + db;
-const dir = '/tmp/i15/prof';
+const dir = join(tmpdir(), `mm-trace-profile-${process.pid}`);
 rmSync(dir, { recursive: true, force: true });
 mkdirSync(dir, { recursive: true });
 const nats = await startPrivateNats();

@@ -159,6 +159,8 @@ export interface ValidSearchLogs extends ValidQueryLogs {
   readonly order: SearchOrder;
   /** RELEVANCE pages: the previous page's last rank, as PostgreSQL printed it (exact for a real). */
   readonly afterRank: string | null;
+  /** RELEVANCE pages after the first: the oldest match the first page ranked (null: rank the newest). */
+  readonly rankFrom: { timestampUs: number; seq: number } | null;
 }
 
 // A real as PostgreSQL prints it (shortest exact form): digits, optional fraction and exponent.
@@ -181,6 +183,7 @@ export function validateSearchLogs(req: SearchLogsRequest): ValidSearchLogs {
   const token = req.pageToken ?? '';
   let after: ValidQueryLogs['after'] = null;
   let afterRank: string | null = null;
+  let rankFrom: ValidSearchLogs['rankFrom'] = null;
   if (token !== '') {
     const p = decodePageToken('search', token, hash, 'page_token');
     after = keysetPosition(p);
@@ -188,9 +191,11 @@ export function validateSearchLogs(req: SearchLogsRequest): ValidSearchLogs {
       const r = p['r'];
       if (typeof r !== 'string' || !REAL_TEXT.test(r)) throw new InvalidArgumentError('page_token', 'malformed page token');
       afterRank = r;
+      // Tokens of earlier versions have no ranked set: their later pages rank the newest matches.
+      if (p['ft'] !== undefined || p['fs'] !== undefined) rankFrom = keysetPosition({ t: p['ft'], s: p['fs'] });
     }
   }
-  return { query, order, filter, pageSize, sinceUs, untilUs, hash, after, afterRank };
+  return { query, order, filter, pageSize, sinceUs, untilUs, hash, after, afterRank, rankFrom };
 }
 
 const STATUS_NAMES: ReadonlyMap<number, string> = new Map([

@@ -45,7 +45,7 @@ describe('SearchLogs validation', () => {
     assert.equal(validateSearchLogs(req({ order: Order.ORDER_NEWEST })).order, 'newest');
   });
 
-  it('page tokens are bound to the query, filter and order; a RELEVANCE token carries the rank', () => {
+  it('page tokens are bound to the query, filter and order; a RELEVANCE token carries the rank and where the ranking starts', () => {
     const v = validateSearchLogs(req({}));
     const token = encodePageToken('search', v.hash, { t: 1_000_000, s: 7 });
     assert.deepEqual(validateSearchLogs(req({ pageToken: token })).after, { timestampUs: 1_000_000, seq: 7 });
@@ -59,6 +59,14 @@ describe('SearchLogs validation', () => {
     for (const r of ['x', '1; DROP', '', 5]) {
       const bad = encodePageToken('search', rv.hash, { t: 5, s: 1, r: r as string });
       expectField(() => validateSearchLogs(req({ order: Order.ORDER_RELEVANCE, pageToken: bad })), 'page_token', /malformed/);
+    }
+    // A RELEVANCE token may carry where its ranking starts (the oldest match the first page ranked).
+    const ft = encodePageToken('search', rv.hash, { t: 5, s: 1, r: '0.5', ft: 2_000_000, fs: 9 });
+    assert.deepEqual(validateSearchLogs(req({ order: Order.ORDER_RELEVANCE, pageToken: ft })).rankFrom, { timestampUs: 2_000_000, seq: 9 });
+    assert.equal(validateSearchLogs(req({ order: Order.ORDER_RELEVANCE, pageToken: rt })).rankFrom, null);
+    for (const bad of [{ ft: 'x', fs: 1 }, { ft: 1 }, { fs: 1 }, { ft: 1.5, fs: 1 }, { ft: 1, fs: -1 }]) {
+      const t = encodePageToken('search', rv.hash, { t: 5, s: 1, r: '0.5', ...bad } as Record<string, string | number>);
+      expectField(() => validateSearchLogs(req({ order: Order.ORDER_RELEVANCE, pageToken: t })), 'page_token', /malformed/);
     }
     // A QueryLogs token is not a SearchLogs token.
     expectField(() => validateSearchLogs(req({ pageToken: encodePageToken('logs', v.hash, { t: 1, s: 1 }) })), 'page_token', /another method/);

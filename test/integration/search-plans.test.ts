@@ -1,19 +1,22 @@
-// SearchLogs NEWEST for a phrase walks the newest rows itself first (src/store/search-reader.ts): the
-// pages it gives are exactly the matches in (timestamp, seq) order that PostgreSQL finds for the same
-// query in one ordered scan, whether the walks fill the page, run out of rows, or hand over to the
-// index; with filters, a time range and keyset positions; and a query that is not a phrase never walks.
+// How SearchLogs reads (src/store/search-reader.ts), against PostgreSQL. NEWEST for a phrase walks the
+// newest rows itself first: the pages it gives are exactly the matches in (timestamp, seq) order that
+// PostgreSQL finds for the same query in one ordered scan, whether the walks fill the page, run out of
+// rows, or hand over to the index; with filters, a time range and keyset positions; and a query that is
+// not a phrase never walks. RELEVANCE ranks the newest matches only (a smaller bound here than
+// RANK_MATCHES): every page of one ranking draws from the first page's set, newer matches committed
+// since join it, older ones never do.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { nowUs, usToIso } from '../../src/domain/time.js';
 import type { LogRow } from '../../src/domain/types.js';
 import { NO_FILTER, type LogRowFilter } from '../../src/store/log-reader.js';
-import { SearchReader, WALK_FIRST_ROWS, type SearchRow } from '../../src/store/search-reader.js';
+import { RANK_MATCHES, SearchReader, WALK_FIRST_ROWS, type SearchRow } from '../../src/store/search-reader.js';
 import { makeRow } from './store-rows.js';
 import { openEnv, type Env } from './api-harness.js';
 
 const N = 4000;
 
-describe('search: NEWEST walks first for a phrase, same pages as one ordered scan', { timeout: 120_000 }, () => {
+describe('search plans: NEWEST walks first for a phrase; RELEVANCE ranks the newest matches', { timeout: 120_000 }, () => {
   let env: Env;
   let reader: SearchReader;
   const t0 = nowUs() - 3_600_000_000;
@@ -60,7 +63,7 @@ describe('search: NEWEST walks first for a phrase, same pages as one ordered sca
     const plans: string[][] = [];
     let afterPos: { timestampUs: number; seq: number } | null = null;
     for (;;) {
-      const rows: SearchRow[] = await reader.page(f, { query, order: 'newest', sinceUs, untilUs, after: afterPos, afterRank: null, limit: pageSize + 1, parsed });
+      const { rows }: { rows: SearchRow[] } = await reader.page(f, { query, order: 'newest', sinceUs, untilUs, after: afterPos, afterRank: null, limit: pageSize + 1, parsed });
       plans.push(reader.lastPlan);
       const page = rows.slice(0, pageSize);
       ids.push(...page.map((r) => r.row.id));
@@ -111,5 +114,67 @@ describe('search: NEWEST walks first for a phrase, same pages as one ordered sca
       assert.deepEqual(got.ids, await expected(q, NO_FILTER, null, null), q);
       for (const p of got.plans) assert.deepEqual(p, ['index'], q);
     }
+  });
+
+  it('RELEVANCE ranks the newest matches only: pages of one ranking keep the first page\'s set (newer matches join, older never)', async () => {
+    assert.equal(RANK_MATCHES, 10_000);
+    const bound = 40;
+    const small = new SearchReader(env.db, bound);
+    // 100 rows with "marmot" among others words, so ranks differ (normalized by length) and tie often.
+    const base = t0 + 10 * 3_600_000_000 - 3_600_000_000 * 9; // one hour after t0's rows
+    const marmots = Array.from({ length: 100 }, (_, i) => makeRow({ timestampUs: base + i * 1000, message: `marmot ${'filler '.repeat(i % 7)}${i}`, context: '{}' }));
+    await env.writer.write({ rows: marmots, rejects: [], registry: [] });
+    const newest = await expected('marmot', NO_FILTER, null, null);
+    assert.equal(newest.length, 100);
+    const set = new Set(newest.slice(0, bound));
+
+    const seen: string[] = [];
+    const ranks: { rank: number; ts: number; seq: number }[] = [];
+    let afterPos: { timestampUs: number; seq: number } | null = null;
+    let afterRank: string | null = null;
+    let rankFrom: { timestampUs: number; seq: number } | null = null;
+    let pageNo = 0;
+    for (;;) {
+      const page = await small.page(NO_FILTER, { query: 'marmot', order: 'relevance', sinceUs: null, untilUs: null, after: afterPos, afterRank, rankFrom, limit: 8 });
+      if (pageNo === 0) {
+        // The oldest of the newest `bound` matches, for the token.
+        const oldest = marmots[100 - bound]!;
+        assert.deepEqual(page.rankFrom?.timestampUs, oldest.timestampUs);
+        rankFrom = page.rankFrom;
+      } else assert.equal(page.rankFrom, null, 'only the first page says where the ranking starts');
+      const shown = page.rows.slice(0, 7);
+      seen.push(...shown.map((r) => r.row.id));
+      ranks.push(...shown.map((r) => ({ rank: Number(r.rankText), ts: r.row.timestampUs, seq: r.row.seq })));
+      if (pageNo === 1) {
+        // Mid-way: a newer match (joins the ranking; ranked below every match so far, as a long message,
+        // so the keyset is not past it yet) and an older one (older than the set, and ranked lower still: without the set it would come on a later page).
+        await env.writer.write({
+          rows: [
+            makeRow({ timestampUs: base + 200_000, message: `marmot ${'filler '.repeat(40)}late`, context: '{}' }),
+            makeRow({ timestampUs: base - 5_000, message: `marmot ${'filler '.repeat(45)}ancient`, context: '{}' }),
+          ],
+          rejects: [],
+          registry: [],
+        });
+      }
+      pageNo++;
+      if (page.rows.length <= 7) break;
+      const last = shown[shown.length - 1]!;
+      afterPos = { timestampUs: last.row.timestampUs, seq: last.row.seq };
+      afterRank = last.rankText;
+    }
+    assert.equal(new Set(seen).size, seen.length, 'no duplicates');
+    const late = (await expected('marmot late', NO_FILTER, null, null))[0]!;
+    const old = (await expected('marmot ancient', NO_FILTER, null, null))[0]!;
+    assert.deepEqual(new Set(seen), new Set([...set, late]), 'the newest 40 at the first page, and the one committed since that is newer');
+    assert.ok(!seen.includes(old));
+    for (let i = 1; i < ranks.length; i++) {
+      const a = ranks[i - 1]!;
+      const b = ranks[i]!;
+      assert.ok(a.rank > b.rank || (a.rank === b.rank && (a.ts > b.ts || (a.ts === b.ts && a.seq > b.seq))), `order at ${i}`);
+    }
+    // Fewer matches than the bound: every one is ranked (the service's bound, 10,000).
+    const all = await reader.page(NO_FILTER, { query: 'marmot', order: 'relevance', sinceUs: null, untilUs: null, after: null, afterRank: null, limit: 1000 });
+    assert.equal(all.rows.length, 102);
   });
 });
