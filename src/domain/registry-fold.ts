@@ -184,7 +184,10 @@ function newAgent(ev: RegistryEvent): AgentState {
 
 /** Sets an own property, whatever the key (`__proto__` from a sender's JSON stays a plain key, as spread keeps it). */
 function setOwn(target: object, key: string, value: unknown): void {
-  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+  // Only `__proto__` needs defining (assignment would set the prototype); every other key of these plain
+  // objects (fresh, or spread copies: no setters) is set by assignment, which keeps them fast objects.
+  if (key === '__proto__') Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+  else (target as Record<string, unknown>)[key] = value;
 }
 
 function fallbackTeam(ev: RegistryEvent): string {
