@@ -5,7 +5,7 @@
 // worst and median execution and planning times, whether JIT ran, the worst plan's shape.
 //
 //   tsx bench/search-explain.ts --db <database> [--rounds 6] [--plan <kind>] [--trace]
-//   tsx bench/search-explain.ts --db <database> --ab <another checkout> [--kinds k1,k2] [--by-query]
+//   tsx bench/search-explain.ts --db <database> --ab <another checkout> [--kinds 'k1;k2'] [--by-query]
 // --ab: each query's page through that checkout's SearchReader (A) and this one's (B), in turns (A B,
 // then B A), twice, on one connection each: the SQL side of an A/B, without the service.
 import { parseArgs } from 'node:util';
@@ -99,7 +99,7 @@ try {
     if (flags['with-common-relevance']) qs.push(n('R common', cw, NO_FILTER, 'relevance'));
   }
   if (flags.kinds !== undefined) {
-    const keep = new Set(flags.kinds.split(','));
+    const keep = new Set(flags.kinds.split(';'));
     qs.splice(0, qs.length, ...qs.filter((q) => keep.has(q.kind)));
   }
   if (flags['by-query']) for (const q of qs) q.kind = `${q.kind}: ${q.query}`;

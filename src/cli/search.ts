@@ -33,7 +33,7 @@ Filters (repeatable; values of one flag are alternatives, different flags all ap
       --until T            event time before T (same forms)
 
 Results:
-      --relevance          highest rank first (every match is ranked first: slower for common words)
+      --relevance          highest rank first, among the newest 10,000 matches
       --limit N            print at most N hits, following pages (default 20, at most 100000)
       --page-token TOKEN   continue where an earlier search stopped (printed on stderr)
       --json               one JSON object per line: the SearchHit in proto3 JSON (record, snippet, rank)

@@ -8,9 +8,10 @@
 // stops after one page. The page is chosen first (inner query), and only its rows are ranked and get
 // a snippet (ts_headline parses the text again: it is the expensive part, and a page is small).
 //
-// A phrase is where the planner goes wrong (walkFirst): a NEWEST page of a phrase walks the newest rows
-// itself first, in bounded steps (SEARCH_WALK_SQL, nextWalk), and leaves the rest to the planner only
-// when the matches it saw are too sparse for walking to pay. The page is the same either way.
+// A phrase, and a filter on a column of few values, are where the planner goes wrong (walkFirst): such a
+// NEWEST page walks the newest rows itself first, in bounded steps (SEARCH_WALK_SQL, nextWalk), and
+// leaves the rest to the planner only when the matches it saw are too sparse for walking to pay. The
+// page is the same either way.
 //
 // Keysets: NEWEST pages are QueryLogs' (timestamp, seq) descending, with the same partition pruning by
 // `timestamp <= after`. RELEVANCE pages go by (rank, timestamp, seq) descending; the rank is a real
@@ -18,7 +19,7 @@
 import type pg from 'pg';
 import { InvalidArgumentError } from '../errors.js';
 import { usToIso } from '../domain/time.js';
-import { cancellableQuery, filterParams, toRow, type LogRowFilter, type PoolHolder, type RawRow, type StoredLogRow } from './log-reader.js';
+import { cancellableQuery, filterParams, NO_FILTER, toRow, type LogRowFilter, type PoolHolder, type RawRow, type StoredLogRow } from './log-reader.js';
 import { sqlstateOf } from './errors.js';
 
 export type SearchOrder = 'newest' | 'relevance';
@@ -33,7 +34,7 @@ export interface SearchPageOptions {
   readonly afterRank: string | null;
   /** RELEVANCE pages after the first: the oldest match the first page ranked (its page token carries it). */
   readonly rankFrom?: { readonly timestampUs: number; readonly seq: number } | null;
-  /** The tsquery as PostgreSQL prints it (SearchReader.parseQuery); NEWEST walks first for a phrase. */
+  /** The tsquery as PostgreSQL prints it (SearchReader.parseQuery); NEWEST walks first for a phrase (walkFirst). */
   readonly parsed?: string;
   readonly limit: number;
 }
@@ -185,14 +186,20 @@ export const WALK_FIRST_ROWS = 1024;
 export const WALK_MAX_ROWS = 32_768;
 
 /**
- * Whether a NEWEST page walks first: when the query holds a phrase. The planner estimates one word well
- * (the column's most common elements) and words together as if independent, which the words of a
- * phrase, adjacent by definition, never are: "context window" was estimated at 529 rows and matched
- * 12,969, so the planner read every match through the GIN index (a heap page each, and the positions
- * checked) and sorted them, where the newest 101 were within 8,000 rows of the time index. (Words
- * ANDed, and a word with a filter, measured no better walked than as planned: bench/README.md.)
+ * Whether a NEWEST page walks first: for a phrase, or with a filter on the level or the intent. The
+ * planner estimates one word well (the column's most common elements) but takes what it combines as
+ * independent. The words of a phrase, adjacent by definition, never are: "context window" was estimated
+ * at 529 rows and matched 12,969, so the planner read every match through the GIN index (a heap page
+ * each, and the positions checked) and sorted them, where the newest 101 were within 8,000 rows of the
+ * time index. A level or an intent has a few values, each on a large share of the rows, and a word's
+ * matches mostly share one ("denied" is an ERROR): the planner ANDed the word's bitmap with the level
+ * index's (84,000 entries for ERROR) to save heap reads that the correlation made illusory. A team, an
+ * agent or a trace id narrow far more, and their indexes are the better way in: left to the planner, as
+ * are words ANDed (walking them measured no better). bench/README.md, issue 15 follow-up.
  */
-export function walkFirst(parsed: string | undefined): boolean {
+export function walkFirst(parsed: string | undefined, filter: LogRowFilter = NO_FILTER): boolean {
+  if (filter.traceId !== '') return false;
+  if (filter.levels.length > 0 || filter.intents.length > 0) return true;
   return parsed !== undefined && /<(->|\d+>)/.test(parsed);
 }
 
@@ -267,7 +274,7 @@ export class SearchReader {
     const hits: SearchRow[] = [];
     let after = o.after;
     let walked = 0;
-    let budget: number | null = walkFirst(o.parsed) ? WALK_FIRST_ROWS : null;
+    let budget: number | null = walkFirst(o.parsed, filter) ? WALK_FIRST_ROWS : null;
     const plan: string[] = (this.lastPlan = []);
     while (budget !== null) {
       plan.push(`walk ${budget}`);

@@ -1,5 +1,5 @@
-// How SearchLogs reads (src/store/search-reader.ts), against PostgreSQL. NEWEST for a phrase walks the
-// newest rows itself first: the pages it gives are exactly the matches in (timestamp, seq) order that
+// How SearchLogs reads (src/store/search-reader.ts), against PostgreSQL. NEWEST for a phrase (or with a
+// level filter) walks the newest rows itself first: the pages it gives are exactly the matches in (timestamp, seq) order that
 // PostgreSQL finds for the same query in one ordered scan, whether the walks fill the page, run out of
 // rows, or hand over to the index; with filters, a time range and keyset positions; and a query that is
 // not a phrase never walks. RELEVANCE ranks the newest matches only (a smaller bound here than
@@ -106,6 +106,15 @@ describe('search plans: NEWEST walks first for a phrase; RELEVANCE ranks the new
       assert.ok(want.length > 0, q);
       for (const size of [7, 50]) assert.deepEqual((await pages(q, size, f, since, until)).ids, want, `${q} ${JSON.stringify(f)} page ${size}`);
     }
+  });
+
+  it('a word with a level filter walks first; with a team filter it goes to the planner; the same pages', async () => {
+    const errors = await pages('routine', 30, { ...NO_FILTER, levels: ['ERROR'] });
+    assert.deepEqual(errors.ids, await expected('routine', { ...NO_FILTER, levels: ['ERROR'] }, null, null));
+    assert.equal(errors.plans[0]![0], `walk ${WALK_FIRST_ROWS}`);
+    const team = await pages('routine', 500, { ...NO_FILTER, teamIds: ['odd'] });
+    assert.deepEqual(team.ids, await expected('routine', { ...NO_FILTER, teamIds: ['odd'] }, null, null));
+    for (const p of team.plans) assert.deepEqual(p, ['index']);
   });
 
   it('words that are not a phrase go to the planner at once, with the same pages', async () => {

@@ -85,12 +85,18 @@ describe('SearchLogs snippets', () => {
   });
 });
 
-describe('SearchLogs NEWEST: walks first for a phrase', () => {
-  it('a phrase (as PostgreSQL prints the parsed query) walks first; words, AND, OR, NOT do not', () => {
+describe('SearchLogs NEWEST: walks first for a phrase or a level/intent filter', () => {
+  it('a phrase (as PostgreSQL prints the parsed query) walks first, words, AND, OR, NOT do not; a level or intent filter walks, a trace id never', () => {
     assert.equal(walkFirst("'context' <-> 'window'"), true);
     assert.equal(walkFirst("'exit' <-> 'status' & 'late'"), true);
     assert.equal(walkFirst("'a' <2> 'b'"), true);
     for (const q of ["'context'", "'context' & 'window'", "'heartbeat' & !'from'", "'edae' | 'denied'", '', undefined]) assert.equal(walkFirst(q), false, String(q));
+    // A filter on a column of few values walks first; a team, an agent or a trace id does not.
+    const f = { agentIds: [], teamIds: [], levels: [], intents: [], traceId: '' };
+    assert.equal(walkFirst("'denied'", { ...f, levels: ['ERROR'] }), true);
+    assert.equal(walkFirst("'denied'", { ...f, intents: ['tool_call'] }), true);
+    assert.equal(walkFirst("'denied'", { ...f, teamIds: ['ops'], agentIds: ['a'] }), false);
+    assert.equal(walkFirst("'a' <-> 'b'", { ...f, levels: ['ERROR'], traceId: 'wf-1' }), false);
   });
 
   it('the next walk: the rows still needed at the density seen, a quarter more, within the bound; none when nothing matched or it would not fit', () => {

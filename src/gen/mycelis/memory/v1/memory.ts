@@ -350,8 +350,9 @@ export enum SearchLogsRequest_Order {
    */
   ORDER_NEWEST = 1,
   /**
-   * ORDER_RELEVANCE - Highest rank first, then newest first. Every match is ranked before the first page is returned,
-   * so its cost grows with the number of matches: meant for selective queries.
+   * ORDER_RELEVANCE - Highest rank first, then newest first, among the newest 10,000 matches (the first page's; later
+   * pages of the same ranking keep that set, and matches committed since join it). The matches are
+   * ranked before the first page is returned: meant for selective queries.
    */
   ORDER_RELEVANCE = 2,
   UNRECOGNIZED = -1,

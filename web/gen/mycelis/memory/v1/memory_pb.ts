@@ -714,8 +714,9 @@ export enum SearchLogsRequest_Order {
   NEWEST = 1,
 
   /**
-   * Highest rank first, then newest first. Every match is ranked before the first page is returned,
-   * so its cost grows with the number of matches: meant for selective queries.
+   * Highest rank first, then newest first, among the newest 10,000 matches (the first page's; later
+   * pages of the same ranking keep that set, and matches committed since join it). The matches are
+   * ranked before the first page is returned: meant for selective queries.
    *
    * @generated from enum value: ORDER_RELEVANCE = 2;
    */
