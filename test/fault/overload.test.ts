@@ -16,7 +16,7 @@
 // what bounds the garbage V8 lets accumulate between major collections is the heap limit the memory
 // budget sets (src/config/memory-budget.ts: with V8's own limits, sized from the machine, this drain
 // peaked at 418 MiB on Node 24.22.3 and 317 MiB on Node 26.12.1; with the budget's, 188 and 175 MiB with
-// a semi-space of 8 MiB, and 211 MiB on Node 26.12.1 with the 16 MiB it has since issue 17).
+// a semi-space of 8 MiB, and 183-211 MiB on Node 26.12.1 with the 16 MiB it has since issue 17).
 // The peak over the whole life of the process must stay under PEAK_BOUND_MIB on every Node line, with
 // headroom below the 512Mi memory limit of k8s/base/memory-deployment.yaml.
 import { after, before, describe, it } from 'node:test';
