@@ -149,7 +149,7 @@ function logMemoryBudget(config: Config, v8Limits: V8Limits | undefined, log: Lo
     handoverMiB: mib(b.handoverBytes),
     streamsMiB: mib(b.streamBytes),
     watchMiB: mib(b.watchBytes),
-    v8: v8Limits ? { source: v8Limits.source, flags: v8Limits.flags, heapLimitMiB: mib(heapSizeLimitBytes) } : { source: 'in process', heapLimitMiB: mib(heapSizeLimitBytes) },
+    v8: v8Limits ? { source: v8Limits.source, flags: v8Limits.flags, heapLimitMiB: mib(heapSizeLimitBytes), malloc: v8Limits.malloc } : { source: 'in process', heapLimitMiB: mib(heapSizeLimitBytes) },
   };
   if (v8Limits?.source === 'not applied') log.warn({ ...line, reason: v8Limits.reason }, 'memory budget (V8 limits NOT applied: the heap may outgrow the limit)');
   else log.info(line, 'memory budget');

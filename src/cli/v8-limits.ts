@@ -4,10 +4,12 @@
 // was started without them, it replaces itself (process.execve: same PID, same environment, same
 // arguments, nothing run yet but config parsing) with the same command plus the budget's flags.
 // A limit the operator gave (on the node command line or in NODE_OPTIONS) wins and is kept as given;
-// the budget still sets every limit the operator left unset.
+// the budget still sets every limit the operator left unset. The same re-execution puts the glibc
+// malloc settings of MALLOC_ENV into the environment where it does not set them (glibc, too, reads
+// them only at start).
 import v8 from 'node:v8';
 import type { Config } from '../config/config.js';
-import { heapFlagsIn, heapFlagsToAdd, v8FlagsFor } from '../config/memory-budget.js';
+import { heapFlagsIn, heapFlagsToAdd, MALLOC_ENV, mallocEnvToAdd, v8FlagsFor } from '../config/memory-budget.js';
 
 export type V8LimitsSource = 'budget' | 'operator' | 'not applied';
 
@@ -19,6 +21,12 @@ export interface V8Limits {
   readonly heapSizeLimitBytes: number;
   /** Why the budget's flags are not in effect (source 'not applied'). */
   readonly reason?: string;
+  /** The MALLOC_ENV variables as the process runs with them (unset: glibc's defaults). */
+  readonly malloc: Readonly<Record<string, string | undefined>>;
+}
+
+function mallocInEffect(): Record<string, string | undefined> {
+  return Object.fromEntries(Object.keys(MALLOC_ENV).map((k) => [k, process.env[k]]));
 }
 
 /**
@@ -31,21 +39,22 @@ export function applyV8Limits(config: Config): V8Limits {
   const given = [...onCommandLine, ...config.nodeOptionsHeapFlags];
   const heapSizeLimitBytes = v8.getHeapStatistics().heap_size_limit;
   const missing = heapFlagsToAdd(wanted, given);
-  if (missing.length === 0) {
+  const mallocMissing = mallocEnvToAdd(process.env);
+  if (missing.length === 0 && Object.keys(mallocMissing).length === 0) {
     // Either this is the re-executed process (the budget's flags on its command line) or the operator set every limit.
     const ours = config.nodeOptionsHeapFlags.length === 0 && onCommandLine.every((f) => wanted.includes(f));
-    return { source: ours ? 'budget' : 'operator', flags: given, heapSizeLimitBytes };
+    return { source: ours ? 'budget' : 'operator', flags: given, heapSizeLimitBytes, malloc: mallocInEffect() };
   }
   // Node >= 22.15 / 23.11 (not yet in the @types/node this project compiles against).
   const execve = (process as NodeJS.Process & { execve?: (file: string, args: readonly string[], env: NodeJS.ProcessEnv) => never }).execve;
   if (typeof execve !== 'function') {
-    return { source: 'not applied', flags: [], heapSizeLimitBytes, reason: `process.execve is not available on Node ${process.version}` };
+    return { source: 'not applied', flags: [], heapSizeLimitBytes, reason: `process.execve is not available on Node ${process.version}`, malloc: mallocInEffect() };
   }
   try {
-    execve.call(process, process.execPath, [process.execPath, ...process.execArgv, ...missing, ...process.argv.slice(1)], process.env);
+    execve.call(process, process.execPath, [process.execPath, ...process.execArgv, ...missing, ...process.argv.slice(1)], { ...process.env, ...mallocMissing });
   } catch (err) {
     // e.g. ERR_FEATURE_UNAVAILABLE_ON_PLATFORM: run with V8's defaults and say so.
-    return { source: 'not applied', flags: [], heapSizeLimitBytes, reason: (err as Error).message };
+    return { source: 'not applied', flags: [], heapSizeLimitBytes, reason: (err as Error).message, malloc: mallocInEffect() };
   }
   // process.execve does not return on success.
   throw new Error('process.execve returned');

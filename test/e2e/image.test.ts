@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
 import pg from 'pg';
+import { MALLOC_ENV } from '../../src/config/memory-budget.js';
 import { MemoryServiceClient, type GetRegistryResponse } from '../../src/gen/mycelis/memory/v1/memory.js';
 import { spawnWatched } from '../helpers/child.js';
 import { parseDockerfile, type Instruction } from '../helpers/dockerfile.js';
@@ -266,6 +267,10 @@ describe('container image (Dockerfile final stage, reproduced)', () => {
     const budget = output.map((l) => (l.startsWith('{') ? (JSON.parse(l) as Record<string, any>) : {})).find((l) => String(l['msg']).startsWith('memory budget'));
     assert.deepEqual(started['runtime']['execArgv'], [...entrypointNodeFlags, ...(budget?.['v8']?.['flags'] ?? [])], `start line ${JSON.stringify(started['runtime'])}, budget ${JSON.stringify(budget?.['v8'])}`);
     assert.equal(started['runtime']['heapLimitMiB'], budget?.['v8']?.['heapLimitMiB']);
+    // ... and glibc's malloc settings (MALLOC_ENV), in the environment the process runs with.
+    assert.deepEqual(budget?.['v8']?.['malloc'], MALLOC_ENV, `budget ${JSON.stringify(budget?.['v8'])}`);
+    const environ = readFileSync(`/proc/${child!.pid}/environ`, 'utf8').split('\0');
+    for (const [k, v] of Object.entries(MALLOC_ENV)) assert.ok(environ.includes(`${k}=${v}`), `${k}=${v} in the service's environment`);
   });
 
   it('stops cleanly on the image’s STOPSIGNAL', async () => {

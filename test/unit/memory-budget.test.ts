@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import { loadConfig } from '../../src/config/config.js';
-import { DEFAULT_MEMORY_LIMIT, heapFlagsIn, heapFlagsToAdd, memoryBudget, v8FlagsFor } from '../../src/config/memory-budget.js';
+import { DEFAULT_MEMORY_LIMIT, heapFlagsIn, heapFlagsToAdd, MALLOC_ENV, mallocEnvToAdd, memoryBudget, v8FlagsFor } from '../../src/config/memory-budget.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -82,6 +82,13 @@ describe('memory budget', () => {
     assert.equal(loadConfig({ MEMORY_LIMIT: 'auto' }, machine).memory.source, 'default');
     // The Downward API gives the pod's limit as plain bytes.
     assert.equal(loadConfig({ MEMORY_LIMIT: String(512 * MiB) }, machine).memory.limitBytes, 512 * MiB);
+  });
+
+  it("adds glibc's malloc settings the environment does not set, and keeps the operator's", () => {
+    assert.deepEqual(MALLOC_ENV, { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072' });
+    assert.deepEqual(mallocEnvToAdd({}), MALLOC_ENV);
+    assert.deepEqual(mallocEnvToAdd({ MALLOC_ARENA_MAX: '4' }), { MALLOC_MMAP_THRESHOLD_: '131072' });
+    assert.deepEqual(mallocEnvToAdd({ ...MALLOC_ENV }), {});
   });
 
   it('recognises the heap flags an operator set in NODE_OPTIONS or on the command line', () => {
