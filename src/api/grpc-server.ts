@@ -2,8 +2,12 @@
 // - Auth (src/api/auth.ts) on every MemoryService call; health and reflection stay open.
 // - Client cancellation and deadlines become the CallContext's signal/deadline, which cancel database
 //   queries and release streams.
-// - Server-stream writes respect backpressure: write() false -> wait for 'drain' (or cancellation);
-//   the stream's own bounded queue absorbs the rest (src/api/stream-hub.ts).
+// - Server-stream writes respect backpressure BY BYTES: grpc-js's server stream is an object-mode
+//   Writable, so write() says false only after 16 queued responses - 16 x 1 MB of records per stream,
+//   held in the process whatever the client reads. A stream instead waits until its responses not yet
+//   handed to HTTP/2 (their write callbacks) are under STREAM_WRITE_BYTES (or it is cancelled); the
+//   stream's own bounded queue absorbs the rest (src/api/stream-hub.ts). Connect's adapter already
+//   waits on every write (connect-node's write() awaits the callback or 'drain').
 // - Errors are mapped in one place (src/api/status.ts).
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
@@ -28,6 +32,12 @@ import type { CallContext, MemoryCore } from './core.js';
 import { ApiHealth, healthServiceDefinition } from './health.js';
 import { addReflection, loadDescriptorIndex } from './reflection.js';
 import { toServiceError } from './status.js';
+
+/**
+ * Bytes of responses one server stream may have written and not yet handed to HTTP/2 (which holds
+ * at most its flow-control window more). One response (up to the hub's 1 MB batch) always goes.
+ */
+export const STREAM_WRITE_BYTES = 256 * 1024;
 import { openStream, startCall } from './api-metrics.js';
 
 export interface GrpcServerDeps {
@@ -106,14 +116,25 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
     (call: grpc.ServerWritableStream<Req, Res>): void => {
       const { ctx, controller } = callContext(call);
       const cancelled = controller.signal;
-      const drainOrCancel = (): Promise<void> =>
+      // Bytes written and not yet handed to HTTP/2; a waiter resumes when they fall to the bound.
+      let unsent = 0;
+      let resume: (() => void) | null = null;
+      const written = (n: number) => (): void => {
+        unsent -= n;
+        if (unsent <= STREAM_WRITE_BYTES && resume) {
+          const r = resume;
+          resume = null;
+          r();
+        }
+      };
+      const sentOrCancel = (): Promise<void> =>
         new Promise<void>((resolve) => {
           const done = (): void => {
-            call.off('drain', done);
+            resume = null;
             cancelled.removeEventListener('abort', done);
             resolve();
           };
-          call.on('drain', done);
+          resume = done;
           cancelled.addEventListener('abort', done, { once: true });
         });
       const timer = startCall(method, 'grpc');
@@ -126,7 +147,11 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
         for await (const bytes of open(decoded(call.request), ctx)) {
           if (cancelled.aborted) break;
           // Pre-encoded response bytes: the definition's responseSerialize passes Buffers through.
-          if (!call.write(bytes as unknown as Res)) await drainOrCancel();
+          unsent += bytes.length;
+          // The callback runs once grpc-js has framed the response and HTTP/2 took it (or on error,
+          // when the call is ending anyway).
+          call.write(bytes as unknown as Res, written(bytes.length));
+          if (unsent > STREAM_WRITE_BYTES) await sentOrCancel();
           if (cancelled.aborted) break;
         }
       })().then(

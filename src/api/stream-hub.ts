@@ -15,12 +15,22 @@
 // - Records in seq order: history pages and the queue are both ascending, and every emitted batch
 //   starts after the previous position.
 // - A slow client never slows ingest or others: its queue is bounded in records (api.streamBuffer)
-//   and in bytes (the memory budget's streams share, for each stream and for all of them together,
-//   a record queued for several streams counted once); on overflow the queue is dropped, the
+//   and in bytes (half the memory budget's streams share, for each stream and for all of them
+//   together, a record queued for several streams counted once); on overflow the queue is dropped, the
 //   subscriber detached, and the stream reads the database from its own cursor until it has caught
 //   up, then attaches again. A queue that is empty always takes one record, however large.
 // - Handed-over commits waiting for the hub are bounded in rows and in bytes (the budget's handover
 //   share); past either the hub reads the range back from the database instead.
+// - Catching up is shared, not repeated: while an unfiltered stream is attached or any stream is
+//   catching up, the hub keeps the records of its latest fan-outs in a window (bounded in bytes,
+//   complete: every committed row in (windowFrom, head]). A stream behind the hub (after an overflow,
+//   or resuming by a cursor) takes its records from the window, encoded once for all of them, and
+//   reads the database only for what the window no longer holds. Ten streams falling back under a
+//   burst of 512 KiB tool results otherwise read, parse and encode the same rows ten times (each read
+//   turns 512 KiB of jsonb back into text in PostgreSQL: ~10 ms a row, in the server ingest commits to).
+// - Database pages of streams are bounded together: a read takes its page's estimated bytes from one
+//   allowance (half the streams share, at least two full pages) until its records are encoded, so ten
+//   streams reading 4 MiB pages at once cannot hold ten pages, their text, parsed JSON and encodings.
 import type { Logger } from '../logger.js';
 import { CancelledError, OutOfRangeError, UnavailableError } from '../errors.js';
 import { counter, gauge } from '../metrics.js';
@@ -37,7 +47,10 @@ export interface CommitSource {
 export interface StreamHubOptions {
   /** Records one subscriber may queue before it falls back to the database. */
   readonly bufferLimit: number;
-  /** Bytes (encoded records) one subscriber, and all of them together, may queue (default: unbounded). */
+  /**
+   * The streams share of the memory budget (default: unbounded): half of it bounds the bytes (encoded
+   * records) one subscriber, and all of them together, may queue; the recent window holds all of it.
+   */
   readonly bufferBytes?: number;
   /** Bytes of handed-over commits the hub holds before it reads them from the database instead (default: unbounded). */
   readonly handoverBytes?: number;
@@ -84,6 +97,15 @@ const hubRowsCounter = counter(
 );
 const hubRowsHanded = hubRowsCounter.labels({ source: 'handed' });
 const hubRowsRead = hubRowsCounter.labels({ source: 'database' });
+const catchupCounter = counter(
+  'mycelis_memory_api_stream_catchup_rows_total',
+  'Records streams behind the hub (after an overflow, or resuming by a cursor) took from the hub\'s recent window or read from the database.',
+  ['source'],
+);
+const catchupWindow = catchupCounter.labels({ source: 'window' });
+const catchupDatabase = catchupCounter.labels({ source: 'database' });
+const windowBytesGauge = gauge('mycelis_memory_api_stream_window_bytes', 'Bytes of encoded records in the stream hub\'s recent window (bounded by the memory budget\'s streams share).');
+const pageWaitCounter = counter('mycelis_memory_api_stream_page_waits_total', 'Database page reads of streams that waited for the pages allowance.');
 const coalesceGauge = gauge('mycelis_memory_api_stream_coalesce_seconds', 'How long the stream hub gathers commits into one fan-out (wider while the process is saturated).');
 const hubHeadGauge = gauge('mycelis_memory_api_stream_hub_head_seq', 'The newest seq the stream hub has fanned out.');
 
@@ -168,10 +190,13 @@ function dequeued(r: WireRecord): void {
  * The size of the rows lately seen (a maximum decaying by 1/1000 a row): database pages are cut to
  * PAGE_BYTES by it. A page of 1,000 rows of 512 KiB tool results is half a gigabyte of strings, which
  * a stream falling back after its byte bound, or the hub after the hand-over's, read at once and ran
- * V8 out of heap (10 tails of 512 KiB records).
+ * V8 out of heap (10 tails of 512 KiB records). 1 MiB: a stream holds its page's records while it
+ * sends them, so ten streams catching up hold ten pages (with 4 MiB pages that was 40 MB of records,
+ * and as much again in their text and parsed JSON while a page is read); 1,000 rows of 1 KiB still
+ * make one page.
  */
 let rowBytes = 1024;
-const PAGE_BYTES = 4 * 1024 * 1024;
+const PAGE_BYTES = 1024 * 1024;
 function sawRow(bytes: number): void {
   rowBytes = Math.max(bytes, rowBytes * 0.999, 256);
 }
@@ -208,11 +233,25 @@ export function rowMatches(f: LogRowFilter, r: Filterable): boolean {
   );
 }
 
+/**
+ * What a queue or the window leaves in a slot it has moved past (they compact only now and then): the
+ * record itself would otherwise stay reachable until then - up to 1,024 of them, 512 MB of 512 KiB
+ * tool results.
+ */
+const TAKEN: WireRecord = { seq: -1, source: '', teamId: '', level: '', intent: '', traceId: '', chunk: new Uint8Array(0) };
+
+/** A filter that matches every row. */
+function matchesAll(f: LogRowFilter): boolean {
+  return f.agentIds.length === 0 && f.teamIds.length === 0 && f.levels.length === 0 && f.intents.length === 0 && f.traceId === '';
+}
+
 class Subscriber {
   /** Shared WireRecords (never copies), ascending by seq; `qHead` is the first not yet taken. */
   queue: WireRecord[] = [];
   private qHead = 0;
   overflowed = false;
+  /** Counted in the hub's catchingUp since its overflow, until its stream takes the count over (or ends). */
+  catchUpCounted = false;
   /** Set when the database became unreachable: the stream ends with this error (UNAVAILABLE). */
   failure: Error | null = null;
   /** Records pushed during the current fan-out (to wake once and count once). */
@@ -273,6 +312,7 @@ class Subscriber {
       i++;
     }
     const out = q.slice(start, i);
+    for (let k = start; k < i; k++) q[k] = TAKEN;
     for (const r of out) {
       this.bytes -= r.chunk.length;
       dequeued(r);
@@ -422,6 +462,26 @@ export class StreamHub {
   private readonly maxBytes: number;
   private readonly bufferBytes: number;
   private readonly handoverBytes: number;
+  /**
+   * The recent window: wire records of the latest fan-outs, ascending by seq, from index wStart; it
+   * holds EVERY committed row with windowFrom < seq <= head (a fan-out that does not encode every row
+   * empties it and moves windowFrom to the new head).
+   */
+  private window: WireRecord[] = [];
+  private wStart = 0;
+  private windowFrom = 0;
+  private windowBytes = 0;
+  private readonly windowLimit: number;
+  /** Bytes queued for live streams, each queue and all together: half the streams share, so a stream that overflows is still inside the window. */
+  private readonly queueBytes: number;
+  /** Streams behind the hub reading the window or the database (kept window while > 0). */
+  private catchingUp = 0;
+  /** Unfiltered subscribers attached (every row is encoded for them anyway). */
+  private unfiltered = 0;
+  /** The pages allowance: bytes of stream database pages being read and encoded now. */
+  private pageBytesInUse = 0;
+  private readonly pageAllowance: number;
+  private readonly pageWaiters: (() => void)[] = [];
 
   constructor(
     private readonly reader: LogReader,
@@ -435,6 +495,10 @@ export class StreamHub {
     this.maxBytes = opts.maxBytesPerBatch ?? 1_000_000;
     this.bufferBytes = opts.bufferBytes ?? Number.POSITIVE_INFINITY;
     this.handoverBytes = opts.handoverBytes ?? Number.POSITIVE_INFINITY;
+    // Unbounded budgets (tests, embedded) keep a window as large as a default pod's.
+    this.windowLimit = Number.isFinite(this.bufferBytes) ? this.bufferBytes : 16 * 1024 * 1024;
+    this.queueBytes = this.bufferBytes / 2;
+    this.pageAllowance = Math.max(2 * PAGE_BYTES, Number.isFinite(this.bufferBytes) ? this.bufferBytes / 2 : 0);
   }
 
   /** Rows per database page: pageSize, fewer when rows are large (PAGE_BYTES a page). */
@@ -490,6 +554,8 @@ export class StreamHub {
       this.index.delete(s);
     }
     this.subs.clear();
+    this.unfiltered = 0;
+    this.windowReset(this.head);
     subscribersGauge.set(0);
   }
 
@@ -508,6 +574,7 @@ export class StreamHub {
       if (this.stopped) return;
       this.head = Math.max(this.head, m);
       this.target = Math.max(this.target, m);
+      this.windowReset(this.head);
       hubHeadGauge.set(this.head);
       const waiters = this.readyWaiters;
       this.readyWaiters = [];
@@ -580,7 +647,7 @@ export class StreamHub {
 
   /** Keeps a handed-over commit for the next fan-out (only while someone is listening, and bounded). */
   private hold(rows: CommittedRows, lastSeq: number): void {
-    if (this.subs.size === 0 || lastSeq <= this.head || rows.rows.length === 0) return;
+    if ((this.subs.size === 0 && this.catchingUp === 0) || lastSeq <= this.head || rows.rows.length === 0) return;
     const bytes = committedBytes(rows);
     if (this.pendingRows + rows.rows.length > MAX_PENDING_ROWS || (this.pending.length > 0 && this.pendingBytes + bytes > this.handoverBytes)) {
       // Far behind: the database has it all; the hand-over resumes once the hub has caught up.
@@ -649,7 +716,7 @@ export class StreamHub {
     try {
       while (!this.stopped && this.target > this.head) {
         const upTo = this.target;
-        if (this.subs.size === 0) {
+        if (this.subs.size === 0 && this.catchingUp === 0) {
           // Nobody to fan out to: move head without reading the rows back (ingest would otherwise pay
           // a full read and JSON parse of every committed row). A stream attaching later starts at
           // the new head and reads everything up to it from the database itself.
@@ -692,7 +759,10 @@ export class StreamHub {
    * once (on its first match); every matching subscriber queues the same WireRecord.
    */
   private fanOut(rows: readonly HubRow[], newHead: number): void {
-    if (this.subs.size > 0) {
+    // The window is kept while every row is encoded anyway (an unfiltered stream) or a stream behind
+    // the hub needs it; otherwise it is emptied (it must hold every row of its range or none).
+    const keep = this.unfiltered > 0 || this.catchingUp > 0;
+    if (this.subs.size > 0 || keep) {
       const touched = this.touched;
       const idx = this.index;
       this.pushed = 0;
@@ -702,7 +772,8 @@ export class StreamHub {
         if (row.traceId !== '') wire = this.offer(idx.byTrace.get(row.traceId), row, wire);
         wire = this.offer(idx.byAgent.get(row.source), row, wire);
         wire = this.offer(idx.byTeam.get(row.teamId), row, wire);
-        this.offer(idx.rest, row, wire);
+        wire = this.offer(idx.rest, row, wire);
+        if (keep) this.windowPush(wire ?? wireOf(row));
       }
       bufferedTotal += this.pushed;
       for (const s of touched) {
@@ -715,6 +786,11 @@ export class StreamHub {
       }
       for (const s of this.subs) {
         if (s.overflowed) {
+          if (matchesAll(s.filter)) this.unfiltered--;
+          // It will catch up from its cursor: keep the window complete from now on (its stream may
+          // not run again before the next fan-out).
+          this.catchingUp++;
+          s.catchUpCounted = true;
           this.subs.delete(s);
           this.index.delete(s);
           this.unwoken.delete(s);
@@ -726,11 +802,13 @@ export class StreamHub {
       }
       // Queue now, respond later: each wake costs one response (framing, a socket write) however few
       // records it carries, so streams are woken together once per coalescing window - except a
-      // stream whose queue is half full, which is woken at once (the window never overflows a queue).
+      // stream whose queue is half full, in records or in bytes, which is woken at once (the window
+      // never overflows a queue: 250 ms of 512 KiB tool results is more than the byte bound).
       const early = this.opts.bufferLimit / 2;
+      const earlyBytes = this.queueBytes / 2;
       for (const s of touched) {
         if (s.overflowed) continue; // detached above, already woken
-        if (s.length >= early) {
+        if (s.length >= early || s.bytes >= earlyBytes || bufferedBytes >= earlyBytes) {
           this.unwoken.delete(s);
           s.wake();
         } else this.unwoken.add(s);
@@ -740,9 +818,117 @@ export class StreamHub {
       bufferedGauge.set(bufferedTotal);
       bufferedBytesGauge.set(bufferedBytes);
     }
+    if (!keep) this.windowReset(newHead);
+    windowBytesGauge.set(this.windowBytes);
     subscribersGauge.set(this.subs.size);
     this.head = newHead;
     hubHeadGauge.set(newHead);
+  }
+
+  private windowPush(r: WireRecord): void {
+    this.window.push(r);
+    this.windowBytes += r.chunk.length;
+    // Oldest out first; the newest record stays, however large.
+    while (this.windowBytes > this.windowLimit && this.window.length - this.wStart > 1) {
+      const old = this.window[this.wStart]!;
+      this.window[this.wStart++] = TAKEN;
+      this.windowBytes -= old.chunk.length;
+      this.windowFrom = old.seq;
+    }
+    if (this.wStart > 1024 && this.wStart * 2 > this.window.length) {
+      this.window = this.window.slice(this.wStart);
+      this.wStart = 0;
+    }
+  }
+
+  private windowReset(head: number): void {
+    if (this.window.length > 0) {
+      this.window = [];
+      this.wStart = 0;
+      this.windowBytes = 0;
+    }
+    this.windowFrom = head;
+  }
+
+  /**
+   * The records of (after, upTo] matching `filter`, from the window, cut like a response, and the
+   * position they reach; null when the window no longer holds the rows right after `after`.
+   * upTo <= head (the window is complete up to head).
+   */
+  private fromWindow(filter: LogRowFilter, after: number, upTo: number): StreamBatch | null {
+    if (after < this.windowFrom) return null;
+    const w = this.window;
+    let lo = this.wStart;
+    let hi = w.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (w[mid]!.seq <= after) lo = mid + 1;
+      else hi = mid;
+    }
+    const out: WireRecord[] = [];
+    let bytes = 0;
+    let position = upTo;
+    for (let i = lo, scanned = 0; i < w.length; i++, scanned++) {
+      const r = w[i]!;
+      if (r.seq > upTo) break;
+      if (scanned >= 10_000) {
+        position = w[i - 1]!.seq; // a long run of rows the filter skips: go on in the next step
+        break;
+      }
+      if (!rowMatches(filter, r)) continue;
+      if (out.length >= this.maxRecords || (out.length > 0 && bytes + r.chunk.length > this.maxBytes)) {
+        position = out[out.length - 1]!.seq;
+        break;
+      }
+      out.push(r);
+      bytes += r.chunk.length;
+    }
+    catchupWindow.inc(out.length);
+    return { records: out, position };
+  }
+
+  /**
+   * Waits until a stream's database page of about `bytes` fits in the pages allowance (a page always
+   * fits when no other is being read), takes it, and returns its release.
+   */
+  private async pageSlot(bytes: number, signal: AbortSignal): Promise<() => void> {
+    const want = Math.min(bytes, this.pageAllowance);
+    while (this.pageBytesInUse > 0 && this.pageBytesInUse + want > this.pageAllowance && !signal.aborted && !this.stopped) {
+      pageWaitCounter.inc();
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          signal.removeEventListener('abort', done);
+          resolve();
+        };
+        this.pageWaiters.push(done);
+        signal.addEventListener('abort', done, { once: true });
+      });
+    }
+    this.pageBytesInUse += want;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.pageBytesInUse -= want;
+      const waiters = this.pageWaiters.splice(0);
+      for (const w of waiters) w();
+    };
+  }
+
+  /** One database page of a stream (within the pages allowance), encoded and cut into responses. */
+  private async readPage(filter: LogRowFilter, after: number, upTo: number, signal: AbortSignal): Promise<{ batches: StreamBatch[]; position: number; full: boolean }> {
+    const page = this.pageRows();
+    const release = await this.pageSlot(page * rowBytes, signal);
+    try {
+      const rows = await this.reader.readRange(filter, { afterSeq: after, upToSeq: upTo }, page, signal);
+      sawRows(rows);
+      catchupDatabase.inc(rows.length);
+      const full = rows.length === page;
+      const position = full ? rows[rows.length - 1]!.seq : upTo;
+      return { batches: this.chunks(rows, position), position, full };
+    } finally {
+      release();
+    }
   }
 
   /** Queues `row` on the matching subscribers of `set`; encodes it on the first match. Returns its wire form, if made. */
@@ -784,14 +970,16 @@ export class StreamHub {
   }
 
   private attach(filter: LogRowFilter): Subscriber {
-    const s = new Subscriber(filter, this.head, this.opts.bufferLimit, this.bufferBytes);
+    const s = new Subscriber(filter, this.head, this.opts.bufferLimit, this.queueBytes);
     this.subs.add(s);
     this.index.add(s);
+    if (matchesAll(filter)) this.unfiltered++;
     subscribersGauge.set(this.subs.size);
     return s;
   }
 
   private detach(s: Subscriber): void {
+    if (this.subs.has(s) && matchesAll(s.filter)) this.unfiltered--;
     this.subs.delete(s);
     this.index.delete(s);
     this.unwoken.delete(s);
@@ -852,8 +1040,14 @@ export class StreamHub {
         }
         cursor = req.afterSeq;
       } else if (req.tail > 0) {
-        const rows = await this.reader.tail(req.filter, req.tail, sub.attachedAt, signal);
-        for (const b of this.chunks(rows, sub.attachedAt)) {
+        const release = await this.pageSlot(Math.min(req.tail, this.pageSize) * rowBytes, signal);
+        let batches: StreamBatch[];
+        try {
+          batches = this.chunks(await this.reader.tail(req.filter, req.tail, sub.attachedAt, signal), sub.attachedAt);
+        } finally {
+          release();
+        }
+        for (const b of batches) {
           yield b;
           sentAny = true;
         }
@@ -870,15 +1064,21 @@ export class StreamHub {
             yield { records: [], position: cursor, final: true };
             return;
           }
-          const page = this.pageRows();
-          const rows = await this.reader.readRange(req.filter, { afterSeq: cursor, upToSeq: sub.attachedAt }, page, signal);
-          sawRows(rows);
-          const pos = rows.length === page ? rows[rows.length - 1]!.seq : sub.attachedAt;
-          for (const b of this.chunks(rows, pos)) {
+          const fromWindow = this.fromWindow(req.filter, cursor, sub.attachedAt);
+          if (fromWindow) {
+            if (fromWindow.records.length > 0) {
+              yield fromWindow;
+              sentAny = true;
+            }
+            cursor = fromWindow.position;
+            continue;
+          }
+          const { batches, position } = await this.readPage(req.filter, cursor, sub.attachedAt, signal);
+          for (const b of batches) {
             yield b;
             sentAny = true;
           }
-          cursor = pos;
+          cursor = position;
         }
         if (!sentAny) {
           // Tell the client where it stands right away (and flush response headers).
@@ -911,31 +1111,46 @@ export class StreamHub {
           }
         }
 
-        // Overflow: the queue is gone; read the database from our own cursor until we are close to
-        // the hub, then attach again (the catch-up above closes the remaining gap).
+        // Overflow: the queue is gone; catch up from our own cursor - from the hub's window while it
+        // still holds the rows after it, else from the database - until we are close to the hub,
+        // then attach again (the catch-up above closes the remaining gap). Counted as catching up
+        // from the moment of the detach (no fan-out in between), so the window stays complete.
+        if (!sub.catchUpCounted) this.catchingUp++; // (an overflow always counts it; kept for safety)
+        sub.catchUpCounted = false;
         this.detach(sub);
         sub = null;
-        for (;;) {
-          if (signal.aborted) return;
-          if (closing.aborted) {
-            yield { records: [], position: cursor, final: true };
-            return;
+        try {
+          for (;;) {
+            if (signal.aborted) return;
+            if (closing.aborted) {
+              yield { records: [], position: cursor, final: true };
+              return;
+            }
+            const upTo = this.head;
+            if (upTo <= cursor) break;
+            const fromWindow = this.fromWindow(req.filter, cursor, upTo);
+            if (fromWindow) {
+              if (fromWindow.records.length > 0) yield fromWindow;
+              cursor = fromWindow.position;
+              continue;
+            }
+            const { batches, position, full } = await this.readPage(req.filter, cursor, upTo, signal);
+            for (const b of batches) yield b;
+            cursor = position;
+            if (!full) break;
           }
-          const upTo = this.head;
-          if (upTo <= cursor) break;
-          const page = this.pageRows();
-          const rows = await this.reader.readRange(req.filter, { afterSeq: cursor, upToSeq: upTo }, page, signal);
-          sawRows(rows);
-          const pos = rows.length === page ? rows[rows.length - 1]!.seq : upTo;
-          for (const b of this.chunks(rows, pos)) yield b;
-          cursor = pos;
-          if (rows.length < page) break;
+        } finally {
+          this.catchingUp--;
         }
         sub = this.attach(req.filter);
       }
     } finally {
       signal.removeEventListener('abort', onAbort);
       closing.removeEventListener('abort', onAbort);
+      if (sub?.catchUpCounted) {
+        sub.catchUpCounted = false;
+        this.catchingUp--;
+      }
       if (sub) this.detach(sub);
     }
   }

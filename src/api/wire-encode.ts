@@ -35,7 +35,8 @@ export type EncodableRow = Omit<StoredLogRow, 'context' | 'approxBytes'> & { rea
 
 // Records are written into slabs, each record backwards from where the previous one began, and handed
 // out as views of their slab: no copy. A slab lives as long as any record in it (like Buffer's own
-// 8 KiB pool); a record that outgrows what is left of one moves to the end of a new slab.
+// 8 KiB pool); a record that outgrows what is left of one moves to the end of a new slab, and a
+// record that needed a grown slab is copied out of it into a buffer of its own size (below).
 const SLAB_BYTES = 32 * 1024;
 
 let slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
@@ -341,9 +342,17 @@ export function encodeRecordElement(r: EncodableRow, cursor: string): Buffer {
   putStringField(0x0a, r.id); // id = 1
 
   putMessageHeader(0x0a, 0); // StreamLogsResponse.records = 1
+  if (slab.length > SLAB_BYTES) {
+    // A slab grown for one large record (doubling, so up to 4x its size: a 512 KiB tool result grew
+    // one of 2 MiB) would be kept whole by it for as long as any stream or the hub's window holds
+    // it. The record gets a buffer of its own size (one copy); the next record starts a normal slab.
+    const out = Buffer.allocUnsafeSlow(recordEnd - p);
+    slab.copy(out, 0, p, recordEnd);
+    free = 0;
+    return out;
+  }
   const out = slab.subarray(p, recordEnd);
-  // A slab grown for one huge record is left to that record; the next starts a normal one.
-  free = slab.length > SLAB_BYTES ? 0 : p;
+  free = p;
   return out;
 }
 

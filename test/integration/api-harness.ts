@@ -116,9 +116,11 @@ export class StreamCollector {
   }
 }
 
-export async function metricValue(name: string): Promise<number> {
+/** A metric of this process: the sum over its series, or over those with every label in `labels`. */
+export async function metricValue(name: string, labels: Record<string, string> = {}): Promise<number> {
   const m = metricsRegistry.getSingleMetric(name);
   if (!m) return 0;
   const data = await m.get();
-  return data.values.reduce((s, v) => s + v.value, 0);
+  const want = Object.entries(labels);
+  return data.values.filter((v) => want.every(([k, x]) => (v.labels as Record<string, unknown>)[k] === x)).reduce((s, v) => s + v.value, 0);
 }

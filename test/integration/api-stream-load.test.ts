@@ -5,10 +5,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { encodeCursor } from '../../src/api/cursor.js';
-import { streamBufferedBytes, streamBufferHighWater } from '../../src/api/stream-hub.js';
+import { StreamHub, streamBufferedBytes, streamBufferHighWater } from '../../src/api/stream-hub.js';
+import { LogReader, NO_FILTER } from '../../src/store/log-reader.js';
 import { waitFor } from '../helpers/wait.js';
 import { makeRow } from './store-rows.js';
-import { metricValue, openEnv, startApi, StreamCollector, type Env } from './api-harness.js';
+import { logger, metricValue, openEnv, startApi, StreamCollector, type Env } from './api-harness.js';
 
 const BATCH = 500;
 
@@ -87,13 +88,59 @@ describe('api: StreamLogs under load', { timeout: 600_000 }, () => {
       const { highWater } = streamBufferedBytes();
       // One record past the bound at most (an empty queue takes one, however large).
       assert.ok(highWater <= limit + 110 * 1024, `streams held ${highWater} bytes (bound ${limit})`);
+      const fromDbBefore = await metricValue('mycelis_memory_api_stream_catchup_rows_total', { source: 'database' });
+      const receivedBeforeResume = s.records.length;
       s.call.resume();
       await waitFor('caught up', () => s.lastSeq === stored[stored.length - 1], { timeoutMs: 120_000 });
       assert.deepEqual(s.records.map((r) => r.seq), stored);
       assert.ok((await metricValue('mycelis_memory_api_stream_buffered_bytes')) <= limit + 110 * 1024);
+      // 30 MB is far more than the hub's window (4 MiB): the stream read most of it from the database.
+      const fromDb = (await metricValue('mycelis_memory_api_stream_catchup_rows_total', { source: 'database' })) - fromDbBefore;
+      assert.ok(fromDb >= 100, `read back from the database: ${fromDb} rows (window: ${await metricValue('mycelis_memory_api_stream_catchup_rows_total', { source: 'window' })}, received before the resume ${receivedBeforeResume})`);
       s.cancel();
     } finally {
       await api.close();
+    }
+  });
+
+  it('a stream that overflowed by a little catches up from the hub\'s recent window, not the database', async () => {
+    // The hub itself, driven by hand: a stream whose generator is not resumed reads nothing (a gRPC
+    // client's buffers would absorb an unknown amount first). Streams share 4 MiB: queues 2 MiB, the
+    // window 4 MiB; 30 records of 100 KiB (3 MiB) overflow the queue and stay in the window.
+    const hub = new StreamHub(new LogReader(env.db), env.notifier, { bufferLimit: 10_000, bufferBytes: 4 * 1024 * 1024, keepaliveMs: 60_000 }, logger);
+    hub.start();
+    const ac = new AbortController();
+    const closing = new AbortController();
+    try {
+      const start = await new LogReader(env.db).maxSeq();
+      await waitFor('hub ready', () => hub.headSeq >= start);
+      const stream = hub.follow({ filter: NO_FILTER, afterSeq: start, tail: 0 }, ac.signal, closing.signal);
+      const first = await stream.next();
+      assert.equal(first.done, false);
+      const fallbacksBefore = await metricValue('mycelis_memory_api_stream_fallbacks_total');
+      const big = 'w'.repeat(100 * 1024);
+      for (let b = 0; b < 3; b++) {
+        await env.writer.write({ rows: Array.from({ length: 10 }, (_, i) => makeRow({ source: 'window-reader', message: `${b}:${i}:${big}` })), rejects: [], registry: [] });
+      }
+      const stored = await seqsAfter(env, start);
+      assert.equal(stored.length, 30);
+      await waitFor('the queue overflowed', async () => (await metricValue('mycelis_memory_api_stream_fallbacks_total')) > fallbacksBefore);
+      const fromDbBefore = await metricValue('mycelis_memory_api_stream_catchup_rows_total', { source: 'database' });
+      const fromWindowBefore = await metricValue('mycelis_memory_api_stream_catchup_rows_total', { source: 'window' });
+      const seqs: number[] = [];
+      while (seqs.length < stored.length) {
+        const next = await stream.next();
+        assert.equal(next.done, false);
+        for (const r of next.value!.records) seqs.push(r.seq);
+      }
+      assert.deepEqual(seqs, stored, 'every record once, in order');
+      assert.equal(await metricValue('mycelis_memory_api_stream_catchup_rows_total', { source: 'database' }), fromDbBefore, 'nothing read back from the database');
+      assert.equal((await metricValue('mycelis_memory_api_stream_catchup_rows_total', { source: 'window' })) - fromWindowBefore, 30, 'all 30 from the window');
+      ac.abort();
+      await stream.return(undefined);
+    } finally {
+      ac.abort();
+      hub.stop();
     }
   });
 
