@@ -20,7 +20,7 @@ import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
 import { SHARED_NATS_URL, dropStreamAndClose, uniqueNatsNames, type NatsNames } from '../helpers/nats.js';
 import { waitFor } from '../helpers/wait.js';
 import { prng } from '../integration/ingest-harness.js';
-import { assertionPool, consumerDrained, countOf, rssMiB, serviceEnv } from './fault-helpers.js';
+import { assertionPool, consumerDrained, countOf, rssMiB, scrapeMetric, serviceEnv } from './fault-helpers.js';
 
 const MiB = 1024 * 1024;
 const LARGE = 1_000;
@@ -186,14 +186,18 @@ describe('fault: large messages with production defaults', { timeout: 600_000, s
     })();
     const { gapMs, doneMs } = await longestGap(pool, LARGE, 400_000);
     await published;
-    await waitFor('every tail has every record', () => tails.every((t) => t.seqs.length >= LARGE || t.error !== null), { timeoutMs: 60_000, intervalMs: 100 });
+    await waitFor('every tail has every record', () => tails.every((t) => t.seqs.length >= LARGE || t.error !== null), { timeoutMs: 60_000, intervalMs: 100 }).catch(async (e: unknown) => {
+      const fallbacks = await scrapeMetric(svc.httpBase, 'mycelis_memory_api_stream_fallbacks_total').catch(() => NaN);
+      throw new Error(`${(e as Error).message}: tails have ${tails.map((t) => t.seqs.length).join(', ')} of ${LARGE} records; ${fallbacks} fallbacks to the database`, { cause: e });
+    });
     const rss = rssMiB(svc);
+    const fallbacks = await scrapeMetric(svc.httpBase, 'mycelis_memory_api_stream_fallbacks_total');
     for (const t of tails) t.cancel();
     client.close();
     const peakMB = (rss.peak * MiB) / 1e6;
     console.log(
       `${LARGE} x 512 KiB, ${TAILS} tails: stored in ${(doneMs / 1000).toFixed(1)} s (${((LARGE * LARGE_BYTES) / MiB / (doneMs / 1000)).toFixed(0)} MiB/s), ` +
-        `longest gap ${gapMs.toFixed(0)} ms; RSS before ${before.now.toFixed(0)} MiB, peak ${peakMB.toFixed(0)} MB (${rss.peak.toFixed(0)} MiB), Node ${process.versions.node}`,
+        `longest gap ${gapMs.toFixed(0)} ms, ${fallbacks} stream fallbacks to the database; RSS before ${before.now.toFixed(0)} MiB, peak ${peakMB.toFixed(0)} MB (${rss.peak.toFixed(0)} MiB), Node ${process.versions.node}`,
     );
     await waitFor('consumer drained', () => consumerDrained(SHARED_NATS_URL, names.stream, names.consumer), { timeoutMs: 30_000 });
     const r = await pool.query<{ n: number; d: number; big: number }>(

@@ -81,9 +81,9 @@ describe('fault: NATS restart mid-ingest', { timeout: 150_000 }, () => {
   };
 
   it('jetstream: a backlog being ingested across the restart is stored exactly once', async () => {
-    const BACKLOG = 20_000;
+    const BACKLOG = 50_000; // ten default batches: the restart comes mid-ingest
     const AFTER = 5_000;
-    const { pool, names, svc, rows } = await setup('natsjs', { ACK_WAIT: '2s', INGEST_BATCH_SIZE: '500' });
+    const { pool, names, svc, rows } = await setup('natsjs', {}); // production defaults (ACK_WAIT 10 s, batches of 5,000)
     assert.equal(await publishTraffic(pub, { count: BACKLOG, agents: 100, subjectPrefix: names.prefix, typeHeaders: true, seed: 31 }), BACKLOG);
     const jsm = await pub.jetstreamManager();
     await waitFor('the stream holds the backlog', async () => (await jsm.streams.info(names.stream)).state.messages === BACKLOG);

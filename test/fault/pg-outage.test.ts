@@ -20,7 +20,7 @@ import { textEnvelope } from '../integration/ingest-harness.js';
 import { assertionPool, consumerDrained, countOf, publishTraffic, serviceEnv } from './fault-helpers.js';
 
 const OUTAGE_MS = 30_000; // the number
-const BEFORE = 10_000; // published before the outage
+const BEFORE = 30_000; // published before the outage (several default batches: the outage comes mid-ingest)
 const DURING = 10_000; // published while PostgreSQL is down
 const TOTAL = 1 + BEFORE + DURING; // plus one warm-up event
 const names = uniqueNatsNames('pgoutage');
@@ -40,7 +40,7 @@ describe('fault: PostgreSQL outage of 30 s mid-ingest', { timeout: 150_000 }, ()
     pool = assertionPool(pgp.url);
     nc = await connect({ servers: SHARED_NATS_URL });
     svc = await startService({
-      env: serviceEnv({ DATABASE_URL: pgp.url, MEMORY_STORE: 'postgres' }, SHARED_NATS_URL, names, { ACK_WAIT: '2s', INGEST_BATCH_SIZE: '500' }),
+      env: serviceEnv({ DATABASE_URL: pgp.url, MEMORY_STORE: 'postgres' }, SHARED_NATS_URL, names), // production defaults (ACK_WAIT 10 s, batches of 5,000)
     });
     client = new MemoryServiceClient(svc.grpcAddress, grpc.credentials.createInsecure());
     const Health = grpc.makeClientConstructor(healthService as unknown as grpc.ServiceDefinition, 'Health');

@@ -48,7 +48,7 @@ describe('fault: two replicas, one SIGKILLed halfway', { timeout: 240_000 }, () 
   });
 
   it('0 duplicates, 0 lost; tails see every record once in order; the orphaned client resumes on the survivor', async () => {
-    const env = serviceEnv(tdb.env, SHARED_NATS_URL, names, { INGEST_BATCH_SIZE: '500' });
+    const env = serviceEnv(tdb.env, SHARED_NATS_URL, names); // production defaults (ACK_WAIT 10 s, batches of 5,000)
     const a = await startService({ env });
     services.push(a);
     const b = await startService({ env });
