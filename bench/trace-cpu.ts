@@ -1,6 +1,6 @@
 // GetTrace through the built service with --cpu-prof, over a database a reads run kept (`--only reads --keep`):
 // latency of 800 calls (400 traces, twice, after a warm-up round) and where the service's CPU goes.
-//   tsx bench/trace-profile.ts <database>
+//   tsx bench/trace-cpu.ts <database> [<another checkout>: its build instead of this one]
 import { mkdirSync, readdirSync, statSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -15,7 +15,7 @@ const dir = join(tmpdir(), `mm-trace-profile-${process.pid}`);
 rmSync(dir, { recursive: true, force: true });
 mkdirSync(dir, { recursive: true });
 const nats = await startPrivateNats();
-const svc = await startBenchService({ DATABASE_URL: url, MEMORY_STORE: 'postgres', INGEST_MODE: 'off', NATS_URL: nats.url, STREAM_NAME: 'TRPROF', LOG_LEVEL: 'info' }, ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
+const svc = await startBenchService({ DATABASE_URL: url, MEMORY_STORE: 'postgres', INGEST_MODE: 'off', NATS_URL: nats.url, STREAM_NAME: 'TRPROF', LOG_LEVEL: 'info' }, ['--cpu-prof', `--cpu-prof-dir=${dir}`], 60_000, process.argv[3] === undefined ? undefined : join(process.argv[3], 'dist', 'src', 'cli.js'));
 const [client] = makeClients(`127.0.0.1:${svc.grpcPort}`, 1);
 const c = new pg.Client({ connectionString: url });
 await c.connect();
