@@ -96,7 +96,7 @@ function normalize(msg: IncomingMessage, opts: NormalizeOptions): Normalized {
     // Plain, well-formed envelopes straight from the wire (equal to the reference path, or null).
     if (!logSubject && opts.wireFastPath !== false) {
       const fast = readEnvelopeFast(data);
-      if (fast !== null) return buildRow(msg, h.replayOf, fast.context, fast.facts, counter, 'protobuf');
+      if (fast !== null) return buildRow(msg, h.replayOf, fast.context, fast.facts, counter, 'protobuf', true);
     }
     binary = decodeBinary(data, logSubject);
     if (!('reason' in binary) && checkV1(binary) === null) {
@@ -285,6 +285,12 @@ function buildRow(
   f: Facts,
   counter: StripCounter,
   format: Format,
+  /**
+   * The facts' strings (and meta) are clean already: the wire fast path read them as strict UTF-8 (no
+   * lone surrogates) and refused any NUL, and its meta is a fresh JSON.parse of them. Then they are used
+   * as they are, without a second pass or a deep copy of meta (the subject still is cleaned).
+   */
+  trusted = false,
 ): Normalized {
   const subject = clean(msg.subject, counter);
   // The strings below also appear in the context and were counted there: clean without counting again.
@@ -293,9 +299,9 @@ function buildRow(
   // server time for the event-time rule and the registry's last_seen.
   const serverTimeUs = replayOf === null ? msg.serverTimeUs : Math.min(replayOf.receivedUs, msg.serverTimeUs);
   const fromSubject = parseSubject(subject);
-  const sentSource = clean(f.sourceAsSent, quiet);
+  const sentSource = trusted ? f.sourceAsSent : clean(f.sourceAsSent, quiet);
   const source = sentSource !== '' ? sentSource : fromSubject.agent !== '' ? fromSubject.agent : UNKNOWN_SOURCE;
-  const eventTeam = clean(f.team, quiet);
+  const eventTeam = trusted ? f.team : clean(f.team, quiet);
   const timestampUs = eventTimeUs(f.timestamp, serverTimeUs);
   const { id } = deriveRowId({
     envelopeId: f.envelopeId,
@@ -312,23 +318,23 @@ function buildRow(
   const row: LogRow = {
     // Held until the batch commits: one flat string each, not a tree of pieces (flat.ts).
     id: flat(id),
-    traceId: clean(f.traceId, quiet),
+    traceId: trusted ? f.traceId : clean(f.traceId, quiet),
     timestampUs,
     level: f.level,
     source,
-    intent: clean(f.intent, quiet),
-    message: clean(f.message, quiet),
+    intent: trusted ? f.intent : clean(f.intent, quiet),
+    message: trusted ? f.message : clean(f.message, quiet),
     context: flat(context),
     teamId: eventTeam !== '' ? eventTeam : fromSubject.team,
     subject,
     receivedAtUs: msg.receivedAtUs,
   };
   // swarm/v1 messages tell about their source; the JSON formats name their agent (or none) themselves.
-  const agent = f.registryAgent === undefined ? source : clean(f.registryAgent, quiet);
+  const agent = f.registryAgent === undefined ? source : trusted ? f.registryAgent : clean(f.registryAgent, quiet);
   const registry =
     agent === '' || agent === UNKNOWN_SOURCE
       ? null
-      : registryEvent(msg, serverTimeUs, row, agent, f.registryAgent === undefined ? eventTeam : row.teamId, fromSubject.team, f, quiet);
+      : registryEvent(msg, serverTimeUs, row, agent, f.registryAgent === undefined ? eventTeam : row.teamId, fromSubject.team, f, quiet, trusted);
   return { ok: true, row, registry, stripped: counter.stripped, format };
 }
 
@@ -341,6 +347,7 @@ function registryEvent(
   subjectTeam: string,
   f: Facts,
   quiet: StripCounter,
+  trusted: boolean,
 ): RegistryEvent {
   const isError = row.level === 'ERROR' || row.level === 'FATAL';
   // A row at level ERROR/FATAL sets ERROR, unless the event itself states a status.
@@ -356,8 +363,8 @@ function registryEvent(
     streamSeq: msg.streamSeq,
     serverTimeUs,
     status,
-    meta: f.meta === null ? null : (cleanValue(f.meta, quiet) as Record<string, unknown>),
-    errorMessage: errorMessage === null ? null : clean(errorMessage, quiet),
+    meta: f.meta === null ? null : trusted ? f.meta : (cleanValue(f.meta, quiet) as Record<string, unknown>),
+    errorMessage: errorMessage === null ? null : trusted ? errorMessage : clean(errorMessage, quiet),
   };
 }
 
