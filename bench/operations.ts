@@ -7,12 +7,17 @@
 //   so this is the restart's own latency; SIGKILL: what the dead process held waits for ACK_WAIT,
 //   timed from the kill), and the seconds to the whole drain.
 // large: M valid tool results of 512 KiB (default 1,000) published at once into a running service
-//   with production defaults: events/s, MB/s of payload, and the service's peak RSS over the drain.
+//   with production defaults, without and then with 10 unfiltered live tails open (gRPC, one client
+//   process): events/s, MB/s of payload, the service's peak RSS over the drain, the longest time
+//   without a new row (rows counted every 100 ms), and with tails how long after the last row every
+//   tail had every record.
+import * as grpc from '@grpc/grpc-js';
 import type { NatsConnection } from 'nats';
 import pg from 'pg';
 import { MessageType, MsgEnvelope } from '../src/gen/mycelis/swarm/v1/swarm.js';
 import type { PrivateNats } from '../test/helpers/nats.js';
 import type { TestDatabase } from '../test/helpers/pg.js';
+import { RawTail } from '../test/helpers/raw-tail.js';
 import { startBenchService, type BenchService } from './service.js';
 import { buildMessages, createStream, fmt, nowMs, publishAll, RssMonitor, until } from './lib.js';
 
@@ -105,25 +110,75 @@ function toolResult(i: number, size: number): Uint8Array {
 }
 
 export async function largePhase(o: OperationsOptions, count: number, size = 512 * 1024): Promise<Record<string, unknown>> {
-  const db = await o.freshDb('large');
-  const stream = 'BENCH_LARGE';
+  return { noTails: await largeRun(o, count, size, 0), tails10: await largeRun(o, count, size, 10) };
+}
+
+async function largeRun(o: OperationsOptions, count: number, size: number, tailCount: number): Promise<Record<string, unknown>> {
+  const db = await o.freshDb(`large${tailCount}`);
+  const stream = `BENCH_LARGE_${tailCount}`;
   await createStream(o.nc, stream);
   const svc = await start(o, o.env(db, stream));
+  const client = new grpc.Client(`127.0.0.1:${svc.grpcPort}`, grpc.credentials.createInsecure());
+  const tails = Array.from({ length: tailCount }, () => new RawTail(client));
+  await until(async () => (await (await fetch(`http://127.0.0.1:${svc.httpPort}/metrics`)).text()).includes(`mycelis_memory_api_stream_subscribers ${tailCount}`), 30_000, 50, 'tails attached');
   const rss = new RssMonitor(svc.pid);
   rss.reset();
   const t0 = nowMs();
-  for (let i = 0; i < count; i++) {
-    o.nc.publish(`swarm.agent.reader-${i % 20}.output`, toolResult(i, size));
-    if (i % 20 === 19) await o.nc.flush();
-  }
-  await o.nc.flush();
-  await until(async () => (await rows(db.url)) >= count, 900_000, 100, `${count} large messages stored`);
+  const published = (async () => {
+    for (let i = 0; i < count; i++) {
+      o.nc.publish(`swarm.agent.reader-${i % 20}.output`, toolResult(i, size));
+      if (i % 20 === 19) await o.nc.flush();
+    }
+    await o.nc.flush();
+  })();
+  // The longest time without a new row, from the first publish.
+  let last = t0;
+  let lastCount = 0;
+  let gapMs = 0;
+  await until(
+    async () => {
+      const n = await rows(db.url);
+      const now = nowMs();
+      if (n > lastCount) {
+        gapMs = Math.max(gapMs, now - last);
+        last = now;
+        lastCount = n;
+      }
+      return n >= count;
+    },
+    900_000,
+    100,
+    `${count} large messages stored`,
+  );
+  await published;
   const seconds = (nowMs() - t0) / 1000;
+  let tailsDoneAfterS: number | null = null;
+  if (tailCount > 0) {
+    await until(() => Promise.resolve(tails.every((t) => t.seqs.length >= count || t.error !== null)), 900_000, 100, 'every tail has every record');
+    tailsDoneAfterS = (nowMs() - t0) / 1000 - seconds;
+  }
   const peakMb = rss.peakMb();
   rss.stop();
+  for (const t of tails) t.cancel();
+  client.close();
   await svc.stop();
   await (await o.nc.jetstreamManager()).streams.delete(stream).catch(() => undefined);
-  const r = { count, bytesEach: size, seconds, eventsPerSec: count / seconds, mbPerSec: (count * size) / 1e6 / seconds, peakRssMb: peakMb };
-  o.log(`large: ${count} x ${size / 1024} KiB in ${seconds.toFixed(1)} s: ${r.eventsPerSec.toFixed(1)} events/s, ${r.mbPerSec.toFixed(1)} MB/s, peak RSS ${peakMb} MB`);
+  const r = {
+    count,
+    bytesEach: size,
+    tails: tailCount,
+    seconds,
+    eventsPerSec: count / seconds,
+    mbPerSec: (count * size) / 1e6 / seconds,
+    peakRssMb: peakMb,
+    longestCommitGapS: gapMs / 1000,
+    tailsDoneAfterS,
+    tailErrors: tails.filter((t) => t.error !== null).length,
+  };
+  o.log(
+    `large: ${count} x ${size / 1024} KiB, ${tailCount} tails: stored in ${seconds.toFixed(1)} s: ${r.eventsPerSec.toFixed(1)} events/s, ${r.mbPerSec.toFixed(1)} MB/s, ` +
+      `peak RSS ${peakMb} MB, longest gap ${r.longestCommitGapS.toFixed(1)} s` +
+      (tailCount > 0 ? `, every tail complete ${tailsDoneAfterS!.toFixed(1)} s after the last row (${r.tailErrors} failed)` : ''),
+  );
   return r;
 }

@@ -20,20 +20,27 @@
 //   would have seen die: at L/64 (8 MiB) the service spent 19 µs of GC per event against 14 µs at
 //   16 MiB in the same run (issue 17, bench/README.md), where the bare pipeline runs with V8's default.
 //   The arithmetic at the default L = 512 MiB: heap limit 256 + 3 x 16 = 304 MiB (0.59 L), the queues
-//   below L/8 = 64 MiB (most of what they hold is already inside that heap), which leaves 144 MiB (0.28 L)
+//   at most L/8 = 64 MiB (ingest, handover, streams L/32 each; stream pages and watch L/64 each) (most of what they hold is already inside that heap), which leaves 144 MiB (0.28 L)
 //   of the limit for code, sockets, buffers and the collector's headroom; at the 128 MiB minimum:
 //   64 + 3 x 4 = 76 MiB (0.59 L), queues 16 MiB, 36 MiB left. Above 512 MiB the semi-space stays at
 //   16 MiB, so the young generation's share falls as L grows. (V8's own default on Node 26 is 32 MiB,
 //   a young generation of 96 MiB whatever the limit: the bench process's bare pipelines run with it.)
 // - The queues, L/8 together, of what the process holds that grows with the traffic:
-//   ingest   L/16  messages JetStream delivered that are not yet acked or handed back (the pull
-//                  credit: no pull asks for more), including the batches being decoded and committed;
+//   ingest   L/32  messages JetStream delivered that are not yet acked or handed back (the pull
+//                  credit: no pull asks for more), including the batches being decoded and committed
+//                  (L/16 until issue 13's 10-tail run: each held 512 KiB tool result is also its
+//                  decoded context, COPY text and wire record, and the 1,000 x 512 KiB run peaked at
+//                  290-312 MB with L/16, 275-286 MB with L/32, stored as fast; small events are bound
+//                  by count long before: 10,000 of 1 KiB are 10 MiB);
 //   batch    L/64  one transaction's messages (INGEST_BATCH_BYTES overrides, at most half of ingest,
 //                  so one batch commits while the next fills); a single larger message is a batch alone;
 //   handover L/32  committed rows handed from the writer to the live fan-out, not yet fanned out
 //                  (past it, the fan-out reads them back from PostgreSQL);
-//   streams  L/32  records queued for live streams, all streams together and each one (past it, a
-//                  stream falls back to reading PostgreSQL, as it does past STREAM_BUFFER records);
+//   streams  L/32  records held for live streams: the hub's recent window (all of it) and the queues
+//                  (half of it, all streams together and each one; past it a stream catches up from
+//                  the window, then PostgreSQL, as it does past STREAM_BUFFER records; a queued record
+//                  is also in the window, so the two overlap); stream database pages take their own
+//                  L/64 (two 1 MiB pages at least) while read and encoded;
 //   watch    L/64  registry changes WatchRegistry keeps for its watchers, one log shared by all of
 //                  them (past it, a watcher that is behind starts over from a fresh snapshot).
 //   Each held byte costs more than one byte of memory (a message is also decoded into a row, its
@@ -113,7 +120,7 @@ export function memoryBudget(inputs: MemoryInputs): MemoryBudget {
     limitBytes = DEFAULT_MEMORY_LIMIT;
     source = 'default';
   }
-  const ingestBytes = floorMiB(limitBytes / 16);
+  const ingestBytes = floorMiB(limitBytes / 32);
   let batchBytes = floorMiB(limitBytes / 64);
   if (inputs.batchBytes !== undefined) {
     if (inputs.batchBytes > ingestBytes / 2) {

@@ -184,7 +184,7 @@ export class JetStreamIngest {
     try {
       pending.incoming = {
         subject: m.subject,
-        data: m.data,
+        data: ownBytes(m.data),
         headers: headersToMap(m.headers),
         streamName: this.cfg.streamName,
         streamCreatedUs: this.streamCreatedUs,
@@ -282,6 +282,17 @@ const WPI = new TextEncoder().encode('+WPI');
  * collection, until the commit): the answer is published to the reply subject, which is what
  * Msg.respond() does.
  */
+/**
+ * A message's bytes, in a buffer of their own when they are a view of a much larger one. nats.js hands
+ * out each payload as a view of the buffer its parser read it into, which for a large message is
+ * grown by doubling: a held 512 KiB tool result kept about 1 MiB alive (36 held ones: 35 MB, twice
+ * what the ingest share of the memory budget counts). One copy of a large payload frees the rest.
+ */
+export function ownBytes(data: Uint8Array): Uint8Array {
+  if (data.byteLength < 64 * 1024 || data.buffer.byteLength <= data.byteLength + (data.byteLength >> 3)) return data;
+  return data.slice();
+}
+
 class JsPending implements PendingMessage {
   incoming!: IncomingMessage;
   private finished = false;

@@ -122,8 +122,12 @@ const COPY_SQL =
 
 /** First size of the COPY buffer (about 1,000 typical rows); it grows as batches need. */
 const COPY_BUFFER_BYTES = 1 << 20;
-/** A grown buffer is kept for reuse up to this size (a default batch of 5,000 rows needs about 5 MiB). */
-const COPY_BUFFER_KEEP_BYTES = 16 << 20;
+/**
+ * A grown buffer is kept for reuse up to this size (a default batch of 5,000 rows needs about 5 MiB).
+ * A batch of large messages (8 MiB of 512 KiB tool results) grows one to 16 MiB: that one is not kept
+ * (it was, for the life of the process).
+ */
+const COPY_BUFFER_KEEP_BYTES = 8 << 20;
 
 // No conflict target: the key is (id, timestamp) since migration 004 (id alone before it), and this
 // statement collapses copies on either.

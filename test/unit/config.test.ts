@@ -76,7 +76,7 @@ const INVALID: [string, Env, RegExp][] = [
   ['MEMORY_LIMIT', { MEMORY_LIMIT: '64MiB' }, /must be at least 128MiB/],
   ['INGEST_BATCH_BYTES', { INGEST_BATCH_BYTES: 'big' }, /expected a byte size such as/],
   ['INGEST_BATCH_BYTES', { INGEST_BATCH_BYTES: '0' }, /must be at least 1 byte/],
-  ['INGEST_BATCH_BYTES', { INGEST_BATCH_BYTES: '64MiB' }, /must be at most half of the ingest budget \(16MiB with a memory limit of 512MiB\)/],
+  ['INGEST_BATCH_BYTES', { INGEST_BATCH_BYTES: '64MiB' }, /must be at most half of the ingest budget \(8MiB with a memory limit of 512MiB\)/],
 ];
 
 describe('config: every invalid value names its variable and the accepted form', () => {

@@ -18,7 +18,7 @@ describe('memory budget', () => {
       source: 'default',
       heapBytes: 256 * MiB,
       semiSpaceBytes: 16 * MiB,
-      ingestBytes: 32 * MiB,
+      ingestBytes: 16 * MiB,
       batchBytes: 8 * MiB,
       handoverBytes: 16 * MiB,
       streamBytes: 16 * MiB,
@@ -49,7 +49,7 @@ describe('memory budget', () => {
     assert.equal(b.limitBytes, GiB);
     assert.equal(b.heapBytes, 512 * MiB);
     assert.equal(b.semiSpaceBytes, 16 * MiB);
-    assert.equal(b.ingestBytes, 64 * MiB);
+    assert.equal(b.ingestBytes, 32 * MiB);
     // No limit reads as a huge number (2^64) or 0: the default applies.
     for (const constrainedMemory of [2 ** 64, 0, 24 * GiB]) {
       assert.equal(memoryBudget({ memoryLimit: undefined, batchBytes: undefined, constrainedMemory, totalMemory: 24 * GiB }).source, 'default');
@@ -69,8 +69,8 @@ describe('memory budget', () => {
 
   it('INGEST_BATCH_BYTES replaces the batch share, up to half of the ingest share', () => {
     assert.equal(memoryBudget({ memoryLimit: undefined, batchBytes: MiB, ...machine }).batchBytes, MiB);
-    assert.equal(memoryBudget({ memoryLimit: undefined, batchBytes: 16 * MiB, ...machine }).batchBytes, 16 * MiB);
-    assert.throws(() => memoryBudget({ memoryLimit: undefined, batchBytes: 16 * MiB + 1, ...machine }), /at most half of the ingest budget/);
+    assert.equal(memoryBudget({ memoryLimit: undefined, batchBytes: 8 * MiB, ...machine }).batchBytes, 8 * MiB);
+    assert.throws(() => memoryBudget({ memoryLimit: undefined, batchBytes: 8 * MiB + 1, ...machine }), /at most half of the ingest budget/);
   });
 
   it('loadConfig computes it once, from the environment and the platform', () => {
