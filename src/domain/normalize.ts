@@ -369,13 +369,19 @@ function registryEvent(
 }
 
 /** A sanitized deep copy of a Struct value (depth already bounded by the context render). */
-function cleanValue(v: unknown, quiet: StripCounter): unknown {
+/** A JSON value with every string and key cleaned; a '__proto__' key stays an own, plain key. */
+export function cleanValue(v: unknown, quiet: StripCounter): unknown {
   if (typeof v === 'string') return clean(v, quiet);
   if (v === null || typeof v !== 'object') return v === undefined ? null : v;
   if (Array.isArray(v)) return v.map((x) => cleanValue(x, quiet));
   const out: Record<string, unknown> = {};
   const obj = v as Record<string, unknown>;
-  for (const key of Object.keys(obj)) out[clean(key, quiet)] = cleanValue(obj[key], quiet);
+  for (const key of Object.keys(obj)) {
+    const k = clean(key, quiet);
+    // Assigning to '__proto__' would set the copy's prototype and drop the key.
+    if (k === '__proto__') Object.defineProperty(out, k, { value: cleanValue(obj[key], quiet), enumerable: true, writable: true, configurable: true });
+    else out[k] = cleanValue(obj[key], quiet);
+  }
   return out;
 }
 

@@ -385,3 +385,16 @@ describe('ids: redelivery, copies and replays dedupe', () => {
     assert.equal(at(1, 'swarm.team.ops.signal.status', sig, { headers: header('7', 42) }), at(1, 'swarm.team.ops.signal.status', sig));
   });
 });
+
+describe('registry meta from the reference path', () => {
+  it('keeps a "__proto__" key as a plain own key (assignment would set the prototype and drop it)', async () => {
+    const { cleanValue } = await import('../../src/domain/normalize.js');
+    const input = JSON.parse('{"__proto__":{"battery":0.5},"level":"ok\\u0000"}') as Record<string, unknown>;
+    const counter = { stripped: 0 };
+    const out = cleanValue(input, counter) as Record<string, unknown>;
+    assert.equal(Object.getPrototypeOf(out), Object.prototype);
+    assert.deepEqual(Object.keys(out), ['__proto__', 'level']);
+    assert.equal(JSON.stringify(out), '{"__proto__":{"battery":0.5},"level":"ok"}');
+    assert.equal(counter.stripped, 1);
+  });
+});
