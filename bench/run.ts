@@ -480,13 +480,7 @@ async function ingestPhases(nats: PrivateNats, nc: NatsConnection): Promise<void
 
   // Phase 5 on the same database, a service without ingest: 10,000 agents, 1,000,000 rows.
   if (db === undefined) throw new Error('no ingest round ran');
-  const reader = await startBenchService(serviceEnv(nats, db, stream, { INGEST_MODE: 'off' }), opts.nodeFlags);
-  cleanup.push(() => reader.stop());
-  const readMon = new RssMonitor(reader.pid);
-  await readPhases(reader, db, readMon);
-  readMon.stop();
-  await reader.stop();
-  cleanup.pop();
+  await readPhasesOn(nats, db, stream);
   if (opts.profile) {
     // `serve` replaces itself once at start (process.execve, with the memory budget's V8 flags): the
     // process before that writes a short profile of its own; the drain is in the largest.
@@ -498,6 +492,17 @@ async function ingestPhases(nats: PrivateNats, nc: NatsConnection): Promise<void
     }
   }
   await nc.jetstreamManager().then((j) => j.streams.delete(stream));
+}
+
+/** Phase 5 against `db`: a service without ingest, its RSS watched. */
+async function readPhasesOn(nats: PrivateNats, db: TestDatabase, stream: string): Promise<void> {
+  const reader = await startBenchService(serviceEnv(nats, db, stream, { INGEST_MODE: 'off' }), opts.nodeFlags);
+  cleanup.push(() => reader.stop());
+  const readMon = new RssMonitor(reader.pid);
+  await readPhases(reader, db, readMon);
+  readMon.stop();
+  await reader.stop();
+  cleanup.pop();
 }
 
 /** Phase 5 alone (`--only reads`): one drain into a fresh database, or `--reads-db` as it is. */
@@ -522,13 +527,7 @@ async function readsOnly(nats: PrivateNats, nc: NatsConnection): Promise<void> {
   }
   const other = flags['reads-ab'];
   if (other === undefined) {
-    const reader = await startBenchService(serviceEnv(nats, db, stream, { INGEST_MODE: 'off' }), opts.nodeFlags);
-    cleanup.push(() => reader.stop());
-    const readMon = new RssMonitor(reader.pid);
-    await readPhases(reader, db, readMon);
-    readMon.stop();
-    await reader.stop();
-    cleanup.pop();
+    await readPhasesOn(nats, db, stream);
   } else {
     // --reads-ab <checkout>: GetTrace and SearchLogs through that checkout's build (A) and this one (B)
     // in turns, A B A B, on the same database (--reads-db, as it is).

@@ -559,6 +559,11 @@ export class StreamHub {
     subscribersGauge.set(0);
   }
 
+  /** No stream attached and none catching up: committed rows need not be read, held or fanned out. */
+  private get idle(): boolean {
+    return this.subs.size === 0 && this.catchingUp === 0;
+  }
+
   /** The newest seq fanned out (-1 before the first successful read). */
   get headSeq(): number {
     return this.head;
@@ -647,7 +652,7 @@ export class StreamHub {
 
   /** Keeps a handed-over commit for the next fan-out (only while someone is listening, and bounded). */
   private hold(rows: CommittedRows, lastSeq: number): void {
-    if ((this.subs.size === 0 && this.catchingUp === 0) || lastSeq <= this.head || rows.rows.length === 0) return;
+    if (this.idle || lastSeq <= this.head || rows.rows.length === 0) return;
     const bytes = committedBytes(rows);
     if (this.pendingRows + rows.rows.length > MAX_PENDING_ROWS || (this.pending.length > 0 && this.pendingBytes + bytes > this.handoverBytes)) {
       // Far behind: the database has it all; the hand-over resumes once the hub has caught up.
@@ -716,7 +721,7 @@ export class StreamHub {
     try {
       while (!this.stopped && this.target > this.head) {
         const upTo = this.target;
-        if (this.subs.size === 0 && this.catchingUp === 0) {
+        if (this.idle) {
           // Nobody to fan out to: move head without reading the rows back (ingest would otherwise pay
           // a full read and JSON parse of every committed row). A stream attaching later starts at
           // the new head and reads everything up to it from the database itself.
@@ -918,14 +923,21 @@ export class StreamHub {
   /** One database page of a stream (within the pages allowance), encoded and cut into responses. */
   private async readPage(filter: LogRowFilter, after: number, upTo: number, signal: AbortSignal): Promise<{ batches: StreamBatch[]; position: number; full: boolean }> {
     const page = this.pageRows();
-    const release = await this.pageSlot(page * rowBytes, signal);
-    try {
+    return this.withinPages(page * rowBytes, signal, async () => {
       const rows = await this.reader.readRange(filter, { afterSeq: after, upToSeq: upTo }, page, signal);
       sawRows(rows);
       catchupDatabase.inc(rows.length);
       const full = rows.length === page;
       const position = full ? rows[rows.length - 1]!.seq : upTo;
       return { batches: this.chunks(rows, position), position, full };
+    });
+  }
+
+  /** Runs `read` (a database read and its encoding) holding about `bytes` of the pages allowance. */
+  private async withinPages<T>(bytes: number, signal: AbortSignal, read: () => Promise<T>): Promise<T> {
+    const release = await this.pageSlot(bytes, signal);
+    try {
+      return await read();
     } finally {
       release();
     }
@@ -1040,13 +1052,8 @@ export class StreamHub {
         }
         cursor = req.afterSeq;
       } else if (req.tail > 0) {
-        const release = await this.pageSlot(Math.min(req.tail, this.pageSize) * rowBytes, signal);
-        let batches: StreamBatch[];
-        try {
-          batches = this.chunks(await this.reader.tail(req.filter, req.tail, sub.attachedAt, signal), sub.attachedAt);
-        } finally {
-          release();
-        }
+        const at = sub.attachedAt;
+        const batches = await this.withinPages(Math.min(req.tail, this.pageSize) * rowBytes, signal, async () => this.chunks(await this.reader.tail(req.filter, req.tail, at, signal), at));
         for (const b of batches) {
           yield b;
           sentAny = true;

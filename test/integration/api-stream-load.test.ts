@@ -21,6 +21,14 @@ async function writeRows(env: Env, total: number, source: string, between?: (bat
   }
 }
 
+/** `batches` commits of 10 rows of 100 KiB each. */
+async function writeBigRows(env: Env, batches: number, source: string): Promise<void> {
+  const big = 'x'.repeat(100 * 1024);
+  for (let b = 0; b < batches; b++) {
+    await env.writer.write({ rows: Array.from({ length: 10 }, (_, i) => makeRow({ source, message: `${b}:${i}:${big}` })), rejects: [], registry: [] });
+  }
+}
+
 async function seqsAfter(env: Env, afterSeq: number): Promise<number[]> {
   const { rows } = await env.db.pool.query<{ s: string }>('SELECT seq::text AS s FROM log_entries WHERE seq > $1 ORDER BY seq', [afterSeq]);
   return rows.map((r) => Number(r.s));
@@ -78,10 +86,7 @@ describe('api: StreamLogs under load', { timeout: 600_000 }, () => {
       const s = new StreamCollector(api.client, { afterCursor: encodeCursor(start) });
       await waitFor('stream open', () => s.responses.length > 0);
       s.call.pause();
-      const big = 'x'.repeat(100 * 1024);
-      for (let b = 0; b < 30; b++) {
-        await env.writer.write({ rows: Array.from({ length: 10 }, (_, i) => makeRow({ source: 'big-reader', message: `${b}:${i}:${big}` })), rejects: [], registry: [] });
-      }
+      await writeBigRows(env, 30, 'big-reader');
       const stored = await seqsAfter(env, start);
       assert.equal(stored.length, 300);
       await waitFor('fallback', async () => (await metricValue('mycelis_memory_api_stream_fallbacks_total')) > fallbacksBefore);
@@ -118,10 +123,7 @@ describe('api: StreamLogs under load', { timeout: 600_000 }, () => {
       const first = await stream.next();
       assert.equal(first.done, false);
       const fallbacksBefore = await metricValue('mycelis_memory_api_stream_fallbacks_total');
-      const big = 'w'.repeat(100 * 1024);
-      for (let b = 0; b < 3; b++) {
-        await env.writer.write({ rows: Array.from({ length: 10 }, (_, i) => makeRow({ source: 'window-reader', message: `${b}:${i}:${big}` })), rejects: [], registry: [] });
-      }
+      await writeBigRows(env, 3, 'window-reader');
       const stored = await seqsAfter(env, start);
       assert.equal(stored.length, 30);
       await waitFor('the queue overflowed', async () => (await metricValue('mycelis_memory_api_stream_fallbacks_total')) > fallbacksBefore);

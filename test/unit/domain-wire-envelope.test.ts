@@ -19,6 +19,7 @@ import { readEnvelopeFast } from '../../src/domain/formats/wire-envelope.js';
 import { normalizeMessage, type IncomingMessage, type NormalizeOptions } from '../../src/domain/normalize.js';
 import { compileSubjectMatcher } from '../../src/domain/subjects.js';
 import { MessageType, MsgEnvelope } from '../../src/gen/mycelis/swarm/v1/swarm.js';
+import { prng } from '../helpers/prng.js';
 
 const SERVER_US = 1_767_225_700_000_000;
 const base: NormalizeOptions = { isLogEntrySubject: compileSubjectMatcher(['swarm.log.>']), maxEventBytes: 1024 * 1024 };
@@ -46,16 +47,6 @@ function same(m: IncomingMessage, label: string | (() => string)): boolean {
   return !base.isLogEntrySubject(m.subject) && readEnvelopeFast(m.data) !== null;
 }
 
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('wire fast path = ts-proto decode + the existing normalization', () => {
   it('the bench traffic (20,000 messages of every kind): equal, and the fast path answers for the plain envelopes', () => {

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import { parseAckSubject } from '../../src/ingest/pull-consumer.js';
+import { prng } from '../helpers/prng.js';
 
 /** The reader before issue 17: split on '.', tokens by position. */
 function reference(reply: string): { deliveryCount: number; streamSeq: number; timestampNanos: number } | null {
@@ -18,17 +19,6 @@ function reference(reply: string): { deliveryCount: number; streamSeq: number; t
   return { deliveryCount, streamSeq, timestampNanos };
 }
 
-/** A small deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('parseAckSubject', () => {
   it('reads both layouts', () => {
@@ -40,7 +30,7 @@ describe('parseAckSubject', () => {
   });
 
   it('answers as the split-based reader on 20,000 generated and malformed subjects', () => {
-    const next = rng(17);
+    const next = prng(17);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)]!;
     const tokens = ['', '0', '1', '7', '42', '9007199254740991', '9007199254740993', '-1', '1.5', '1e3', ' 5', '0x10', 'abc', 'S', 'C', '1700000000000000000', 'Infinity', '$JS', 'ACK'];
     const heads = ['$JS.ACK.', '$JS.ACK', '$JS.ack.', '$js.ACK.', '$JS.NAK.', 'x$JS.ACK.', ''];

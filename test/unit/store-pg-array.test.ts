@@ -5,24 +5,15 @@ import { createRequire } from 'node:module';
 import { describe, it } from 'node:test';
 
 import { pgTextArray } from '../../src/store/pg-array.js';
+import { prng } from '../helpers/prng.js';
 
 const require = createRequire(import.meta.url);
 const { prepareValue } = require('pg/lib/utils.js') as { prepareValue: (v: unknown) => unknown };
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('pgTextArray', () => {
   it("equals node-postgres' own array text on generated strings, NULLs and the registry's values", () => {
-    const next = rng(16);
+    const next = prng(16);
     const alphabet = ['a', 'Z', '0', ' ', ',', '{', '}', '"', '\\', "'", '\n', '\t', 'é', '€', '😀', 'NULL', 'null', '\\"', '""', '\\\\'];
     for (let i = 0; i < 3_000; i++) {
       const n = Math.floor(next() * 12);
