@@ -405,6 +405,8 @@ function reject(msg: IncomingMessage, reason: RejectReason, detail: string, form
       payload: msg.data,
       reason,
       detail: clean(detail.length > MAX_DETAIL_CHARS ? detail.slice(0, MAX_DETAIL_CHARS) : detail, quiet),
+      streamName: msg.streamName,
+      streamCreatedUs: msg.streamCreatedUs,
       streamSeq: msg.streamSeq,
       receivedAtUs: msg.receivedAtUs,
     },

@@ -53,7 +53,14 @@ export interface RejectRow {
   readonly detail: string;
   /** SQLSTATE when reason is db_rejected. */
   readonly sqlstate?: string | undefined;
-  /** JetStream stream sequence, when known (0 in core mode). */
+  /**
+   * Where the message sat: JetStream's stream name, creation time and sequence. In core mode the name
+   * is '' and the "stream" is the process (boot time, arrival count); all 0/'' when unknown. A
+   * JetStream dead letter is stored once per (stream, creation time, sequence): a redelivery of a
+   * message whose dead letter committed before its ack is not stored again (migration 008).
+   */
+  readonly streamName: string;
+  readonly streamCreatedUs: number;
   readonly streamSeq: number;
   readonly receivedAtUs: number;
 }

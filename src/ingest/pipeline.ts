@@ -108,12 +108,15 @@ interface Prepared {
   readonly bytes: number;
   readonly excluded: number;
   readonly stripped: number;
-  readonly rejectReasons: Map<RejectReason, number>;
   /** Rows, then dead letters, per format (FORMAT_INDEX): counted once the batch commits. */
   readonly formats: Uint32Array;
 }
 
 const FORMAT_INDEX = new Map<Format, number>(FORMATS.map((f, i) => [f, i]));
+
+/** What a commit stored, as the metrics count it. */
+type Outcome = Pick<CommitResult, 'inserted' | 'duplicates' | 'rejectedByReason'>;
+const NOTHING_WRITTEN: Outcome = { inserted: 0, duplicates: 0, rejectedByReason: new Map() };
 
 /**
  * A counter incremented per message and added to its metric once per turn of the event loop: NATS
@@ -352,12 +355,11 @@ export class IngestPipeline {
     const rowSources: IncomingMessage[] = [];
     const originOf = (i: number): RowOrigin | undefined => {
       const m = rowSources[i];
-      return m && { payload: m.data, headers: headersRecord(m.headers), streamSeq: m.streamSeq };
+      return m && { payload: m.data, headers: headersRecord(m.headers), streamName: m.streamName, streamCreatedUs: m.streamCreatedUs, streamSeq: m.streamSeq };
     };
     const batch: MutableBatch = { rows: [], rejects: [], registry: [], originOf, registryRows: [] };
     let excluded = 0;
     let stripped = 0;
-    const rejectReasons = new Map<RejectReason, number>();
     const formats = new Uint32Array(2 * FORMATS.length);
     const normalizeOpts = { isLogEntrySubject: this.opts.isLogEntrySubject, maxEventBytes: this.opts.maxEventBytes };
     for (const m of msgs) {
@@ -392,21 +394,22 @@ export class IngestPipeline {
           payload: incoming.data,
           reason: 'decode_error',
           detail: `normalizer failed: ${(err as Error).message ?? String(err)}`,
+          streamName: incoming.streamName,
+          streamCreatedUs: incoming.streamCreatedUs,
           streamSeq: incoming.streamSeq,
           receivedAtUs: incoming.receivedAtUs,
         };
       }
       batch.rejects.push(reject);
-      rejectReasons.set(reject.reason, (rejectReasons.get(reject.reason) ?? 0) + 1);
     }
-    return { batch, msgs, bytes, excluded, stripped, rejectReasons, formats };
+    return { batch, msgs, bytes, excluded, stripped, formats };
   }
 
   private async commit(p: Prepared): Promise<void> {
     const { batch, msgs } = p;
     const started = performance.now();
     try {
-      let outcome: Pick<CommitResult, 'inserted' | 'duplicates' | 'rejected'> = { inserted: 0, duplicates: 0, rejected: 0 };
+      let outcome: Outcome = NOTHING_WRITTEN;
       if (batch.rows.length > 0 || batch.rejects.length > 0 || batch.registry.length > 0) {
         const onRetry = (attempt: number, err: unknown): void => {
           this.touchAll();
@@ -442,7 +445,7 @@ export class IngestPipeline {
     }
   }
 
-  private record(p: Prepared, outcome: Pick<CommitResult, 'inserted' | 'duplicates' | 'rejected'>, started: number): void {
+  private record(p: Prepared, outcome: Outcome, started: number): void {
     ingestMetrics.batches.inc();
     ingestMetrics.batchSize.observe(p.msgs.length);
     ingestMetrics.batchBytes.observe(p.bytes);
@@ -451,14 +454,13 @@ export class IngestPipeline {
     ingestMetrics.duplicates.inc(outcome.duplicates);
     if (p.stripped > 0) ingestMetrics.stripped.inc(p.stripped);
     if (p.excluded > 0) ingestMetrics.excluded.inc(p.excluded);
-    for (const [reason, n] of p.rejectReasons) ingestMetrics.deadLetters.labels(reason).inc(n);
+    // The dead letters this commit stored, db_rejected rows included; a redelivered message whose dead
+    // letter was stored before is not counted again.
+    for (const [reason, n] of outcome.rejectedByReason) ingestMetrics.deadLetters.labels(reason).inc(n);
     for (let i = 0; i < FORMATS.length; i++) {
       if (p.formats[i]! > 0) ingestMetrics.byFormat.labels(FORMATS[i]!, 'row').inc(p.formats[i]);
       if (p.formats[FORMATS.length + i]! > 0) ingestMetrics.byFormat.labels(FORMATS[i]!, 'dead_letter').inc(p.formats[FORMATS.length + i]);
     }
-    // Rows PostgreSQL itself rejected were split out by the writer and dead-lettered with their SQLSTATE.
-    const dbRejected = outcome.rejected - p.batch.rejects.length;
-    if (dbRejected > 0) ingestMetrics.deadLetters.labels('db_rejected').inc(dbRejected);
     this.lastCommitAt = new Date();
     ingestMetrics.lastCommit.set(Date.now() / 1000);
   }

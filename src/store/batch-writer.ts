@@ -6,7 +6,8 @@
 //                                        sees a lower seq commit after a higher one
 //   rows whose id may already sit in another partition: looked up by id (rare; see atRisk below)
 //   rows: COPY in a savepoint (postgres) | INSERT … unnest … ON CONFLICT DO NOTHING (embedded, fallback)
-//   dead letters (batch.rejects + rows PostgreSQL rejected), set-based
+//   dead letters (batch.rejects + rows PostgreSQL rejected), set-based, ON CONFLICT DO NOTHING: a
+//                                        JetStream message's dead letter is stored once (migration 008)
 //   registry: read stored states, foldRegistry, one unnest upsert
 //   NOTIFY mycelis_memory_commits '<first>:<last>'   -- delivered on commit, in commit order
 //   COMMIT, then in-process listeners
@@ -21,7 +22,7 @@ import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { foldRegistry } from '../domain/registry-fold.js';
 import { usToIso } from '../domain/time.js';
-import type { AgentState, LogRow, RegistryEvent, RejectRow, ReportedStatus } from '../domain/types.js';
+import type { AgentState, LogRow, RegistryEvent, RejectReason, RejectRow, ReportedStatus } from '../domain/types.js';
 import { CancelledError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { counter, histogram } from '../metrics.js';
@@ -37,6 +38,8 @@ export const COMMITS_CHANNEL = 'mycelis_memory_commits';
 export interface RowOrigin {
   readonly payload: Uint8Array;
   readonly headers: Readonly<Record<string, string>>;
+  readonly streamName: string;
+  readonly streamCreatedUs: number;
   readonly streamSeq: number;
 }
 
@@ -68,8 +71,18 @@ export type RowsPath = 'copy' | 'insert' | 'duplicate_fallback' | 'bisect' | 'no
 export interface CommitResult {
   inserted: number;
   duplicates: number;
-  /** Dead letters written: batch.rejects plus db_rejected rows. */
+  /**
+   * Dead letters stored by this commit (batch.rejects plus db_rejected rows), not counting those
+   * already stored (rejectDuplicates).
+   */
   rejected: number;
+  /** The stored dead letters by reason (sums to rejected). */
+  rejectedByReason: ReadonlyMap<RejectReason, number>;
+  /**
+   * Dead letters not stored because the same JetStream message's dead letter already was: a
+   * redelivery after a commit whose ack did not reach the server (crash, ACK_WAIT, two replicas).
+   */
+  rejectDuplicates: number;
   /** Range of seq assigned to inserted rows (may contain holes); 0,0 if no row was inserted. */
   firstSeq: number;
   lastSeq: number;
@@ -108,6 +121,7 @@ export interface WriteOptions {
 const rowsInserted = counter('mycelis_memory_store_rows_inserted_total', 'Log rows inserted');
 const rowsDuplicate = counter('mycelis_memory_store_rows_duplicate_total', 'Log rows skipped as already stored');
 const rejectsWritten = counter('mycelis_memory_store_rejects_total', 'Dead letters written, by reason', ['reason']);
+const rejectsDuplicate = counter('mycelis_memory_store_rejects_duplicate_total', 'Dead letters skipped as already stored (a redelivered message)');
 const batchPaths = counter('mycelis_memory_store_batches_total', 'Committed batches, by row write path', ['path']);
 const commitSeconds = histogram('mycelis_memory_store_batch_commit_seconds', 'Time to commit one batch (one attempt)');
 const registrySkipped = counter('mycelis_memory_store_registry_rejected_total', 'Agent states PostgreSQL rejected (the rows were stored or dead-lettered; the registry skipped that agent)');
@@ -148,11 +162,29 @@ FROM ins`;
 // PostgreSQL parses back - 2x the bytes on the wire and 2-3x the commit time for 1 MiB payloads
 // (250 hostile 1 MiB messages took 19 s of commits). At most REJECTS_PER_STATEMENT rows a statement
 // (PostgreSQL takes at most 65,535 parameters).
+//
+// No conflict target: the one unique key besides the id is ingest_rejects_message (migration 008),
+// (stream_name, stream_created_at, stream_seq) of JetStream dead letters, so a redelivered message
+// whose dead letter is stored already (from an earlier batch or earlier in this one) is skipped.
+// What went in is counted by reason, so commit results and metrics count only stored dead letters.
+// Before migration 008 (a replica of this version running while an older schema is upgraded), the
+// table has neither the stream columns nor the key: the dead letters go in without them.
 const REJECTS_PER_STATEMENT = 4096;
-const rejectsSql = (k: number): string => `
-INSERT INTO ingest_rejects (received_at, subject, headers, reason, detail, sqlstate, stream_seq, payload)
-SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::jsonb[], $4::text[], $5::text[], $6::text[], $7::bigint[],
-  ARRAY[${Array.from({ length: k }, (_, i) => `$${i + 8}`).join(',')}]::bytea[])`;
+const rejectsSql = (k: number, pre008: boolean): string => {
+  const stream = pre008 ? { cols: '', arrays: '' } : { cols: 'stream_name, stream_created_at, ', arrays: ' $8::text[], $9::timestamptz[],' };
+  const first = pre008 ? 8 : 10;
+  return `
+WITH ins AS (
+  INSERT INTO ingest_rejects (received_at, subject, headers, reason, detail, sqlstate, stream_seq, ${stream.cols}payload)
+  SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::jsonb[], $4::text[], $5::text[], $6::text[], $7::bigint[],${stream.arrays}
+    ARRAY[${Array.from({ length: k }, (_, i) => `$${i + first}`).join(',')}]::bytea[])
+  ON CONFLICT DO NOTHING
+  RETURNING reason
+)
+SELECT reason, count(*)::int AS n FROM ins GROUP BY reason`;
+};
+
+const NO_REJECTS: ReadonlyMap<RejectReason, number> = new Map();
 
 const usExpr = (col: string): string => `COALESCE((extract(epoch FROM ${col}) * 1000000)::bigint, 0)::text`;
 
@@ -315,6 +347,8 @@ export class BatchWriter {
   private copyBuffer: Buffer | null = null;
   /** Whether agent_registry.meta_at exists (migration 007); asked again on each registry write until it does. */
   private hasMetaAt = false;
+  /** Whether ingest_rejects has its identity (migration 008); asked again on each dead-letter write until it does. */
+  private hasRejectIdentity = false;
 
   constructor(
     private readonly db: Database,
@@ -379,7 +413,7 @@ export class BatchWriter {
           ? await this.writeRows(client, batch)
           : { inserted: 0, duplicates: 0, firstSeq: 0, lastSeq: 0, dbRejected: [], rejectedIndexes: [], path: 'none' };
       const rejects = rows.dbRejected.length > 0 ? [...batch.rejects, ...rows.dbRejected] : batch.rejects;
-      if (rejects.length > 0) await this.writeRejects(client, rejects);
+      const stored = rejects.length > 0 ? await this.writeRejects(client, rejects) : NO_REJECTS;
       const registry = registryOfStoredRows(batch, rows.rejectedIndexes);
       const agentsUpdated = registry.length > 0 ? await this.writeRegistry(client, registry) : 0;
       if (rows.inserted > 0 && this.db.kind === 'postgres') {
@@ -390,12 +424,19 @@ export class BatchWriter {
       if (rows.committed) committed.rows = rows.committed;
       rowsInserted.inc(rows.inserted);
       if (rows.duplicates > 0) rowsDuplicate.inc(rows.duplicates);
-      for (const r of rejects) rejectsWritten.inc({ reason: r.reason });
+      let rejected = 0;
+      for (const [reason, n] of stored) {
+        rejectsWritten.inc({ reason }, n);
+        rejected += n;
+      }
+      if (rejected < rejects.length) rejectsDuplicate.inc(rejects.length - rejected);
       batchPaths.inc({ path: rows.path });
       return {
         inserted: rows.inserted,
         duplicates: rows.duplicates,
-        rejected: rejects.length,
+        rejected,
+        rejectedByReason: stored,
+        rejectDuplicates: rejects.length - rejected,
         firstSeq: rows.firstSeq,
         lastSeq: rows.lastSeq,
         agentsUpdated,
@@ -539,6 +580,8 @@ export class BatchWriter {
       reason: 'db_rejected',
       detail: `row ${row.id}: ${(err as Error).message}`,
       sqlstate: state,
+      streamName: origin?.streamName ?? '',
+      streamCreatedUs: origin?.streamCreatedUs ?? 0,
       streamSeq: origin?.streamSeq ?? 0,
       receivedAtUs: row.receivedAtUs,
     };
@@ -630,13 +673,20 @@ export class BatchWriter {
     return { inserted: row.n, duplicates: to - from - row.n, firstSeq: Number(row.first), lastSeq: Number(row.last), seqs: parseSeqArray(row.seqs) };
   }
 
-  private async writeRejects(client: pg.PoolClient, all: readonly RejectRow[]): Promise<void> {
-    for (let from = 0; from < all.length; from += REJECTS_PER_STATEMENT) {
-      await this.writeRejectChunk(client, all.slice(from, from + REJECTS_PER_STATEMENT));
+  /** Writes the dead letters not stored yet; returns how many went in, by reason. */
+  private async writeRejects(client: pg.PoolClient, all: readonly RejectRow[]): Promise<Map<RejectReason, number>> {
+    if (!this.hasRejectIdentity) {
+      const col = await client.query(`SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('ingest_rejects') AND attname = 'stream_created_at' AND NOT attisdropped`);
+      this.hasRejectIdentity = col.rowCount === 1;
     }
+    const stored = new Map<RejectReason, number>();
+    for (let from = 0; from < all.length; from += REJECTS_PER_STATEMENT) {
+      await this.writeRejectChunk(client, all.slice(from, from + REJECTS_PER_STATEMENT), stored);
+    }
+    return stored;
   }
 
-  private async writeRejectChunk(client: pg.PoolClient, rejects: readonly RejectRow[]): Promise<void> {
+  private async writeRejectChunk(client: pg.PoolClient, rejects: readonly RejectRow[], stored: Map<RejectReason, number>): Promise<void> {
     const k = rejects.length;
     const received = new Array<string>(k);
     const subjects = new Array<string>(k);
@@ -645,6 +695,8 @@ export class BatchWriter {
     const reasons = new Array<string>(k);
     const details = new Array<string>(k);
     const states = new Array<string | null>(k);
+    const streamNames = new Array<string>(k);
+    const streamsCreated = new Array<string | null>(k);
     const streamSeqs = new Array<string>(k);
     for (let i = 0; i < k; i++) {
       const r = rejects[i]!;
@@ -655,9 +707,17 @@ export class BatchWriter {
       reasons[i] = r.reason;
       details[i] = r.detail;
       states[i] = r.sqlstate ?? null;
+      streamNames[i] = r.streamName;
+      streamsCreated[i] = r.streamCreatedUs > 0 ? tsText(r.streamCreatedUs) : null;
       streamSeqs[i] = String(r.streamSeq);
     }
-    await client.query(rejectsSql(k), [received, subjects, headers, reasons, details, states, streamSeqs, ...payloads]);
+    const res = await client.query<{ reason: RejectReason; n: number }>(
+      rejectsSql(k, !this.hasRejectIdentity),
+      this.hasRejectIdentity
+        ? [received, subjects, headers, reasons, details, states, streamSeqs, streamNames, streamsCreated, ...payloads]
+        : [received, subjects, headers, reasons, details, states, streamSeqs, ...payloads],
+    );
+    for (const { reason, n } of res.rows) stored.set(reason, (stored.get(reason) ?? 0) + n);
   }
 
   /** Reads the batch's agents in one query, folds, upserts the result in one statement. */

@@ -2,7 +2,8 @@
 // is touched with working() every workingEveryMs, however short each commit is. A message queued
 // behind many short commits used to be touched by no one (the timer was per commit and never outlived
 // one), waited out ACK_WAIT and was redelivered: with 1 MiB dead letters on a loaded host, 70 of 2,000
-// were dead-lettered twice.
+// were dead-lettered twice. Such a redelivery (or one after a crash between COMMIT and ack) is now
+// acked without storing or counting its dead letter again.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadConfig } from '../../src/config/config.js';
@@ -14,7 +15,7 @@ import type { IncomingMessage } from '../../src/domain/normalize.js';
 import { nowUs } from '../../src/domain/time.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
 import { waitFor } from '../helpers/wait.js';
-import { silentLogger, textEnvelope } from './ingest-harness.js';
+import { ingestMetrics, metricValue, silentLogger, textEnvelope } from './ingest-harness.js';
 
 /** A delivered message as the pipeline sees it, recording what was answered when. */
 class Delivered implements PendingMessage {
@@ -88,5 +89,43 @@ describe('ingest pipeline: working() while held', () => {
     assert.ok(last.touches.length >= expected, `the last message was touched ${last.touches.length} times while it waited ${waited.toFixed(0)} ms (expected >= ${expected})`);
     const gaps = [pushedAt, ...last.touches, last.ackedAt].map((t, i, a) => (i === 0 ? 0 : t - a[i - 1]!));
     assert.ok(Math.max(...gaps) < 4 * EVERY, `the longest time without a touch was ${Math.max(...gaps).toFixed(0)} ms`);
+  });
+
+  it('a dead letter redelivered after its commit is acked, not stored or counted again', async () => {
+    const pipeline = new IngestPipeline({
+      writer: new BatchWriter(db, silentLogger),
+      logger: silentLogger,
+      mode: 'jetstream',
+      batchSize: 100,
+      batchBytes: 1024 * 1024,
+      batchWaitMs: 0,
+      isExcluded: () => false,
+      isLogEntrySubject: () => false,
+      maxEventBytes: 1024 * 1024,
+      workingEveryMs: 1000,
+    });
+    pipeline.start();
+    const invalid = (seq: number): IncomingMessage => ({
+      subject: 'wk.agent.dl.output',
+      data: new Uint8Array([0xff, 0xfe, 0x00, seq]),
+      streamName: 'WK',
+      streamCreatedUs: 2,
+      streamSeq: 1000 + seq,
+      serverTimeUs: nowUs(),
+      receivedAtUs: nowUs(),
+    });
+    const counted = (): Promise<number> => metricValue(ingestMetrics.deadLetters);
+    const before = await counted();
+    const first = new Delivered(invalid(1));
+    pipeline.push(first);
+    await waitFor('first delivery committed', () => first.ackedAt > 0);
+    // JetStream delivers it again (its ack was lost), with a new message behind it.
+    const again = [new Delivered({ ...invalid(1), receivedAtUs: nowUs() }), new Delivered(invalid(2))];
+    for (const m of again) pipeline.push(m);
+    await waitFor('redelivery committed', () => again.every((m) => m.ackedAt > 0));
+    await pipeline.stop();
+    assert.equal(await counted(), before + 2);
+    const stored = await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ingest_rejects WHERE subject = 'wk.agent.dl.output'`);
+    assert.equal(stored.rows[0]!.n, 2);
   });
 });

@@ -1,6 +1,8 @@
 // Migrations: applied twice (idempotent), concurrently (advisory lock), over a database written the
-// directive's way (same schema, upgraded data), and a changed applied file is an error naming it.
+// directive's way (same schema, upgraded data), over dead letters stored twice (008), and a changed
+// applied file is an error naming it.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +13,7 @@ import { BatchWriter } from '../../src/store/batch-writer.js';
 import type { Database } from '../../src/store/database.js';
 import { migrate, migrationsDir } from '../../src/store/migrate.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
-import { makeRows } from './store-rows.js';
+import { makeReject, makeRows } from './store-rows.js';
 
 const logger = createLogger('silent');
 const cleanups: (() => Promise<void>)[] = [];
@@ -45,7 +47,7 @@ async function schemaOf(pool: pg.Pool): Promise<unknown> {
   return { cols: cols.rows, idx: idx.rows, ext: ext.rows, kinds: kinds.rows };
 }
 
-const ALL = ['001_init_memory', '002_service_columns', '003_registry_field_order', '004_partition_log_entries', '005_registry_revision', '006_log_search', '007_registry_meta_times'];
+const ALL = ['001_init_memory', '002_service_columns', '003_registry_field_order', '004_partition_log_entries', '005_registry_revision', '006_log_search', '007_registry_meta_times', '008_dead_letter_identity'];
 
 describe('store: migrations', () => {
   it('apply once, then find nothing pending; two concurrent runs apply each file once', async () => {
@@ -121,6 +123,54 @@ describe('store: migrations', () => {
     // Migrating again changes nothing.
     assert.deepEqual((await migrate(pool, logger)).applied, []);
     assert.deepEqual(await schemaOf(pool), await schemaOf(ref));
+  });
+
+  it('008 over dead letters an earlier version stored twice: the copies go, the first stays (replayed if a copy was); new ones are keyed', async () => {
+    const { pool } = await fresh('mig_rejects');
+    const dir = mkdtempSync(join(tmpdir(), 'mm-mig-'));
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    cpSync(migrationsDir(), dir, { recursive: true });
+    rmSync(join(dir, '008_dead_letter_identity.sql'));
+    await migrate(pool, logger, dir);
+    // A TOASTed payload (incompressible, 64 KiB), and one that differs from it only in its last byte.
+    const big = randomBytes(64 << 10);
+    const other = Buffer.from(big);
+    other[other.length - 1] = big[big.length - 1]! ^ 1;
+    const rows: [string, number, string, Record<string, string>, Buffer, string | null][] = [
+      ['first', 5, 's.a', { h: '1' }, big, null],
+      ['copy replayed', 5, 's.a', { h: '1' }, big, '2026-01-02T00:00:00Z'],
+      ['copy', 5, 's.a', { h: '1' }, big, null],
+      ['other payload', 5, 's.a', { h: '1' }, other, null],
+      ['other subject', 5, 's.b', { h: '1' }, big, null],
+      ['other seq', 6, 's.a', { h: '1' }, big, null],
+      ['other headers', 5, 's.a', { h: '2' }, big, null],
+      ['no seq', 0, 's.a', { h: '1' }, big, null],
+      ['no seq again', 0, 's.a', { h: '1' }, big, null],
+      ['small', 7, 's.a', {}, Buffer.from('x'), null],
+      ['small copy', 7, 's.a', {}, Buffer.from('x'), null],
+    ];
+    for (const [detail, seq, subject, headers, payload, replayed] of rows) {
+      await pool.query(
+        `INSERT INTO ingest_rejects (received_at, subject, headers, payload, reason, detail, stream_seq, replayed_at)
+         VALUES (now(), $1, $2, $3, 'decode_error', $4, $5, $6)`,
+        [subject, headers, payload, detail, seq, replayed],
+      );
+    }
+    assert.deepEqual((await migrate(pool, logger)).applied, ['008_dead_letter_identity']);
+    const kept = await pool.query<{ detail: string; replayed: string | null }>(
+      `SELECT detail, to_char(replayed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS replayed FROM ingest_rejects ORDER BY id`,
+    );
+    assert.deepEqual(kept.rows, [
+      { detail: 'first', replayed: '2026-01-02' },
+      ...['other payload', 'other subject', 'other seq', 'other headers', 'no seq', 'no seq again', 'small'].map((detail) => ({ detail, replayed: null })),
+    ]);
+
+    // New dead letters carry their stream and are stored once per JetStream message.
+    const w = new BatchWriter({ kind: 'postgres', pool, url: '', close: async () => undefined }, logger);
+    const dl = makeReject({ streamName: 'SWARM', streamCreatedUs: Date.now() * 1000, streamSeq: 5, subject: 's.a', headers: { h: '1' }, payload: big });
+    assert.equal((await w.write({ rows: [], rejects: [dl], registry: [] })).rejected, 1);
+    assert.equal((await w.write({ rows: [], rejects: [dl], registry: [] })).rejectDuplicates, 1);
+    assert.equal((await pool.query(`SELECT count(*)::int AS n FROM ingest_rejects WHERE stream_name = 'SWARM'`)).rows[0].n, 1);
   });
 
   it('a migration file changed after it was applied is an error naming the file', async () => {

@@ -35,6 +35,9 @@ export function makeReject(over: Partial<RejectRow> = {}): RejectRow {
     payload: new Uint8Array([0x00, 0xff, 0x7b, 0x0a]),
     reason: 'decode_error',
     detail: 'not a MsgEnvelope',
+    // No stream (as in core mode): these never meet each other as copies of one JetStream message.
+    streamName: '',
+    streamCreatedUs: 0,
     streamSeq: 7,
     receivedAtUs: nowUs(),
     ...over,

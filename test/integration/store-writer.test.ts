@@ -107,7 +107,7 @@ describe('store: batch writer (PostgreSQL)', () => {
       const badTime = makeRow({ timestampUs: 9.9e18 });
       rows.splice(7, 0, tooBig);
       rows.splice(31, 0, badTime);
-      const origin = { payload: new Uint8Array([1, 2, 3]), headers: { 'Nats-Msg-Id': 'x' }, streamSeq: 42 };
+      const origin = { payload: new Uint8Array([1, 2, 3]), headers: { 'Nats-Msg-Id': 'x' }, streamName: 'SWARM', streamCreatedUs: nowUs(), streamSeq: 42 };
       const r = await w.write({
         rows,
         rejects: [makeReject()],
@@ -175,6 +175,61 @@ describe('store: batch writer (PostgreSQL)', () => {
     assert.deepEqual(res.rows[0].headers, rej.headers);
     assert.equal(res.rows[0].reason, 'too_deep');
     assert.equal(res.rows[0].s, 7);
+  });
+
+  it('stores a JetStream message as a dead letter once, however often it is delivered; another incarnation of the stream is another message', async () => {
+    const subject = `swarm.dl.${randomBytes(4).toString('hex')}`;
+    const created = nowUs() - 60_000_000;
+    const stream = { streamName: 'SWARM', streamCreatedUs: created };
+    const invalid = makeReject({ ...stream, subject, streamSeq: 901, reason: 'invalid_json' });
+    // A row PostgreSQL rejects (a timestamp it cannot hold), from the message at sequence 902.
+    const badRow = makeRow({ subject, timestampUs: 9.9e18 });
+    const origin = { payload: new Uint8Array([9, 0, 2]), headers: {}, ...stream, streamSeq: 902 };
+    const batch = { rows: [badRow], rejects: [invalid], registry: [], originOf: () => origin };
+    const storedBefore = await metricValue('mycelis_memory_store_rejects_total');
+    const skippedBefore = await metricValue('mycelis_memory_store_rejects_duplicate_total');
+
+    const first = await writer.write(batch);
+    assert.equal(first.rejected, 2);
+    assert.equal(first.rejectDuplicates, 0);
+    assert.deepEqual([...first.rejectedByReason].sort(), [['db_rejected', 1], ['invalid_json', 1]]);
+    // Redelivered after its batch committed (the ack was lost): received again, later, by another batch.
+    const again = await writer.write({ ...batch, rejects: [{ ...invalid, receivedAtUs: nowUs() }] });
+    assert.equal(again.rejected, 0);
+    assert.equal(again.rejectDuplicates, 2);
+    assert.equal(again.rejectedByReason.size, 0);
+    // Twice in one batch (redelivered while its first delivery was still held): once.
+    const seq903 = makeReject({ ...stream, subject, streamSeq: 903 });
+    const twice = await writer.write({ rows: [], rejects: [seq903, { ...seq903, receivedAtUs: nowUs() }], registry: [] });
+    assert.deepEqual([twice.rejected, twice.rejectDuplicates], [1, 1]);
+    assert.equal(await metricValue('mycelis_memory_store_rejects_total'), storedBefore + 3);
+    assert.equal(await metricValue('mycelis_memory_store_rejects_duplicate_total'), skippedBefore + 3);
+
+    // The stream deleted and created again numbers from 1 once more: the same bytes at the same sequence
+    // are another message, kept; so is a message without a stream (core mode) at that sequence.
+    const recreated = await writer.write({
+      rows: [],
+      rejects: [
+        { ...invalid, streamCreatedUs: created + 30_000_000 },
+        { ...invalid, streamName: '', streamCreatedUs: 0 },
+        { ...invalid, streamName: '', streamCreatedUs: 0 },
+      ],
+      registry: [],
+    });
+    assert.deepEqual([recreated.rejected, recreated.rejectDuplicates], [3, 0]);
+
+    const res = await db.pool.query<{ seq: string; reason: string; stream: string; created_us: string | null; n: number }>(
+      `SELECT stream_seq::text AS seq, reason, stream_name AS stream, (extract(epoch FROM stream_created_at) * 1000000)::bigint::text AS created_us, count(*)::int AS n
+       FROM ingest_rejects WHERE subject = $1 OR detail LIKE $2 GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`,
+      [subject, `row ${badRow.id}:%`],
+    );
+    assert.deepEqual(res.rows, [
+      { seq: '901', reason: 'invalid_json', stream: '', created_us: null, n: 2 },
+      { seq: '901', reason: 'invalid_json', stream: 'SWARM', created_us: String(created), n: 1 },
+      { seq: '901', reason: 'invalid_json', stream: 'SWARM', created_us: String(created + 30_000_000), n: 1 },
+      { seq: '902', reason: 'db_rejected', stream: 'SWARM', created_us: String(created), n: 1 },
+      { seq: '903', reason: 'decode_error', stream: 'SWARM', created_us: String(created), n: 1 },
+    ]);
   });
 
   it('folds registry events over the stored state and upserts once per agent', async () => {
