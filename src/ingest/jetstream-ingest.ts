@@ -2,7 +2,7 @@
 //
 // Messages arrive through PullConsumer (pull-consumer.ts) into the pipeline's queue, synchronously
 // (no per-message promise). What the process holds - queue, batch being decoded, batch committing - is
-// bounded by credit in messages (2 x INGEST_BATCH_SIZE) and bytes (the memory budget's ingest share):
+// bounded by credit in messages (3 x INGEST_BATCH_SIZE) and bytes (the memory budget's ingest share):
 // nothing is asked for that cannot be held, and nothing is acked that is not committed. A blocked
 // commit (PostgreSQL down) therefore stops delivery.
 // A graceful stop sends no new pull and lets the open ones end (at most PULL_EXPIRES_MS; whatever the

@@ -71,9 +71,9 @@ export function isNotFound(err: unknown, what: 'stream' | 'consumer'): boolean {
   return err.message === `${what} not found`;
 }
 
-/** Messages one process holds delivered and unacked: one batch committing while the next is decoded. */
+/** Messages one process holds delivered and unacked: one batch committing, the next decoded, a third arriving. */
 export function maxHeldFor(batchSize: number): number {
-  return 2 * batchSize;
+  return 3 * batchSize;
 }
 
 /**

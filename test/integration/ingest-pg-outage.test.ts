@@ -9,9 +9,13 @@ import { connect, type NatsConnection } from 'nats';
 import { startPrivatePostgres, type PrivatePostgres } from '../helpers/private-pg.js';
 import { deleteStreamQuietly, SHARED_NATS_URL, uniqueNatsNames } from '../helpers/nats.js';
 import { waitFor } from '../helpers/wait.js';
+import { maxHeldFor } from '../../src/ingest/stream-setup.js';
 import { ingestMetrics, metricValue, startHarness, textEnvelope, type Harness } from './ingest-harness.js';
 
 const names = uniqueNatsNames('pg_outage');
+const BATCH = 200;
+/** What the service holds delivered and unacked (its credit): the window the outage must not move. */
+const WINDOW = maxHeldFor(BATCH);
 
 async function rowCount(url: string): Promise<{ rows: number; distinct: number }> {
   const c = new pg.Client({ connectionString: url });
@@ -40,7 +44,7 @@ describe('ingest across a PostgreSQL outage', () => {
         NATS_SUBJECTS: `${names.prefix}.>`,
         STREAM_NAME: names.stream,
         CONSUMER_NAME: names.consumer,
-        INGEST_BATCH_SIZE: '200',
+        INGEST_BATCH_SIZE: String(BATCH),
         ACK_WAIT: '2s',
       },
       SHARED_NATS_URL,
@@ -73,12 +77,12 @@ describe('ingest across a PostgreSQL outage', () => {
     await waitFor('writer retrying with a full unacked window', async () => {
       const ci = await jsm.consumers.info(names.stream, names.consumer);
       const retries = (await metricValue(ingestMetrics.errors, { kind: 'commit_retry' })) - retriesBefore;
-      return ci.num_ack_pending === 400 && retries > 0;
+      return ci.num_ack_pending === WINDOW && retries > 0;
     });
     // The outage itself (the scenario, not a timing assertion): 5 x ack_wait.
     await new Promise((r) => setTimeout(r, 10_000));
     const during = await jsm.consumers.info(names.stream, names.consumer);
-    assert.equal(during.num_ack_pending, 400, 'nothing is acked while PostgreSQL is down');
+    assert.equal(during.num_ack_pending, WINDOW, 'nothing is acked while PostgreSQL is down');
     assert.equal(during.num_redelivered, 0, 'working() kept the held messages from being redelivered');
     assert.ok(during.num_pending > 0, 'the rest waits in the stream');
     await pgs.start();
