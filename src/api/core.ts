@@ -32,7 +32,7 @@ import { encodeCursor } from './cursor.js';
 import { encodeStreamResponse, toLogRecord } from './log-record.js';
 import { queryLogs } from './queries/logs.js';
 import { getRegistry } from './queries/registry.js';
-import { searchLogs } from './queries/search.js';
+import { searchLogs, searchLogsEncoded } from './queries/search.js';
 import { getTrace, getTraceEncoded } from './queries/trace.js';
 import { StreamHub, type CommitSource } from './stream-hub.js';
 import { RegistryWatchHub } from './streams/registry-watch.js';
@@ -148,6 +148,11 @@ export class MemoryCore {
 
   async searchLogs(req: SearchLogsRequest, ctx: CallContext): Promise<SearchLogsResponse> {
     return searchLogs(this.searchReader, validateSearchLogs(req), callSignal(ctx));
+  }
+
+  /** SearchLogs' response already encoded (the gRPC port: src/api/queries/search.ts searchLogsEncoded). */
+  async searchLogsEncoded(req: SearchLogsRequest, ctx: CallContext): Promise<Buffer> {
+    return searchLogsEncoded(this.searchReader, validateSearchLogs(req), callSignal(ctx));
   }
 
   /**

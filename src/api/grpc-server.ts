@@ -177,10 +177,10 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
     streamLogs: serverStream('StreamLogs', (req, ctx) => core.streamLogsEncoded(req, ctx)),
     getRegistry: unary<GetRegistryRequest, GetRegistryResponse>('GetRegistry', (req, ctx) => core.getRegistry(req, ctx)),
     queryLogs: unary<QueryLogsRequest, QueryLogsResponse>('QueryLogs', (req, ctx) => core.queryLogs(req, ctx)),
-    // Pre-encoded bytes (the definition's responseSerialize passes Buffers through).
+    // GetTrace and SearchLogs: pre-encoded bytes (the definition's responseSerialize passes Buffers through).
     getTrace: unary<GetTraceRequest, GetTraceResponse>('GetTrace', (req, ctx) => core.getTraceEncoded(req, ctx) as unknown as Promise<GetTraceResponse>),
     watchRegistry: serverStream('WatchRegistry', (req, ctx) => core.watchRegistryEncoded(req, ctx)),
-    searchLogs: unary<SearchLogsRequest, SearchLogsResponse>('SearchLogs', (req, ctx) => core.searchLogs(req, ctx)),
+    searchLogs: unary<SearchLogsRequest, SearchLogsResponse>('SearchLogs', (req, ctx) => core.searchLogsEncoded(req, ctx) as unknown as Promise<SearchLogsResponse>),
   };
 
   const server = new grpc.Server({ 'grpc.max_send_message_length': 16 * 1024 * 1024 });
