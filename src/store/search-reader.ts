@@ -10,8 +10,10 @@
 //
 // A phrase, and a filter on a column of few values, are where the planner goes wrong (walkFirst): such a
 // NEWEST page walks the newest rows itself first, in bounded steps (SEARCH_WALK_SQL, nextWalk), and
-// leaves the rest to the planner only when the matches it saw are too sparse for walking to pay. The
-// page is the same either way.
+// leaves the rest to the planner only when the matches it saw are too sparse for walking to pay. With a
+// level or intent filter and a word of few matches (the planner's estimate, matchesFirst), the page
+// reads the word's matches through GIN alone and tests the level on each instead (SEARCH_MATCHES_SQL).
+// The page is the same either way.
 //
 // Keysets: NEWEST pages are QueryLogs' (timestamp, seq) descending, with the same partition pruning by
 // `timestamp <= after`. RELEVANCE pages go by (rank, timestamp, seq) descending; the rank is a real
@@ -65,15 +67,21 @@ const TSQ = `websearch_to_tsquery('simple'::regconfig, $6::text)`;
 const RANK = (col: string): string => `ts_rank(${col}, ${TSQ}, 1)`;
 
 // $1..$5 the filter (log-reader's FILTER_SQL, on alias l), $6 the query, $7 since, $8 until, $9 after
-// timestamp, $10 after seq, $11 limit, $12 after rank.
-const FILTER_L = `($1::text[] IS NULL OR l.source = ANY($1::text[]))
+// timestamp, $10 after seq, $11 limit, $12 after rank. `levelIndexable` false: the level and intent are
+// written as expressions no index matches (`level || ''`), so they filter the rows the word's matches
+// give and never choose them (SEARCH_MATCHES_SQL, matchesFirst).
+const filterL = (levelIndexable: boolean): string => {
+  const col = (c: string): string => (levelIndexable ? `l.${c}` : `(l.${c} || '')`);
+  return `($1::text[] IS NULL OR l.source = ANY($1::text[]))
   AND ($2::text[] IS NULL OR l.team_id = ANY($2::text[]))
-  AND ($3::text[] IS NULL OR l.level = ANY($3::text[]))
-  AND ($4::text[] IS NULL OR l.intent = ANY($4::text[]))
+  AND ($3::text[] IS NULL OR ${col('level')} = ANY($3::text[]))
+  AND ($4::text[] IS NULL OR ${col('intent')} = ANY($4::text[]))
   AND ($5::text IS NULL OR l.trace_id = $5::text)
   AND l.search @@ ${TSQ}
   AND ($7::timestamptz IS NULL OR l."timestamp" >= $7::timestamptz)
   AND ($8::timestamptz IS NULL OR l."timestamp" < $8::timestamptz)`;
+};
+const FILTER_L = filterL(true);
 
 const INNER_COLUMNS = 'l.id, l.seq, l.trace_id, l."timestamp", l.level, l.source, l.intent, l.message, l.context, l.team_id, l.subject, l.received_at, l.search';
 
@@ -87,17 +95,28 @@ const OUTER = `SELECT x.id::text AS id, x.seq::text AS seq_text, x.trace_id,
     x.rank::text AS rank_text,
     ts_headline('simple'::regconfig, left(coalesce(x.message, ''), ${HEADLINE_INPUT_CHARS}), ${TSQ}, ${HEADLINE_OPTIONS}) AS snippet`;
 
-export const SEARCH_NEWEST_SQL = `${OUTER}
+const newestSql = (filter: string): string => `${OUTER}
   FROM (
     SELECT ${INNER_COLUMNS}, ${RANK('l.search')} AS rank
       FROM (
         SELECT ${INNER_COLUMNS} FROM log_entries l
-         WHERE ${FILTER_L}
+         WHERE ${filter}
            AND ($9::timestamptz IS NULL OR (l."timestamp" <= $9::timestamptz AND (l."timestamp", l.seq) < ($9::timestamptz, $10::bigint)))
          ORDER BY l."timestamp" DESC, l.seq DESC LIMIT $11
       ) l
   ) x
   ORDER BY x."timestamp" DESC, x.seq DESC`;
+
+export const SEARCH_NEWEST_SQL = newestSql(FILTER_L);
+
+/**
+ * NEWEST with a level or intent filter and a query of few matches (matchesFirst): the same page, the
+ * level and intent tested on the word's matches instead of ANDed with their indexes' bitmaps.
+ */
+export const SEARCH_MATCHES_SQL = newestSql(filterL(false));
+
+/** The planner's estimate of the query's matches in the whole log ($1 the query text). */
+export const SEARCH_ESTIMATE_SQL = `EXPLAIN (FORMAT JSON) SELECT 1 FROM log_entries l WHERE l.search @@ websearch_to_tsquery('simple'::regconfig, $1::text)`;
 
 // NEWEST, first: a walk of the (timestamp, seq) index newest first over at most $12 rows of the range
 // after the keyset position, the filters and the words tested on each row (not used to choose the
@@ -200,7 +219,26 @@ export const WALK_MAX_ROWS = 32_768;
 export function walkFirst(parsed: string | undefined, filter: LogRowFilter = NO_FILTER): boolean {
   if (filter.traceId !== '') return false;
   if (filter.levels.length > 0 || filter.intents.length > 0) return true;
-  return parsed !== undefined && /<(->|\d+>)/.test(parsed);
+  return isPhrase(parsed);
+}
+
+const isPhrase = (parsed: string | undefined): boolean => parsed !== undefined && /<(->|\d+>)/.test(parsed);
+
+/** NEWEST with a level or intent filter: at most this many estimated matches read through GIN alone. */
+export const MATCHES_FIRST_MAX = 10_000;
+
+/**
+ * Whether a NEWEST page with a level or intent filter asks for the planner's estimate of the query's
+ * matches first, to read them through the GIN index alone (SEARCH_MATCHES_SQL) when there are at most
+ * MATCHES_FIRST_MAX. An error word's matches are its level's ("denied", "timeout": 4,600-4,900 rows of
+ * 1,000,000 in the bench, every one ERROR): the walk (walkFirst) saw about 5 matches in 1,000 rows,
+ * walked 25,000 more, and gave up to the planner, which ANDed them with the level index's 84,000 ERROR
+ * entries (28-132 ms); reading the word's 4,900 matches and testing the level on each is 8-35 ms. A word
+ * in many rows keeps the walk and the level index (FATAL with a common word: the index is the way in).
+ * Words only (a phrase's estimate is far too low: walkFirst), and not for one trace (its own index).
+ */
+export function matchesFirst(parsed: string | undefined, filter: LogRowFilter): boolean {
+  return filter.traceId === '' && (filter.levels.length > 0 || filter.intents.length > 0) && !isPhrase(parsed);
 }
 
 /**
@@ -236,10 +274,11 @@ export class SearchReader {
   /** The statements the last NEWEST page took ('walk <rows>', 'index'): for tests and EXPLAIN work. */
   lastPlan: string[] = [];
 
-  /** `rankMatches`: RANK_MATCHES (tests take a smaller one). */
+  /** `rankMatches`: RANK_MATCHES, `matchesFirstMax`: MATCHES_FIRST_MAX (tests take smaller ones). */
   constructor(
     private readonly db: PoolHolder,
     private readonly rankMatches = RANK_MATCHES,
+    private readonly matchesFirstMax = MATCHES_FIRST_MAX,
   ) {}
 
   /**
@@ -276,6 +315,14 @@ export class SearchReader {
     let walked = 0;
     let budget: number | null = walkFirst(o.parsed, filter) ? WALK_FIRST_ROWS : null;
     const plan: string[] = (this.lastPlan = []);
+    if (matchesFirst(o.parsed, filter)) {
+      const estimate = await this.estimate(o.query, signal);
+      if (estimate <= this.matchesFirstMax) {
+        plan.push('matches');
+        const raw = await this.run<SearchRaw>(SEARCH_MATCHES_SQL, searchParams(filter, o).slice(0, 11), signal, 'log search');
+        return raw.map(toSearchRow);
+      }
+    }
     while (budget !== null) {
       plan.push(`walk ${budget}`);
       const params = searchParams(filter, { ...o, after, limit: o.limit - hits.length }).slice(0, 11);
@@ -298,6 +345,12 @@ export class SearchReader {
     const raw = await this.run<SearchRaw>(SEARCH_NEWEST_SQL, params, signal, 'log search');
     for (const r of raw) hits.push(toSearchRow(r));
     return hits;
+  }
+
+  /** The planner's estimate of the query's matches (SEARCH_ESTIMATE_SQL): good for words, not phrases. */
+  private async estimate(query: string, signal: AbortSignal | undefined): Promise<number> {
+    const rows = await this.run<{ 'QUERY PLAN': [{ Plan: { 'Plan Rows': number } }] }>(SEARCH_ESTIMATE_SQL, [query], signal, 'search estimate');
+    return rows[0]?.['QUERY PLAN'][0].Plan['Plan Rows'] ?? Number.POSITIVE_INFINITY;
   }
 
   private async run<R extends pg.QueryResultRow>(text: string, values: unknown[], signal: AbortSignal | undefined, what: string): Promise<R[]> {

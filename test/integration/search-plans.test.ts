@@ -1,5 +1,5 @@
 // How SearchLogs reads (src/store/search-reader.ts), against PostgreSQL. NEWEST for a phrase (or with a
-// level filter) walks the newest rows itself first: the pages it gives are exactly the matches in (timestamp, seq) order that
+// level filter and a word of many matches; of few, its matches through GIN) walks the newest rows itself first: the pages it gives are exactly the matches in (timestamp, seq) order that
 // PostgreSQL finds for the same query in one ordered scan, whether the walks fill the page, run out of
 // rows, or hand over to the index; with filters, a time range and keyset positions; and a query that is
 // not a phrase never walks. RELEVANCE ranks the newest matches only (a smaller bound here than
@@ -108,10 +108,23 @@ describe('search plans: NEWEST walks first for a phrase; RELEVANCE ranks the new
     }
   });
 
-  it('a word with a level filter walks first; with a team filter it goes to the planner; the same pages', async () => {
+  it('a word with a level filter: its matches through GIN when few, else walked first; a team filter goes to the planner; the same pages', async () => {
+    // 'routine' is in about 3,700 rows: at most MATCHES_FIRST_MAX, so its matches are read and the level tested on each.
+    const want = await expected('routine', { ...NO_FILTER, levels: ['ERROR'] }, null, null);
     const errors = await pages('routine', 30, { ...NO_FILTER, levels: ['ERROR'] });
-    assert.deepEqual(errors.ids, await expected('routine', { ...NO_FILTER, levels: ['ERROR'] }, null, null));
-    assert.equal(errors.plans[0]![0], `walk ${WALK_FIRST_ROWS}`);
+    assert.deepEqual(errors.ids, want);
+    for (const p of errors.plans) assert.deepEqual(p, ['matches']);
+    // With a bound below its estimate: walked first, as a common word's would be.
+    const bounded = new SearchReader(env.db, RANK_MATCHES, 1000);
+    const parsed = (await bounded.parseQuery('routine')).text;
+    const first = await bounded.page({ ...NO_FILTER, levels: ['ERROR'] }, { query: 'routine', order: 'newest', sinceUs: null, untilUs: null, after: null, afterRank: null, limit: 31, parsed });
+    assert.deepEqual(first.rows.map((r) => r.row.id), want.slice(0, 31));
+    assert.equal(bounded.lastPlan[0], `walk ${WALK_FIRST_ROWS}`);
+    // An intent filter, a time range and a later page: the same as one scan.
+    const since = tsOf(1000);
+    const intent = await pages('routine', 40, { ...NO_FILTER, intents: ['text'] }, since, null);
+    assert.deepEqual(intent.ids, (await expected('routine', NO_FILTER, since, null)));
+    assert.deepEqual(intent.plans[0], ['matches']);
     const team = await pages('routine', 500, { ...NO_FILTER, teamIds: ['odd'] });
     assert.deepEqual(team.ids, await expected('routine', { ...NO_FILTER, teamIds: ['odd'] }, null, null));
     for (const p of team.plans) assert.deepEqual(p, ['index']);

@@ -8,7 +8,7 @@ import { InvalidArgumentError } from '../../src/errors.js';
 import { SearchLogsRequest, SearchLogsRequest_Order as Order } from '../../src/gen/mycelis/memory/v1/memory.js';
 import { encodePageToken } from '../../src/api/cursor.js';
 import { MAX_QUERY_CHARS, validateSearchLogs } from '../../src/api/validate.js';
-import { MAX_SNIPPET_CHARS, nextWalk, tidySnippet, walkFirst, WALK_FIRST_ROWS, WALK_MAX_ROWS } from '../../src/store/search-reader.js';
+import { matchesFirst, MAX_SNIPPET_CHARS, nextWalk, tidySnippet, walkFirst, WALK_FIRST_ROWS, WALK_MAX_ROWS } from '../../src/store/search-reader.js';
 import { formatHit, parseTimeFlag, searchCommand } from '../../src/cli/search.js';
 import { painter } from '../../src/cli/terminal.js';
 import { SearchHitSchema } from '../../web/gen/mycelis/memory/v1/memory_pb.js';
@@ -97,6 +97,16 @@ describe('SearchLogs NEWEST: walks first for a phrase or a level/intent filter',
     assert.equal(walkFirst("'denied'", { ...f, intents: ['tool_call'] }), true);
     assert.equal(walkFirst("'denied'", { ...f, teamIds: ['ops'], agentIds: ['a'] }), false);
     assert.equal(walkFirst("'a' <-> 'b'", { ...f, levels: ['ERROR'], traceId: 'wf-1' }), false);
+  });
+
+  it('a level or intent filter with words (not a phrase, not one trace) asks for the estimate first (matchesFirst)', () => {
+    const f = { agentIds: [], teamIds: [], levels: [], intents: [], traceId: '' };
+    assert.equal(matchesFirst("'denied'", { ...f, levels: ['ERROR'] }), true);
+    assert.equal(matchesFirst("'denied' | 'refused'", { ...f, intents: ['tool_call'], teamIds: ['ops'] }), true);
+    assert.equal(matchesFirst("'denied'", f), false);
+    assert.equal(matchesFirst("'denied'", { ...f, teamIds: ['ops'] }), false);
+    assert.equal(matchesFirst("'permission' <-> 'denied'", { ...f, levels: ['ERROR'] }), false);
+    assert.equal(matchesFirst("'denied'", { ...f, levels: ['ERROR'], traceId: 'wf-1' }), false);
   });
 
   it('the next walk: the rows still needed at the density seen, a quarter more, within the bound; none when nothing matched or it would not fit', () => {
