@@ -46,6 +46,7 @@ import { runBarePipeline, runDirective, type BareDecoder, type BareResult } from
 import { profileStages } from './stages.js';
 import { emptyFilter, getRegistry, getTrace, makeClients, openLightTail, openTail, queryLogs, type LightTail } from './clients.js';
 import { searchPhase, type SearchResult } from './search.js';
+import { ensureSizedTraces, getTraceBySize, type SizedTraceResult } from './traces.js';
 import { buildMessages, createStream, CpuTracker, fmt, nowMs, publishAll, publishPaced, RssMonitor, Samples, serviceCpuTracker, sleep, summarize, until, type DataOptions, type Summary } from './lib.js';
 import { summarizeProfile, type ProfileSummary } from './profile.js';
 import { partitionPhases } from './partitions.js';
@@ -533,7 +534,8 @@ async function readsOnly(nats: PrivateNats, nc: NatsConnection): Promise<void> {
     // in turns, A B A B, on the same database (--reads-db, as it is).
     if (name === undefined) throw new Error('--reads-ab needs --reads-db (a database a reads run left with --keep)');
     const teams = await withClient(db.url, async (c) => (await c.query<{ t: string }>(`SELECT DISTINCT team_id AS t FROM agent_registry WHERE team_id <> '' ORDER BY 1`)).rows.map((r) => r.t));
-    const runs: { variant: string; loadavg: number[]; getTraceMs: Summary; traceRecordsMean: number; search: SearchResult }[] = [];
+    const runs: { variant: string; loadavg: number[]; loadavgEnd: number[]; getTraceMs: Summary; traceRecordsMean: number; getTraceBySize: Record<string, SizedTraceResult>; search: SearchResult }[] = [];
+    await ensureSizedTraces(db.url, log);
     for (const variant of ['A', 'B', 'A', 'B']) {
       const cli = variant === 'A' ? join(other, 'dist', 'src', 'cli.js') : undefined;
       const svc = await startBenchService(serviceEnv(nats, db, stream, { INGEST_MODE: 'off' }), opts.nodeFlags, 60_000, cli);
@@ -546,8 +548,10 @@ async function readsOnly(nats: PrivateNats, nc: NatsConnection): Promise<void> {
       mon.stop();
       await svc.stop();
       cleanup.pop();
-      runs.push({ variant, loadavg: load, ...r });
-      log(`reads A/B ${variant} (${variant === 'A' ? other : 'this checkout'}, load ${load.join(' ')}): GetTrace p50/p99 ${fmt(r.getTraceMs.p50)}/${fmt(r.getTraceMs.p99)} ms; SearchLogs newest p50/p99 ${fmt(r.search.newestMs.p50)}/${fmt(r.search.newestMs.p99)}, relevance ${fmt(r.search.relevanceMs.p50)}/${fmt(r.search.relevanceMs.p99)} ms`);
+      const loadEnd = loadavg().map((x) => Math.round(x * 100) / 100);
+      runs.push({ variant, loadavg: load, loadavgEnd: loadEnd, ...r });
+      const sized = Object.values(r.getTraceBySize).map((t) => `${t.records}${t.truncated ? ` (${t.returned} sent)` : ''}: ${fmt(t.ms.p50)}/${fmt(t.ms.p99)}`).join(', ');
+      log(`reads A/B ${variant} (${variant === 'A' ? other : 'this checkout'}, load ${load.join(' ')} -> ${loadEnd.join(' ')}): GetTrace p50/p99 ${fmt(r.getTraceMs.p50)}/${fmt(r.getTraceMs.p99)} ms (${fmt(r.traceRecordsMean)} records a trace; by size ${sized}); SearchLogs newest p50/p99 ${fmt(r.search.newestMs.p50)}/${fmt(r.search.newestMs.p99)}, relevance ${fmt(r.search.relevanceMs.p50)}/${fmt(r.search.relevanceMs.p99)} ms`);
     }
     results['readsAb'] = { a: other, runs };
   }
@@ -587,6 +591,7 @@ async function readPhases(svc: BenchService, db: TestDatabase, mon: RssMonitor):
     await c.query('VACUUM ANALYZE log_entries');
     await c.query('ANALYZE agent_registry');
   });
+  await ensureSizedTraces(db.url, log);
   const [client] = makeClients(`127.0.0.1:${svc.grpcPort}`, 1);
   const teams = await getRegistry(client!, { pageSize: 1000 }).then((r) => [...new Set(r.agents.map((a) => a.teamId))]);
   const agentIds = await getRegistry(client!, { pageSize: 200 }).then((r) => r.agents.map((a) => a.agentId));
@@ -659,17 +664,18 @@ async function readPhases(svc: BenchService, db: TestDatabase, mon: RssMonitor):
     queryLogsPagesFollowed: pagesFollowed,
     getTraceMs: ts.getTraceMs,
     traceRecordsMean: ts.traceRecordsMean,
+    getTraceBySize: ts.getTraceBySize,
     search,
   };
   log(`GetRegistry p50 ${fmt(summarize(reg).p50)} ms p99 ${fmt(summarize(reg).p99)} ms; QueryLogs p99 ${fmt(summarize(q).p99)} ms; GetTrace p99 ${fmt(ts.getTraceMs.p99)} ms`);
 }
 
 /** GetTrace of 400 workflows, then SearchLogs (bench/search.ts), through `client`'s service. */
-async function traceAndSearch(client: ReturnType<typeof makeClients>[number], db: TestDatabase, teams: string[], mon: RssMonitor): Promise<{ getTraceMs: Summary; traceRecordsMean: number; search: SearchResult }> {
+async function traceAndSearch(client: ReturnType<typeof makeClients>[number], db: TestDatabase, teams: string[], mon: RssMonitor): Promise<{ getTraceMs: Summary; traceRecordsMean: number; getTraceBySize: Record<string, SizedTraceResult>; search: SearchResult }> {
   // GetTrace on workflows of the ingested traffic (a team's run of messages; copies of them shifted
   // back in time share the trace id, so a trace here holds about 4 times its run).
   const traceIds = await withClient(db.url, async (c) =>
-    (await c.query<{ trace_id: string }>(`SELECT trace_id FROM (SELECT DISTINCT trace_id FROM log_entries WHERE trace_id <> '') t ORDER BY md5(trace_id) LIMIT $1`, [opts.quick ? 100 : 400])).rows.map((r) => r.trace_id),
+    (await c.query<{ trace_id: string }>(`SELECT trace_id FROM (SELECT DISTINCT trace_id FROM log_entries WHERE trace_id <> '' AND trace_id NOT LIKE 'bench-sized-%') t ORDER BY md5(trace_id) LIMIT $1`, [opts.quick ? 100 : 400])).rows.map((r) => r.trace_id),
   );
   const tr: number[] = [];
   let traceRecords = 0;
@@ -679,11 +685,13 @@ async function traceAndSearch(client: ReturnType<typeof makeClients>[number], db
     tr.push(nowMs() - t);
     traceRecords += res.records.length;
   }
+  // Traces of stated sizes (bench/traces.ts): 170, 1,000 and 12,000 records (truncated by the caps).
+  const getTraceBySizeMs = await getTraceBySize(client, db.url, opts.quick ? 3 : 10);
   rss['getTrace'] = mon.peakMb();
   // SearchLogs over the same 1,000,000 rows (bench/search.ts), then migration 006's lock time there.
   mon.reset();
   const search = await searchPhase(client, db.url, { rounds: opts.quick ? 3 : 20, teams, log, timeMigration: flags['reads-db'] === undefined && flags.keep !== true });
-  return { getTraceMs: summarize(tr), traceRecordsMean: traceIds.length > 0 ? traceRecords / traceIds.length : 0, search };
+  return { getTraceMs: summarize(tr), traceRecordsMean: traceIds.length > 0 ? traceRecords / traceIds.length : 0, getTraceBySize: getTraceBySizeMs, search };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -946,7 +954,7 @@ function printTable(): void {
     ingest?: { eventsPerSec: number; bare: { eventsPerSec: number }; directive: { eventsPerSec: number }; ratioToBare: number; ratioToDirective: number };
     latency?: { ms: Summary };
     fanout?: { deliveryMs: Summary; ingestRatioWithTails: number; burstWithoutTails: { eventsPerSec: number }; burstWithTails: { eventsPerSec: number }; clients: number };
-    reads?: { getRegistryMs: Summary; queryLogsPageMs: Summary; getRegistryAllPagesMs: Summary; getTraceMs?: Summary; traceRecordsMean?: number; search?: SearchResult };
+    reads?: { getRegistryMs: Summary; queryLogsPageMs: Summary; getRegistryAllPagesMs: Summary; getTraceMs?: Summary; traceRecordsMean?: number; getTraceBySize?: Record<string, SizedTraceResult>; search?: SearchResult };
     watch?: { watchers: number; agents: number; snapshotsMs: number; offlineDeliveryMs: Summary; deliveriesReceived: number; deliveriesExpected: number; falseOffline: number };
   };
   const rows: [string, string, string][] = [];
@@ -984,6 +992,9 @@ function printTable(): void {
     add('GetRegistry all pages (1000/page) p50', `${fmt(r.reads.getRegistryAllPagesMs.p50)} ms`);
     add(`QueryLogs page p50/p99 @ ${opts.queryRows} rows`, `${fmt(r.reads.queryLogsPageMs.p50)} / ${fmt(r.reads.queryLogsPageMs.p99)} ms`);
     if (r.reads.getTraceMs) add(`GetTrace p50/p99 (${fmt(r.reads.traceRecordsMean ?? 0)} records/trace)`, `${fmt(r.reads.getTraceMs.p50)} / ${fmt(r.reads.getTraceMs.p99)} ms`, 'p99 <= 20 ms');
+    for (const t of Object.values(r.reads.getTraceBySize ?? {})) {
+      add(`GetTrace p50/p99 @ ${t.records} records${t.truncated ? ` (${t.returned} sent, truncated)` : ''}, ${t.ms.n} calls`, `${fmt(t.ms.p50)} / ${fmt(t.ms.p99)} ms`);
+    }
     const s = r.reads.search;
     if (s) {
       add(`SearchLogs page p50/p99 @ ${opts.queryRows} rows (newest first, ${s.newestMs.n} pages)`, `${fmt(s.newestMs.p50)} / ${fmt(s.newestMs.p99)} ms`, 'p99 <= 50 ms');

@@ -22,6 +22,8 @@ export interface SearchResult {
   readonly relevanceMs: Summary;
   /** p99 per query kind (newest first). */
   readonly byKindP99Ms: Record<string, number>;
+  /** p99 per query kind, by relevance. */
+  readonly relevanceByKindP99Ms: Record<string, number>;
   /** Hits of the first page per kind, mean (how much each kind matched). */
   readonly hitsMean: Record<string, number>;
   readonly words: { common: string[]; mid: string[]; rare: string[]; phrases: string[] };
@@ -77,6 +79,47 @@ export async function pickWords(c: pg.Client): Promise<{ rows: number; words: Se
   return { rows, words: { common, mid, rare, phrases } };
 }
 
+export type SearchRequest = Parameters<typeof searchLogs>[1];
+
+/** One request of the mix: `id` names a first page whose token a later item (`pageOf`) follows. */
+export interface MixItem {
+  readonly kind: string;
+  readonly relevance: boolean;
+  readonly req: SearchRequest;
+  readonly id?: string;
+  readonly pageOf?: string;
+}
+
+/** The bench's SearchLogs requests, round by round (see the header); also bench/search-split.ts's. */
+export function searchMix(words: SearchWords, teams: readonly string[], rounds: number): MixItem[] {
+  const at = <T>(xs: readonly T[], i: number): T => xs[i % xs.length]!;
+  const out: MixItem[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const c = at(words.common, i);
+    const m = at(words.mid, i);
+    const r = at(words.rare, i);
+    const p = at(words.phrases, i);
+    const n = (kind: string, req: SearchRequest, more: Partial<MixItem> = {}): void => void out.push({ kind, relevance: false, req, ...more });
+    const rel = (kind: string, query: string): void => void out.push({ kind, relevance: true, req: { query, order: 2 } });
+    n('rare', { query: r });
+    n('mid', { query: m });
+    n('common', { query: c }, { id: `common ${i}` });
+    n('common AND mid', { query: `${c} ${m}` });
+    n('phrase', { query: `"${p}"` });
+    n('common -mid', { query: `${c} -${m}` });
+    n('rare or mid', { query: `${r} or ${m}` });
+    n('common, one team', { query: c, filter: { ...emptyFilter(), teamIds: [at(teams, i)] } });
+    n('mid, ERROR', { query: m, filter: { ...emptyFilter(), levels: ['ERROR'] } });
+    n('common, page 2', { query: c }, { pageOf: `common ${i}` });
+    n('no match', { query: `zq${i}xv` });
+    rel('rare', r);
+    rel('mid', m);
+    rel('phrase', `"${p}"`);
+    rel('rare or mid', `${r} or ${m}`);
+  }
+  return out;
+}
+
 export async function searchPhase(client: MemoryServiceClient, dbUrl: string, o: SearchOptions): Promise<SearchResult> {
   const { rows, words } = await withClient(dbUrl, pickWords);
   const { common, mid, rare, phrases } = words;
@@ -89,49 +132,38 @@ export async function searchPhase(client: MemoryServiceClient, dbUrl: string, o:
   const relevance: number[] = [];
   const byKind = new Map<string, number[]>();
   const hits = new Map<string, number[]>();
-  const time = async (kind: string, into: number[], req: Parameters<typeof searchLogs>[1]): Promise<string> => {
+  const byKindRelevance = new Map<string, number[]>();
+  const tokens = new Map<string, string>();
+  const time = async (kind: string, into: number[], req: SearchRequest): Promise<string> => {
     const t = nowMs();
     const res = await searchLogs(client, req);
     const ms = nowMs() - t;
     into.push(ms);
+    const kinds = into === newest ? byKind : byKindRelevance;
+    if (!kinds.has(kind)) kinds.set(kind, []);
+    kinds.get(kind)!.push(ms);
     if (into === newest) {
-      if (!byKind.has(kind)) byKind.set(kind, []);
-      byKind.get(kind)!.push(ms);
       if (!hits.has(kind)) hits.set(kind, []);
       hits.get(kind)!.push(res.hits.length);
     }
     return res.nextPageToken;
   };
-  const at = <T>(xs: readonly T[], i: number): T => xs[i % xs.length]!;
-  for (let i = 0; i < o.rounds; i++) {
-    const c = at(common, i);
-    const m = at(mid, i);
-    const r = at(rare, i);
-    const p = at(phrases, i);
-    await time('rare', newest, { query: r });
-    await time('mid', newest, { query: m });
-    const token = await time('common', newest, { query: c });
-    await time('common AND mid', newest, { query: `${c} ${m}` });
-    await time('phrase', newest, { query: `"${p}"` });
-    await time('common -mid', newest, { query: `${c} -${m}` });
-    await time('rare or mid', newest, { query: `${r} or ${m}` });
-    await time('common, one team', newest, { query: c, filter: { ...emptyFilter(), teamIds: [at(o.teams, i)] } });
-    await time('mid, ERROR', newest, { query: m, filter: { ...emptyFilter(), levels: ['ERROR'] } });
-    if (token) await time('common, page 2', newest, { query: c, pageToken: token });
-    await time('no match', newest, { query: `zq${i}xv` });
-    await time('rare', relevance, { query: r, order: 2 });
-    await time('mid', relevance, { query: m, order: 2 });
-    await time('phrase', relevance, { query: `"${p}"`, order: 2 });
-    await time('rare or mid', relevance, { query: `${r} or ${m}`, order: 2 });
+  for (const q of searchMix(words, o.teams, o.rounds)) {
+    const pageToken = q.pageOf === undefined ? undefined : tokens.get(q.pageOf);
+    if (q.pageOf !== undefined && !pageToken) continue;
+    const token = await time(q.kind, q.relevance ? relevance : newest, pageToken === undefined ? q.req : { ...q.req, pageToken });
+    if (q.id !== undefined) tokens.set(q.id, token);
   }
   const byKindP99Ms: Record<string, number> = {};
   for (const [k, v] of byKind) byKindP99Ms[k] = summarize(v).p99;
+  const relevanceByKindP99Ms: Record<string, number> = {};
+  for (const [k, v] of byKindRelevance) relevanceByKindP99Ms[k] = summarize(v).p99;
   const hitsMean: Record<string, number> = {};
   for (const [k, v] of hits) hitsMean[k] = v.reduce((s, x) => s + x, 0) / v.length;
-  o.log(`search: newest p50 ${summarize(newest).p50.toFixed(1)} p99 ${summarize(newest).p99.toFixed(1)} ms; relevance p50 ${summarize(relevance).p50.toFixed(1)} p99 ${summarize(relevance).p99.toFixed(1)} ms; p99 by kind ${JSON.stringify(byKindP99Ms)}`);
+  o.log(`search: newest p50 ${summarize(newest).p50.toFixed(1)} p99 ${summarize(newest).p99.toFixed(1)} ms; relevance p50 ${summarize(relevance).p50.toFixed(1)} p99 ${summarize(relevance).p99.toFixed(1)} ms; p99 by kind ${JSON.stringify(byKindP99Ms)}, relevance ${JSON.stringify(relevanceByKindP99Ms)}`);
 
   // Migration 006 again on these rows: drop its column (and index), time the file.
-  if (o.timeMigration === false) return { newestMs: summarize(newest), relevanceMs: summarize(relevance), byKindP99Ms, hitsMean, words, rows, migration006Ms: Number.NaN };
+  if (o.timeMigration === false) return { newestMs: summarize(newest), relevanceMs: summarize(relevance), byKindP99Ms, relevanceByKindP99Ms, hitsMean, words, rows, migration006Ms: Number.NaN };
   const migration006Ms = await withClient(dbUrl, async (c) => {
     await c.query('ALTER TABLE log_entries DROP COLUMN search');
     const sql = readFileSync(join(migrationsDir(), '006_log_search.sql'), 'utf8');
@@ -142,5 +174,5 @@ export async function searchPhase(client: MemoryServiceClient, dbUrl: string, o:
     return nowMs() - t;
   });
   o.log(`search: migration 006 over ${rows} rows held its lock ${(migration006Ms / 1000).toFixed(2)} s`);
-  return { newestMs: summarize(newest), relevanceMs: summarize(relevance), byKindP99Ms, hitsMean, words, rows, migration006Ms };
+  return { newestMs: summarize(newest), relevanceMs: summarize(relevance), byKindP99Ms, relevanceByKindP99Ms, hitsMean, words, rows, migration006Ms };
 }
