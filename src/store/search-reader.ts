@@ -212,9 +212,10 @@ export const WALK_MAX_ROWS = 32_768;
  * each, and the positions checked) and sorted them, where the newest 101 were within 8,000 rows of the
  * time index. A level or an intent has a few values, each on a large share of the rows, and a word's
  * matches mostly share one ("denied" is an ERROR): the planner ANDed the word's bitmap with the level
- * index's (84,000 entries for ERROR) to save heap reads that the correlation made illusory. A team, an
- * agent or a trace id narrow far more, and their indexes are the better way in: left to the planner, as
- * are words ANDed (walking them measured no better). bench/README.md, issue 15 follow-up.
+ * index's (84,000 entries for ERROR) to save heap reads that the correlation made illusory (a word of
+ * few matches reads them instead: matchesFirst, asked before the walk). A team, an agent or a trace id
+ * narrow far more, and their indexes are the better way in: left to the planner, as are words ANDed
+ * (walking them measured no better). bench/README.md, issue 15 follow-up and read latency.
  */
 export function walkFirst(parsed: string | undefined, filter: LogRowFilter = NO_FILTER): boolean {
   if (filter.traceId !== '') return false;
