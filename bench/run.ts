@@ -46,7 +46,7 @@ import { runBarePipeline, runDirective, type BareDecoder, type BareResult } from
 import { profileStages } from './stages.js';
 import { emptyFilter, getRegistry, getTrace, makeClients, openLightTail, openTail, queryLogs, type LightTail } from './clients.js';
 import { searchPhase, type SearchResult } from './search.js';
-import { ensureSizedTraces, getTraceBySize, type SizedTraceResult } from './traces.js';
+import { ensureSizedTraces, getTraceBySize, SIZED_TRACE_ROWS, type SizedTraceResult } from './traces.js';
 import { buildMessages, createStream, CpuTracker, fmt, nowMs, publishAll, publishPaced, RssMonitor, Samples, serviceCpuTracker, sleep, summarize, until, type DataOptions, type Summary } from './lib.js';
 import { summarizeProfile, type ProfileSummary } from './profile.js';
 import { partitionPhases } from './partitions.js';
@@ -572,7 +572,8 @@ async function readPhases(svc: BenchService, db: TestDatabase, mon: RssMonitor):
       [add],
     );
     const rows = Number((await c.query<{ n: string }>('SELECT count(*)::text AS n FROM log_entries')).rows[0]!.n);
-    let need = opts.queryRows - rows;
+    // The sized traces (bench/traces.ts) are added after the copies and count towards the total.
+    let need = opts.queryRows - rows - (opts.queryRows >= 1_000_000 ? SIZED_TRACE_ROWS : 0);
     log(`loading ${Math.max(0, need)} more log rows (set-based, straight into PostgreSQL)`);
     // Copies of the ingested rows, shifted back in time, new ids and seqs: same sizes and filters.
     let k = 1;
@@ -588,10 +589,10 @@ async function readPhases(svc: BenchService, db: TestDatabase, mon: RssMonitor):
       need -= take;
       k++;
     }
+    await ensureSizedTraces(db.url, log, false);
     await c.query('VACUUM ANALYZE log_entries');
     await c.query('ANALYZE agent_registry');
   });
-  await ensureSizedTraces(db.url, log);
   const [client] = makeClients(`127.0.0.1:${svc.grpcPort}`, 1);
   const teams = await getRegistry(client!, { pageSize: 1000 }).then((r) => [...new Set(r.agents.map((a) => a.teamId))]);
   const agentIds = await getRegistry(client!, { pageSize: 200 }).then((r) => r.agents.map((a) => a.agentId));
@@ -675,7 +676,7 @@ async function traceAndSearch(client: ReturnType<typeof makeClients>[number], db
   // GetTrace on workflows of the ingested traffic (a team's run of messages; copies of them shifted
   // back in time share the trace id, so a trace here holds about 4 times its run).
   const traceIds = await withClient(db.url, async (c) =>
-    (await c.query<{ trace_id: string }>(`SELECT trace_id FROM (SELECT DISTINCT trace_id FROM log_entries WHERE trace_id <> '' AND trace_id NOT LIKE 'bench-sized-%') t ORDER BY md5(trace_id) LIMIT $1`, [opts.quick ? 100 : 400])).rows.map((r) => r.trace_id),
+    (await c.query<{ trace_id: string }>(`SELECT trace_id FROM (SELECT DISTINCT trace_id FROM log_entries WHERE trace_id <> '' AND trace_id NOT LIKE 'bench-%') t ORDER BY md5(trace_id) LIMIT $1`, [opts.quick ? 100 : 400])).rows.map((r) => r.trace_id),
   );
   const tr: number[] = [];
   let traceRecords = 0;

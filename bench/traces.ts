@@ -1,12 +1,14 @@
 // GetTrace by trace size, on the reads phase's database. The bench's own traces are its traffic's
 // workflows (a team's run of 3-24 messages and their tool results) times the copies that fill the
 // database to 1,000,000 rows: 12-156 records, their mean depending on --events (Q1: 173, Q2: 70.5). So
-// that p99 is judged at stated sizes, traces of 170, 1,000 and 12,000 records are made once in the
-// database (`bench-sized-<records>-<k>`): the newest rows without a trace id of one team (two teams
-// for 12,000: about 50 agents), given that trace id, as a team's long workflow would have. 12,000 is
-// past the response's caps (10,000 records, 3 MiB of message and context: at about 460 stored bytes a
-// row, the byte cap cuts first), so that trace measures a truncated response and the summary of the
-// whole trace in SQL. A database without the rows for a size (--quick) leaves that size out.
+// that p99 is judged at stated sizes, traces of 170, 1,000 and 12,000 records are added once to the
+// database (`bench-workflow-<records>-<k>`): copies (new ids and seqs, the same times) of the newest rows
+// of one team's workflows (two teams for 12,000: about 50 agents), so they hold what workflows hold
+// (tool calls and results, text, events, errors; 460 stored bytes a row on average), under one trace id,
+// as a team's long workflow would. 12,000 is past the response's caps (10,000 records, 3 MiB of message
+// and context: at these sizes the byte cap cuts first, near 6,500 records; the record cap is reached
+// first only by rows under about 315 bytes), so that trace measures a truncated response and the
+// summary of the whole trace in SQL. A database without the rows for a size (--quick) leaves it out.
 import pg from 'pg';
 import { getTrace, type makeClients } from './clients.js';
 import { nowMs, summarize, type Summary } from './lib.js';
@@ -17,7 +19,10 @@ export const SIZED_TRACES: readonly { readonly records: number; readonly traces:
   { records: 12_000, traces: 2 },
 ];
 
-export const sizedTraceId = (records: number, k: number): string => `bench-sized-${records}-${k}`;
+/** Rows the sized traces add (the reads phase tops the database up to 1,000,000 with them). */
+export const SIZED_TRACE_ROWS = SIZED_TRACES.reduce((n, t) => n + t.records * t.traces, 0);
+
+export const sizedTraceId = (records: number, k: number): string => `bench-workflow-${records}-${k}`;
 
 export interface SizedTraceResult {
   /** Records in the trace, in the response (the caps), whether it was truncated. */
@@ -28,8 +33,8 @@ export interface SizedTraceResult {
   readonly ms: Summary;
 }
 
-/** Makes the sized traces that are missing (idempotent); VACUUM ANALYZE when any was made. */
-export async function ensureSizedTraces(url: string, log: (msg: string) => void): Promise<void> {
+/** Adds the sized traces that are missing (idempotent); with `vacuum`, VACUUM ANALYZE when any was added. */
+export async function ensureSizedTraces(url: string, log: (msg: string) => void, vacuum = true): Promise<void> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
@@ -48,29 +53,25 @@ export async function ensureSizedTraces(url: string, log: (msg: string) => void)
         }
         const have = Number((await c.query<{ n: string }>(`SELECT count(*)::text AS n FROM log_entries WHERE trace_id = $1 AND trace_id <> ''`, [id])).rows[0]!.n);
         if (have > 0) continue;
-        // A small database (--quick, --query-rows) may not have the rows: that size is left out.
-        const free = Number(
-          (await c.query<{ n: string }>(`SELECT count(*)::text AS n FROM (SELECT 1 FROM log_entries WHERE trace_id = '' AND team_id = ANY($1::text[]) LIMIT $2) x`, [own, records])).rows[0]!.n,
-        );
-        if (free < records) {
-          log(`sized traces: ${id} left out (${free} rows without a trace id in ${own.join(', ')})`);
-          continue;
-        }
+        // The team's workflow rows, newest first; a small database (--quick) may not have enough.
         const r = await c.query(
-          `UPDATE log_entries l SET trace_id = $1
-             FROM (SELECT id, "timestamp" FROM log_entries WHERE trace_id = '' AND team_id = ANY($2::text[])
-                    ORDER BY "timestamp" DESC, seq DESC LIMIT $3) s
-            WHERE l.id = s.id AND l."timestamp" = s."timestamp"`,
+          `INSERT INTO log_entries (id, seq, trace_id, timestamp, level, source, intent, message, context, team_id, subject, received_at)
+           SELECT gen_random_uuid(), nextval('log_entries_seq'), $1, timestamp, level, source, intent, message, context, team_id, subject, received_at
+             FROM (SELECT * FROM log_entries
+                    WHERE trace_id <> '' AND trace_id NOT LIKE 'bench-%' AND team_id = ANY($2::text[])
+                    ORDER BY "timestamp" DESC, seq DESC LIMIT $3) s`,
           [id, own, records],
         );
-        if (r.rowCount !== records) throw new Error(`sized trace ${id}: ${r.rowCount} rows without a trace id in ${own.join(', ')}, wanted ${records}`);
+        if (r.rowCount !== records) {
+          await c.query(`DELETE FROM log_entries WHERE trace_id = $1 AND trace_id <> ''`, [id]);
+          log(`sized traces: ${id} left out (${r.rowCount} workflow rows in ${own.join(', ')})`);
+          continue;
+        }
         made++;
       }
     }
-    if (made > 0) {
-      log(`sized traces: ${made} made; VACUUM ANALYZE`);
-      await c.query('VACUUM ANALYZE log_entries');
-    }
+    if (made > 0) log(`sized traces: ${made} added`);
+    if (made > 0 && vacuum) await c.query('VACUUM ANALYZE log_entries');
   } finally {
     await c.end();
   }
