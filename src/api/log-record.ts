@@ -9,7 +9,7 @@ import { usToTimestamp } from '../domain/time.js';
 import { LogRecord } from '../gen/mycelis/memory/v1/memory.js';
 import type { StoredLogRow } from '../store/log-reader.js';
 import { encodeCursor } from './cursor.js';
-import { capContextDepth, encodeRecordElement } from './wire-encode.js';
+import { capContextDepth, encodeRecordElement, varintLen } from './wire-encode.js';
 
 export function toLogRecord(r: StoredLogRow): LogRecord {
   return {
@@ -57,21 +57,12 @@ export function toWireRecord(r: StoredLogRow): WireRecord {
   return { seq: r.seq, source: r.source, teamId: r.teamId, level: r.level, intent: r.intent, traceId: r.traceId, chunk };
 }
 
-function varintLength(n: number): number {
-  let len = 1;
-  while (n >= 0x80) {
-    n >>>= 7;
-    len++;
-  }
-  return len;
-}
-
 /** The encoded StreamLogsResponse {records, cursor}: the records' chunks, then the cursor field. */
 export function encodeStreamResponse(records: readonly WireRecord[], cursor: string): Buffer {
   let total = 0;
   for (const r of records) total += r.chunk.length;
   const cursorLen = Buffer.byteLength(cursor, 'utf8');
-  if (cursorLen > 0) total += 1 + varintLength(cursorLen) + cursorLen;
+  if (cursorLen > 0) total += 1 + varintLen(cursorLen) + cursorLen;
   const out = Buffer.allocUnsafe(total);
   let pos = 0;
   for (const r of records) {

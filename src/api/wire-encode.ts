@@ -69,7 +69,8 @@ function room(n: number): void {
 // Room for the longest tag + varint put in front of a body: a 2-byte tag and a 10-byte varint.
 const PREFIX_MAX = 12;
 
-function varintLen(n: number): number {
+/** Bytes of varint(n), n a non-negative integer below 2^53. */
+export function varintLen(n: number): number {
   if (n < 0x80) return 1;
   if (n < 0x4000) return 2;
   if (n < 0x200000) return 3;

@@ -11,30 +11,15 @@ import { encodeSearchResponse, searchLogs, searchLogsEncoded } from '../../src/a
 import { SearchLogsRequest, SearchLogsRequest_Order as Order, SearchLogsResponse } from '../../src/gen/mycelis/memory/v1/memory.js';
 import { validateSearchLogs } from '../../src/api/validate.js';
 import type { StoredLogRow } from '../../src/store/log-reader.js';
+import { DEEP_CONTEXT, storedRow } from '../helpers/stored-rows.js';
 import type { SearchPage, SearchReader, SearchRow } from '../../src/store/search-reader.js';
 import { SearchLogsResponseSchema } from '../../web/gen/mycelis/memory/v1/memory_pb.js';
 
+/** Row i: every other one of trace 'wf-1', newest first, a message the search finds. */
 function row(i: number, over: Partial<StoredLogRow> = {}): StoredLogRow {
-  return {
-    id: `0190c3f1-7e0a-7000-8000-${i.toString(16).padStart(12, '0')}`,
-    seq: 100 + i,
-    traceId: i % 2 === 0 ? 'wf-1' : '',
-    timestampUs: 1_764_000_000_000_000 - i * 1000,
-    level: i % 4 === 3 ? 'ERROR' : 'INFO',
-    source: `agent-${i % 3}`,
-    intent: 'text',
-    message: `permission denied at step ${i}`,
-    context: { i, nested: { list: [1, 'two', null, true, { deep: 'é∑😀' }] } },
-    approxBytes: 300,
-    teamId: i % 3 === 2 ? '' : 'team-a',
-    subject: 'swarm.agent.x.output',
-    receivedAtUs: 1_764_000_000_500_000 + i,
-    ...over,
-  };
+  return storedRow(i, { traceId: i % 2 === 0 ? 'wf-1' : '', timestampUs: 1_764_000_000_000_000 - i * 1000, message: `permission denied at step ${i}`, ...over });
 }
-
-let deep: Record<string, unknown> = { leaf: 'bottom' };
-for (let i = 0; i < 40; i++) deep = { d: deep };
+const deep = DEEP_CONTEXT;
 
 const hit = (r: StoredLogRow, rankText: string, snippet: string): SearchRow => ({ row: r, rankText, snippet });
 

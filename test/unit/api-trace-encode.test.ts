@@ -10,30 +10,12 @@ import { NotFoundError } from '../../src/errors.js';
 import { getTrace, getTraceEncoded } from '../../src/api/queries/trace.js';
 import { GetTraceResponse } from '../../src/gen/mycelis/memory/v1/memory.js';
 import type { StoredLogRow } from '../../src/store/log-reader.js';
+import { DEEP_CONTEXT, storedRow } from '../helpers/stored-rows.js';
 import type { TraceAgentRow, TraceReader, TraceRows } from '../../src/store/trace-reader.js';
 import { GetTraceResponseSchema } from '../../web/gen/mycelis/memory/v1/memory_pb.js';
 
-function row(i: number, over: Partial<StoredLogRow> = {}): StoredLogRow {
-  return {
-    id: `0190c3f1-7e0a-7000-8000-${i.toString(16).padStart(12, '0')}`,
-    seq: 100 + i,
-    traceId: 'wf-1',
-    timestampUs: 1_764_000_000_000_000 + i * 1000,
-    level: i % 4 === 3 ? 'ERROR' : 'INFO',
-    source: `agent-${i % 3}`,
-    intent: 'text',
-    message: `step ${i}`,
-    context: { i, nested: { list: [1, 'two', null, true, { deep: 'é∑😀' }] } },
-    approxBytes: 300,
-    teamId: i % 3 === 2 ? '' : 'team-a',
-    subject: 'swarm.agent.x.output',
-    receivedAtUs: 1_764_000_000_500_000 + i,
-    ...over,
-  };
-}
-
-let deep: Record<string, unknown> = { leaf: 'bottom' };
-for (let i = 0; i < 40; i++) deep = { d: deep };
+const row = storedRow;
+const deep = DEEP_CONTEXT;
 
 /** A TraceReader over fixed rows (the SQL is the integration tests'). */
 function readerOf(rows: StoredLogRow[], more = false, agents: TraceAgentRow[] = []): TraceReader {

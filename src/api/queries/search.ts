@@ -7,7 +7,7 @@ import type { SearchLogsResponse } from '../../gen/mycelis/memory/v1/memory.js';
 import type { SearchReader, SearchRow } from '../../store/search-reader.js';
 import { encodeCursor, encodePageToken } from '../cursor.js';
 import { toLogRecord } from '../log-record.js';
-import { encodeRecordElement } from '../wire-encode.js';
+import { encodeRecordElement, varintLen } from '../wire-encode.js';
 import type { ValidSearchLogs } from '../validate.js';
 
 interface SearchParts {
@@ -82,12 +82,12 @@ export function encodeSearchResponse(hits: readonly SearchRow[], nextPageToken: 
     const sn = Buffer.byteLength(h.snippet, 'utf8');
     snippetLens[i] = sn;
     // ts-proto omits the proto3 defaults: an empty snippet, a zero rank.
-    const body = el.length + (sn > 0 ? 1 + varintLength(sn) + sn : 0) + (Number(h.rankText) !== 0 ? 5 : 0);
+    const body = el.length + (sn > 0 ? 1 + varintLen(sn) + sn : 0) + (Number(h.rankText) !== 0 ? 5 : 0);
     bodyLens[i] = body;
-    total += 1 + varintLength(body) + body;
+    total += 1 + varintLen(body) + body;
   }
   const token = Buffer.byteLength(nextPageToken, 'utf8');
-  if (token > 0) total += 1 + varintLength(token) + token;
+  if (token > 0) total += 1 + varintLen(token) + token;
   const out = Buffer.allocUnsafe(total);
   let pos = 0;
   const varint = (n: number): void => {
@@ -122,15 +122,6 @@ export function encodeSearchResponse(hits: readonly SearchRow[], nextPageToken: 
   }
   if (pos !== total) throw new Error(`search response encoding: wrote ${pos} of ${total} bytes`);
   return out;
-}
-
-function varintLength(n: number): number {
-  let len = 1;
-  while (n >= 0x80) {
-    n >>>= 7;
-    len++;
-  }
-  return len;
 }
 
 /** SearchLogsResponse.hits = 1, LEN. */
