@@ -35,6 +35,7 @@ import { getRegistry } from './queries/registry.js';
 import { searchLogs, searchLogsEncoded } from './queries/search.js';
 import { getTrace, getTraceEncoded } from './queries/trace.js';
 import { StreamHub, type CommitSource } from './stream-hub.js';
+import { releaseBytes } from '../release-bytes.js';
 import { RegistryWatchHub } from './streams/registry-watch.js';
 import { validateGetRegistry, validateGetTrace, validateQueryLogs, validateSearchLogs, validateStreamLogs, validateWatchRegistry } from './validate.js';
 
@@ -167,7 +168,9 @@ export class MemoryCore {
 
   /**
    * streamLogs with every response already encoded (StreamLogsResponse wire bytes): the live records'
-   * bytes are encoded once in the stream hub and shared by every stream that receives them.
+   * bytes are encoded once in the stream hub and shared by every stream that receives them. Each
+   * response is a fresh buffer handed to the caller alone: a transport may release it (src/release-bytes.ts)
+   * once it is written.
    */
   async *streamLogsEncoded(req: StreamLogsRequest, ctx: CallContext): AsyncGenerator<Buffer, void, undefined> {
     const v = validateStreamLogs(req);
@@ -175,7 +178,10 @@ export class MemoryCore {
     const signal = callSignal(ctx);
     try {
       for await (const batch of this.hub.follow(v, signal, this.closing.signal)) {
-        yield encodeStreamResponse(batch.records, cursorOf(batch.position));
+        const bytes = encodeStreamResponse(batch.records, cursorOf(batch.position));
+        // A database page's records were encoded for this stream alone and are now copied.
+        if (batch.owned) for (const r of batch.records) releaseBytes(r.chunk);
+        yield bytes;
       }
     } finally {
       this.releaseStreamSlot();

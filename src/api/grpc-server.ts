@@ -32,6 +32,7 @@ import type { CallContext, MemoryCore } from './core.js';
 import { ApiHealth, healthServiceDefinition } from './health.js';
 import { addReflection, loadDescriptorIndex } from './reflection.js';
 import { toServiceError } from './status.js';
+import { releaseBytes } from '../release-bytes.js';
 
 /**
  * Bytes of responses one server stream may have written and not yet handed to HTTP/2 (which holds
@@ -110,17 +111,23 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
       );
     };
 
-  /** A server stream whose core generator yields already-encoded response messages. */
+  /**
+   * A server stream whose core generator yields already-encoded response messages. With `owned`, each
+   * response is the stream's alone (core.streamLogsEncoded): once grpc-js has copied it into its frame
+   * and HTTP/2 took that (the write callback), its memory is released at once rather than at the next
+   * collection (src/release-bytes.ts).
+   */
   const serverStream =
-    <Req, Res>(method: string, open: (req: Req, ctx: CallContext) => AsyncGenerator<Buffer, void, undefined>) =>
+    <Req, Res>(method: string, open: (req: Req, ctx: CallContext) => AsyncGenerator<Buffer, void, undefined>, owned = false) =>
     (call: grpc.ServerWritableStream<Req, Res>): void => {
       const { ctx, controller } = callContext(call);
       const cancelled = controller.signal;
       // Bytes written and not yet handed to HTTP/2; a waiter resumes when they fall to the bound.
       let unsent = 0;
       let resume: (() => void) | null = null;
-      const written = (n: number) => (): void => {
-        unsent -= n;
+      const written = (bytes: Buffer) => (): void => {
+        unsent -= bytes.length;
+        if (owned) releaseBytes(bytes);
         if (unsent <= STREAM_WRITE_BYTES && resume) {
           const r = resume;
           resume = null;
@@ -150,7 +157,7 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
           unsent += bytes.length;
           // The callback runs once grpc-js has framed the response and HTTP/2 took it (or on error,
           // when the call is ending anyway).
-          call.write(bytes as unknown as Res, written(bytes.length));
+          call.write(bytes as unknown as Res, written(bytes));
           if (unsent > STREAM_WRITE_BYTES) await sentOrCancel();
           if (cancelled.aborted) break;
         }
@@ -174,7 +181,7 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
     };
 
   const impl: MemoryServiceServer = {
-    streamLogs: serverStream('StreamLogs', (req, ctx) => core.streamLogsEncoded(req, ctx)),
+    streamLogs: serverStream('StreamLogs', (req, ctx) => core.streamLogsEncoded(req, ctx), true),
     getRegistry: unary<GetRegistryRequest, GetRegistryResponse>('GetRegistry', (req, ctx) => core.getRegistry(req, ctx)),
     queryLogs: unary<QueryLogsRequest, QueryLogsResponse>('QueryLogs', (req, ctx) => core.queryLogs(req, ctx)),
     // GetTrace and SearchLogs: pre-encoded bytes (the definition's responseSerialize passes Buffers through).

@@ -70,6 +70,11 @@ export interface StreamBatch {
   readonly position: number;
   /** True for the last batch of a stream ended by the server (shutdown). */
   readonly final?: boolean;
+  /**
+   * The records were encoded for this stream alone (its database pages, not the shared window or
+   * queue): once copied into a response their bytes may be released (src/release-bytes.ts).
+   */
+  readonly owned?: boolean;
 }
 
 export interface FollowRequest {
@@ -1016,7 +1021,7 @@ export class StreamHub {
       }
       const part = records.slice(i, i + n);
       i += n;
-      out.push({ records: part, position: i === records.length ? endPosition : part[part.length - 1]!.seq });
+      out.push({ records: part, position: i === records.length ? endPosition : part[part.length - 1]!.seq, owned: true });
     }
     return out;
   }

@@ -19,6 +19,7 @@
 // Fields therefore appear in this file in reverse field order.
 
 import type { StoredLogRow } from '../store/log-reader.js';
+import { markSole, releaseBytes } from '../release-bytes.js';
 
 /**
  * Struct/ListValue levels an API response carries in `context_snapshot` (the context itself is level
@@ -35,9 +36,19 @@ export type EncodableRow = Omit<StoredLogRow, 'context' | 'approxBytes'> & { rea
 
 // Records are written into slabs, each record backwards from where the previous one began, and handed
 // out as views of their slab: no copy. A slab lives as long as any record in it (like Buffer's own
-// 8 KiB pool); a record that outgrows what is left of one moves to the end of a new slab, and a
-// record that needed a grown slab is copied out of it into a buffer of its own size (below).
+// 8 KiB pool); a record that outgrows what is left of one moves to the end of a new slab. A record
+// larger than half a slab gets a slab of its own, sized to what it needs plus GROWN_HEADROOM for the
+// fields still to come, and is handed out as a view of it when it wasted at most GROWN_HEADROOM
+// (else copied into a buffer of its own size, the grown slab released at once).
 const SLAB_BYTES = 32 * 1024;
+/**
+ * Room a slab grown for a large record leaves in front of what it must hold: the record's remaining
+ * fields (ids, level, source, timestamps, the context's other entries) usually fit, so a 512 KiB
+ * tool result is one allocation of ~544 KiB. (Doubling made it a 2 MiB slab and a 512 KiB copy per
+ * encoding: with 10 streams catching up from the database, 4.8 GB of the 10 GB of large buffers the
+ * 1,000 x 512 KiB run allocated; bench/README.md, issue 13 fourth pass.)
+ */
+const GROWN_HEADROOM = 32 * 1024;
 
 let slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
 /** slab[0, free) holds no record handed out: the next record may be written there. */
@@ -45,6 +56,8 @@ let free = slab.length;
 /** The record being written is slab[p, recordEnd). */
 let p = 0;
 let recordEnd = 0;
+/** The record being written has had a slab grown for it (a second growth doubles: amortized O(n)). */
+let grew = false;
 
 /**
  * How many bytes of this record are written so far. Nested messages remember this (not p) where they
@@ -56,8 +69,12 @@ const written = (): number => recordEnd - p;
 function room(n: number): void {
   if (p >= n) return;
   const used = recordEnd - p;
-  let size = SLAB_BYTES;
-  while (size < 2 * (used + n)) size *= 2;
+  const need = used + n;
+  let size: number;
+  if (2 * need <= SLAB_BYTES) size = SLAB_BYTES;
+  else if (grew) size = Math.max(2 * need, need + GROWN_HEADROOM);
+  else size = need + GROWN_HEADROOM;
+  if (size > SLAB_BYTES) grew = true;
   const next = Buffer.allocUnsafeSlow(size);
   slab.copy(next, size - used, p, recordEnd);
   slab = next;
@@ -311,6 +328,7 @@ export function encodeRecordElement(r: EncodableRow, cursor: string): Buffer {
   // Below the last record handed out: what a record that threw half-way left there is overwritten.
   recordEnd = free;
   p = free;
+  grew = false;
 
   // LogRecord, fields 6 down to 1.
   if (r.seq !== 0) {
@@ -344,12 +362,23 @@ export function encodeRecordElement(r: EncodableRow, cursor: string): Buffer {
 
   putMessageHeader(0x0a, 0); // StreamLogsResponse.records = 1
   if (slab.length > SLAB_BYTES) {
-    // A slab grown for one large record (doubling, so up to 4x its size: a 512 KiB tool result grew
-    // one of 2 MiB) would be kept whole by it for as long as any stream or the hub's window holds
-    // it. The record gets a buffer of its own size (one copy); the next record starts a normal slab.
+    // A slab grown for this record holds no other (a record moves to a new slab whole, and nothing
+    // is written below it: free = 0, the next record starts a normal slab). Handed out as is when it
+    // wasted little; else the record gets a buffer of its own size and the grown slab (which would be
+    // kept whole by any view for as long as a stream or the hub's window holds the record) is
+    // released now.
+    free = 0;
+    if (slab.length - (recordEnd - p) <= GROWN_HEADROOM) {
+      const own = slab.subarray(p, recordEnd);
+      markSole(own);
+      return own;
+    }
     const out = Buffer.allocUnsafeSlow(recordEnd - p);
     slab.copy(out, 0, p, recordEnd);
-    free = 0;
+    const grown = slab;
+    slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+    free = slab.length;
+    releaseBytes(grown);
     return out;
   }
   const out = slab.subarray(p, recordEnd);

@@ -29,6 +29,7 @@ import { counter, histogram } from '../metrics.js';
 import type { Database } from './database.js';
 import { pgTextArray } from './pg-array.js';
 import { backoffMs, isConnectionError, isDataError, isRetryable, sleep, sqlstateOf, StoreError } from './errors.js';
+import { releaseBytes } from '../release-bytes.js';
 
 /** pg_advisory_xact_lock key that serializes every batch commit ('mcmt'). */
 export const COMMIT_LOCK_KEY = 0x6d636d74;
@@ -259,8 +260,8 @@ function copyEscape(s: string): string {
 
 /**
  * The COPY text of `rows` (but those in `skip`), seq from `firstSeq`, written into `buf` (grown by
- * doubling when a line might not fit: UTF-8 is at most 3 bytes per UTF-16 unit). Pure: exported for the
- * bench's per-stage profile.
+ * doubling when a line does not fit). `buf` is given up: when outgrown it is released at once
+ * (src/release-bytes.ts); use the returned one. Exported for the bench's per-stage profile.
  */
 export function encodeCopyRows(rows: readonly LogRow[], firstSeq: number, skip: ReadonlySet<number> | null, buf: Buffer): { buf: Buffer; at: number } {
   let at = 0;
@@ -272,11 +273,16 @@ export function encodeCopyRows(rows: readonly LogRow[], firstSeq: number, skip: 
       `${r.id}\t${firstSeq + i}\t${copyEscape(r.traceId)}\t${tsText(r.timestampUs)}\t${r.level}\t` +
       `${copyEscape(r.source)}\t${copyEscape(r.intent)}\t${copyEscape(r.message)}\t${copyEscape(r.context)}\t` +
       `${copyEscape(r.teamId)}\t${copyEscape(r.subject)}\t${tsText(r.receivedAtUs)}\n`;
-    const need = at + line.length * 3;
-    if (need > buf.length) {
-      const grown = Buffer.allocUnsafe(Math.max(need, buf.length * 2));
-      buf.copy(grown, 0, 0, at);
-      buf = grown;
+    // UTF-8 is at most 3 bytes per UTF-16 unit; counted exactly only when that bound does not fit
+    // (a 512 KiB line would otherwise ask for 1.5 MiB more).
+    if (at + line.length * 3 > buf.length) {
+      const need = at + Buffer.byteLength(line, 'utf8');
+      if (need > buf.length) {
+        const grown = Buffer.allocUnsafe(Math.max(need, buf.length * 2));
+        buf.copy(grown, 0, 0, at);
+        releaseBytes(buf);
+        buf = grown;
+      }
     }
     at += buf.write(line, at);
   }
@@ -622,8 +628,10 @@ export class BatchWriter {
     const stream = client.query(copyFrom(COPY_SQL));
     stream.end(buf.subarray(0, at));
     await finished(stream);
-    // Kept for the next batch unless one unusually large batch grew it far past the usual size.
+    // Kept for the next batch unless one unusually large batch grew it far past the usual size; then
+    // its memory goes back now (PostgreSQL answered: the socket holds none of it).
     if (buf.length <= COPY_BUFFER_KEEP_BYTES) this.copyBuffer = buf;
+    else releaseBytes(buf);
   }
 
   private async insertRows(
