@@ -157,10 +157,15 @@ export function v8FlagsFor(b: MemoryBudget): string[] {
  * the size of the largest buffer freed, so 512 KiB tool results end up in the arenas) freed memory
  * stays in the process: 1,000 x 512 KiB with 10 tails peaked at 338 MiB RSS with the defaults and
  * 267 MiB with these (same run, test/fault/large-messages.test.ts's scenario). Two arenas; every buffer
- * of 128 KiB or more its own mapping, returned to the system when freed. Other C libraries (musl)
- * ignore them.
+ * of 64 KiB or more its own mapping, returned to the system when freed. The threshold is 64 KiB, not
+ * 128, because every socket read is a 64 KiB buffer (libuv's read size): at 128 KiB the reads of
+ * PostgreSQL pages and NATS messages went to the main arena, which kept its high-water mark (76 MiB
+ * of [heap] after a full collection at a peak of the 10-tail run under load, 27 MiB at 64 KiB), and the
+ * peak was 15-30 MB higher (bench/README.md, issue 13 fourth pass). The price: a mapping, its page
+ * faults and an munmap per read, ~35 µs per 64 KiB read (a local socket drained at 1 GiB/s), under 1 %
+ * of ingest's CPU per 1 KiB event. Other C libraries (musl) ignore them.
  */
-export const MALLOC_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072' };
+export const MALLOC_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '65536' };
 
 /** The MALLOC_ENV settings `env` does not set yet. */
 export function mallocEnvToAdd(env: Readonly<Record<string, string | undefined>>): Record<string, string> {

@@ -85,9 +85,9 @@ describe('memory budget', () => {
   });
 
   it("adds glibc's malloc settings the environment does not set, and keeps the operator's", () => {
-    assert.deepEqual(MALLOC_ENV, { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072' });
+    assert.deepEqual(MALLOC_ENV, { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '65536' });
     assert.deepEqual(mallocEnvToAdd({}), MALLOC_ENV);
-    assert.deepEqual(mallocEnvToAdd({ MALLOC_ARENA_MAX: '4' }), { MALLOC_MMAP_THRESHOLD_: '131072' });
+    assert.deepEqual(mallocEnvToAdd({ MALLOC_ARENA_MAX: '4' }), { MALLOC_MMAP_THRESHOLD_: '65536' });
     assert.deepEqual(mallocEnvToAdd({ ...MALLOC_ENV }), {});
   });
 
