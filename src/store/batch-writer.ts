@@ -1,16 +1,17 @@
 // The only code that writes log rows (DESIGN 3.2, 4, 5). One transaction per batch:
 //
-//   BEGIN
+//   BEGIN                             -- these four in one round trip (begin())
 //   pg_advisory_xact_lock(K)          -- serializes commits, also across replicas
 //   allocate seq range (inside lock)  -- so seq order = commit order: a reader polling seq > last never
 //                                        sees a lower seq commit after a higher one
+//   SAVEPOINT rows
 //   rows whose id may already sit in another partition: looked up by id (rare; see atRisk below)
 //   rows: COPY in a savepoint (postgres) | INSERT … unnest … ON CONFLICT DO NOTHING (embedded, fallback)
 //   dead letters (batch.rejects + rows PostgreSQL rejected), set-based, ON CONFLICT DO NOTHING: a
 //                                        JetStream message's dead letter is stored once (migration 008)
 //   registry: read stored states, foldRegistry, one unnest upsert
 //   NOTIFY mycelis_memory_commits '<first>:<last>'   -- delivered on commit, in commit order
-//   COMMIT, then in-process listeners
+//   COMMIT (with the NOTIFY, one round trip), then in-process listeners
 //
 // Transient failures (connection loss, serialization failure, deadlock) retry the whole batch with
 // backoff until it commits or the caller aborts: nothing is lost, and a retry after an unknown COMMIT
@@ -289,6 +290,12 @@ export function encodeCopyRows(rows: readonly LogRow[], firstSeq: number, skip: 
   return { buf, at };
 }
 
+/** A batch's seqs (firstSeq on), and the newest seq committed before it. */
+interface Seqs {
+  readonly firstSeq: number;
+  readonly prevSeq: number;
+}
+
 interface RowsOutcome {
   inserted: number;
   duplicates: number;
@@ -412,20 +419,21 @@ export class BatchWriter {
     const endTimer = commitSeconds.startTimer();
     let destroy: Error | undefined;
     try {
-      await client.query('BEGIN');
-      await client.query('SELECT pg_advisory_xact_lock($1)', [COMMIT_LOCK_KEY]);
+      const seqs = await this.begin(client, batch.rows.length);
       const rows: RowsOutcome =
-        batch.rows.length > 0
-          ? await this.writeRows(client, batch)
+        seqs !== null
+          ? await this.writeRows(client, batch, seqs)
           : { inserted: 0, duplicates: 0, firstSeq: 0, lastSeq: 0, dbRejected: [], rejectedIndexes: [], path: 'none' };
       const rejects = rows.dbRejected.length > 0 ? [...batch.rejects, ...rows.dbRejected] : batch.rejects;
       const stored = rejects.length > 0 ? await this.writeRejects(client, rejects) : NO_REJECTS;
       const registry = registryOfStoredRows(batch, rows.rejectedIndexes);
       const agentsUpdated = registry.length > 0 ? await this.writeRegistry(client, registry) : 0;
-      if (rows.inserted > 0 && this.db.kind === 'postgres') {
-        await client.query('SELECT pg_notify($1, $2)', [COMMITS_CHANNEL, `${rows.firstSeq}:${rows.lastSeq}:${this.instanceId}`]);
-      }
-      await client.query('COMMIT');
+      // The notification and COMMIT in one round trip (the simple query protocol: literals, all ours).
+      await client.query(
+        rows.inserted > 0 && this.db.kind === 'postgres'
+          ? `SELECT pg_notify('${COMMITS_CHANNEL}', '${rows.firstSeq}:${rows.lastSeq}:${this.instanceId}'); COMMIT`
+          : 'COMMIT',
+      );
       endTimer();
       if (rows.committed) committed.rows = rows.committed;
       rowsInserted.inc(rows.inserted);
@@ -464,20 +472,36 @@ export class BatchWriter {
     }
   }
 
-  /** Rows in; returns what went in and which rows PostgreSQL rejected (to dead-letter). */
-  private async writeRows(client: pg.PoolClient, batch: WriteBatch): Promise<RowsOutcome> {
+  /**
+   * BEGIN, the commit lock and, for n > 0 rows, their n seqs and the savepoint the rows go in under, in
+   * one round trip: every round trip waits for a turn of an event loop that is decoding the next batch
+   * meanwhile, and PostgreSQL with it. The seqs are allocated inside the lock, so ranges are handed out
+   * in commit order; prev is the newest committed seq before this transaction (what the live fan-out
+   * needs to hand this batch's rows over without reading them back; see CommittedRows). Several
+   * statements take the simple query protocol, which takes no parameters: n and the key are integers of
+   * ours, written into the text.
+   */
+  private async begin(client: pg.PoolClient, n: number): Promise<Seqs | null> {
+    if (!Number.isSafeInteger(n) || n < 0) throw new StoreError(`invalid row count ${n}`);
+    const lock = `BEGIN; SELECT pg_advisory_xact_lock(${COMMIT_LOCK_KEY})`;
+    if (n === 0) {
+      await client.query(lock);
+      return null;
+    }
+    const results = (await client.query(
+      `${lock}; SELECT setval('log_entries_seq', nextval('log_entries_seq') + ${n} - 1)::text AS last, ` +
+        '(SELECT COALESCE(max(seq), 0) FROM log_entries)::text AS prev; SAVEPOINT rows',
+    )) as unknown as pg.QueryResult<{ last: string; prev: string }>[];
+    const alloc = results[2]!.rows[0]!;
+    const lastSeq = Number(alloc.last);
+    return { firstSeq: lastSeq - n + 1, prevSeq: Number(alloc.prev) };
+  }
+
+  /** Rows in (inside the savepoint `rows` begin() opened); returns what went in and which rows PostgreSQL rejected (to dead-letter). */
+  private async writeRows(client: pg.PoolClient, batch: WriteBatch, seqs: Seqs): Promise<RowsOutcome> {
     const rows = batch.rows;
     const n = rows.length;
-    // Allocated inside the commit lock, so ranges are handed out in commit order.
-    // prev: the newest committed seq before this transaction (what the live fan-out needs to hand
-    // this batch's rows over without reading them back; see CommittedRows).
-    const alloc = await client.query<{ last: string; prev: string }>(
-      "SELECT setval('log_entries_seq', nextval('log_entries_seq') + $1 - 1)::text AS last, (SELECT COALESCE(max(seq), 0) FROM log_entries)::text AS prev",
-      [n],
-    );
-    const lastSeq = Number(alloc.rows[0]!.last);
-    const firstSeq = lastSeq - n + 1;
-    const prevSeq = Number(alloc.rows[0]!.prev);
+    const { firstSeq, prevSeq } = seqs;
     const inserted = (seqs: readonly number[]): CommittedRows => ({
       prevSeq,
       rows: seqs.length === n ? rows : seqs.map((q) => rows[q - firstSeq]!),
@@ -487,7 +511,6 @@ export class BatchWriter {
     // Copies stored under another timestamp (another partition), found by id: never written again.
     const skip = await this.storedElsewhere(client, rows);
 
-    await client.query('SAVEPOINT rows');
     if (this.useCopy) {
       try {
         await this.copyRows(client, rows, firstSeq, skip);
