@@ -26,6 +26,9 @@ exits 2; failing to reach NATS or PostgreSQL at start exits 3; any other start-u
     const v8Limits = applyV8Limits(config);
     const logger = await createServiceLogger(config.logLevel, config.logFormat);
     const { runService } = await import('../main.js');
+    const { startBufferGovernor } = await import('../buffer-governor.js');
+    // ArrayBuffer bytes L/32 above their low point ask V8 for a full collection (buffer-governor.ts).
+    startBufferGovernor(config.memory.limitBytes / 32, logger);
     try {
       // runService installs its own SIGTERM/SIGINT handling and keeps the process alive.
       await runService(config, logger, { v8Limits });
