@@ -290,6 +290,12 @@ export function encodeCopyRows(rows: readonly LogRow[], firstSeq: number, skip: 
   return { buf, at };
 }
 
+/** Whether `table` has `column` (a migration this version can run before may not have added it yet). */
+async function hasColumn(client: pg.PoolClient, table: string, column: string): Promise<boolean> {
+  const res = await client.query('SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped', [table, column]);
+  return res.rowCount === 1;
+}
+
 /** A batch's seqs (firstSeq on), and the newest seq committed before it. */
 interface Seqs {
   readonly firstSeq: number;
@@ -707,8 +713,7 @@ export class BatchWriter {
   /** Writes the dead letters not stored yet; returns how many went in, by reason. */
   private async writeRejects(client: pg.PoolClient, all: readonly RejectRow[]): Promise<Map<RejectReason, number>> {
     if (!this.hasRejectIdentity) {
-      const col = await client.query(`SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('ingest_rejects') AND attname = 'stream_created_at' AND NOT attisdropped`);
-      this.hasRejectIdentity = col.rowCount === 1;
+      this.hasRejectIdentity = await hasColumn(client, 'ingest_rejects', 'stream_created_at');
     }
     const stored = new Map<RejectReason, number>();
     for (let from = 0; from < all.length; from += REJECTS_PER_STATEMENT) {
@@ -755,8 +760,7 @@ export class BatchWriter {
   private async writeRegistry(client: pg.PoolClient, events: readonly RegistryEvent[]): Promise<number> {
     const agentIds = [...new Set(events.map((e) => e.agentId))];
     if (!this.hasMetaAt) {
-      const col = await client.query(`SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('agent_registry') AND attname = 'meta_at' AND NOT attisdropped`);
-      this.hasMetaAt = col.rowCount === 1;
+      this.hasMetaAt = await hasColumn(client, 'agent_registry', 'meta_at');
     }
     const res = await client.query<{
       agent_id: string;
