@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { loadConfig } from '../../src/config/config.js';
 import { openDatabase, type Database } from '../../src/store/database.js';
 import { migrate } from '../../src/store/migrate.js';
-import { BatchWriter } from '../../src/store/batch-writer.js';
+import { BatchWriter, type CommitResult, type WriteBatch, type WriteOptions } from '../../src/store/batch-writer.js';
 import { IngestPipeline, type PendingMessage } from '../../src/ingest/pipeline.js';
 import type { IncomingMessage } from '../../src/domain/normalize.js';
 import { nowUs } from '../../src/domain/time.js';
@@ -35,6 +35,23 @@ class Delivered implements PendingMessage {
   }
 }
 
+/**
+ * The real writer, each commit taking at least `floorMs`: how long 149 commits take must not depend on how
+ * fast the host is (on a fast one they took 363 ms in all, too short to see touches). Each stays far
+ * shorter than workingEveryMs, which is what the test is about.
+ */
+class FlooredWriter extends BatchWriter {
+  constructor(db: Database, private readonly floorMs: number) {
+    super(db, silentLogger);
+  }
+  override async write(batch: WriteBatch, opts?: WriteOptions): Promise<CommitResult> {
+    const floor = new Promise((resolve) => setTimeout(resolve, this.floorMs));
+    const result = await super.write(batch, opts);
+    await floor;
+    return result;
+  }
+}
+
 describe('ingest pipeline: working() while held', () => {
   let tdb: TestDatabase;
   let db: Database;
@@ -52,7 +69,7 @@ describe('ingest pipeline: working() while held', () => {
   it('a message queued behind many short commits is touched every workingEveryMs until its own commit', async () => {
     const EVERY = 100;
     const pipeline = new IngestPipeline({
-      writer: new BatchWriter(db, silentLogger),
+      writer: new FlooredWriter(db, 8), // 149 commits of 8+ ms: the last message waits 1.2 s or more
       logger: silentLogger,
       mode: 'jetstream',
       batchSize: 1, // one commit per message: each far shorter than the queue's wait
