@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { createLogger } from '../../src/logger.js';
-import { BatchWriter } from '../../src/store/batch-writer.js';
+import { BatchWriter, type CommitRange } from '../../src/store/batch-writer.js';
 import { CommitNotifier } from '../../src/store/commit-notifier.js';
 import { openDatabase, type Database } from '../../src/store/database.js';
 import { migrate } from '../../src/store/migrate.js';
@@ -78,6 +78,7 @@ describe('store: batch writer (PostgreSQL)', () => {
     const old = makeRows(30);
     await writer.write({ rows: old, rejects: [], registry: [] });
     const fallbackBefore = await metricValue('mycelis_memory_store_batches_total', { path: 'duplicate_fallback' });
+    const carefulBefore = await metricValue('mycelis_memory_store_careful_writes_total', { why: 'duplicate' });
     const fresh = makeRows(20);
     const mixed = [...old.slice(0, 15), ...fresh, ...old.slice(15)];
     const r = await writer.write({ rows: mixed, rejects: [], registry: [] });
@@ -85,6 +86,8 @@ describe('store: batch writer (PostgreSQL)', () => {
     assert.equal(r.inserted, 20);
     assert.equal(r.duplicates, 30);
     assert.equal(await metricValue('mycelis_memory_store_batches_total', { path: 'duplicate_fallback' }), fallbackBefore + 1);
+    // The optimistic COPY met the stored copies, was rolled back whole, and the batch went again carefully.
+    assert.equal(await metricValue('mycelis_memory_store_careful_writes_total', { why: 'duplicate' }), carefulBefore + 1);
     const res = await db.pool.query('SELECT count(*)::int AS n FROM log_entries WHERE id = ANY($1::uuid[])', [
       mixed.map((x) => x.id),
     ]);
@@ -108,6 +111,7 @@ describe('store: batch writer (PostgreSQL)', () => {
       rows.splice(7, 0, tooBig);
       rows.splice(31, 0, badTime);
       const origin = { payload: new Uint8Array([1, 2, 3]), headers: { 'Nats-Msg-Id': 'x' }, streamName: 'SWARM', streamCreatedUs: nowUs(), streamSeq: 42 };
+      const carefulBefore = await metricValue('mycelis_memory_store_careful_writes_total', { why: 'rows' });
       const r = await w.write({
         rows,
         rejects: [makeReject()],
@@ -117,6 +121,8 @@ describe('store: batch writer (PostgreSQL)', () => {
       assert.equal(r.rowsPath, 'bisect');
       assert.equal(r.inserted, 40);
       assert.equal(r.rejected, 3);
+      assert.equal(r.attempts, 1, 'the careful write after a refused optimistic one is not a retry');
+      assert.equal(await metricValue('mycelis_memory_store_careful_writes_total', { why: 'rows' }), carefulBefore + 1);
       const stored = await db.pool.query('SELECT id::text FROM log_entries WHERE id = ANY($1::uuid[])', [rows.map((x) => x.id)]);
       const ids = new Set(stored.rows.map((x: { id: string }) => x.id));
       assert.equal(ids.size, 40);
@@ -160,6 +166,34 @@ describe('store: batch writer (PostgreSQL)', () => {
       [good.source, badRow.source, `reg-other-${tag}`, hugeAgent],
     ]);
     assert.deepEqual(agents.rows.map((x) => x.agent_id), [good.source, `reg-other-${tag}`]);
+  });
+
+  it('an agent state PostgreSQL refuses sends the whole batch to the careful path: rows stored once, the rest of the registry written', async () => {
+    const tag = randomBytes(4).toString('hex');
+    const rows = makeRows(10).map((r, i) => ({ ...r, source: `careful-${tag}-${i % 3}` }));
+    const hugeAgent = randomBytes(6000).toString('base64');
+    const carefulBefore = await metricValue('mycelis_memory_store_careful_writes_total', { why: 'registry' });
+    const seen: CommitRange[] = [];
+    const off = writer.onCommit((c) => seen.push(c));
+    const r = await writer.write({
+      rows,
+      rejects: [],
+      registry: [...rows.map((x) => makeEvent({ agentId: x.source })), makeEvent({ agentId: hugeAgent })],
+    });
+    off();
+    assert.equal(await metricValue('mycelis_memory_store_careful_writes_total', { why: 'registry' }), carefulBefore + 1);
+    assert.equal(r.rowsPath, 'copy');
+    assert.equal(r.inserted, 10);
+    assert.equal(r.duplicates, 0);
+    assert.equal(r.agentsUpdated, 3);
+    assert.equal(r.attempts, 1);
+    // One commit heard, with exactly the careful attempt's rows and seqs (the optimistic one left nothing).
+    assert.equal(seen.length, 1);
+    assert.deepEqual(seen[0]!.committed?.seqs, Array.from({ length: 10 }, (_, i) => r.firstSeq + i));
+    const stored = await db.pool.query<{ seq: string }>('SELECT seq::text FROM log_entries WHERE id = ANY($1::uuid[]) ORDER BY seq', [rows.map((x) => x.id)]);
+    assert.deepEqual(stored.rows.map((x) => Number(x.seq)), seen[0]!.committed?.seqs);
+    const agents = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM agent_registry WHERE agent_id LIKE $1', [`careful-${tag}-%`]);
+    assert.equal(agents.rows[0]!.n, 3);
   });
 
   it('stores dead letters with raw bytes and headers', async () => {
