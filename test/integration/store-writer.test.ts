@@ -196,6 +196,30 @@ describe('store: batch writer (PostgreSQL)', () => {
     assert.equal(agents.rows[0]!.n, 3);
   });
 
+  it("a commit's prevSeq is the newest seq in every partition, also one attached after the writer prepared its statement", async () => {
+    const w = new BatchWriter(db, logger);
+    const heard: CommitRange[] = [];
+    const off = w.onCommit((c) => heard.push(c));
+    try {
+      await w.write({ rows: makeRows(3), rejects: [], registry: [] }); // prepares on its connections
+      await w.write({ rows: makeRows(3), rejects: [], registry: [] });
+      // Another writer (another replica) commits into a partition that did not exist when it prepared.
+      await db.pool.query(`CREATE TABLE log_entries_ptest PARTITION OF log_entries FOR VALUES FROM ('2031-01-01') TO ('2031-01-02')`);
+      const far = makeRow({ timestampUs: Date.UTC(2031, 0, 1, 12) * 1000 });
+      const ins = await db.pool.query<{ seq: string }>(
+        `INSERT INTO log_entries (id, seq, trace_id, timestamp, level, source, intent, message, context, team_id, subject, received_at)
+         VALUES ($1, nextval('log_entries_seq'), '', '2031-01-01T12:00:00Z', 'INFO', 'a', 'text', 'm', '{}', '', 's', now()) RETURNING seq::text`,
+        [far.id],
+      );
+      const r = await w.write({ rows: makeRows(2), rejects: [], registry: [] });
+      assert.equal(heard.at(-1)!.committed!.prevSeq, Number(ins.rows[0]!.seq));
+      assert.equal(r.firstSeq, Number(ins.rows[0]!.seq) + 1);
+    } finally {
+      off();
+      await db.pool.query('DROP TABLE IF EXISTS log_entries_ptest');
+    }
+  });
+
   it('stores dead letters with raw bytes and headers', async () => {
     const rej = makeReject({ subject: `swarm.dl.${randomBytes(4).toString('hex')}`, reason: 'too_deep' });
     const r = await writer.write({ rows: [], rejects: [rej], registry: [] });
