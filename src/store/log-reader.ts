@@ -166,6 +166,11 @@ export async function cancellableQuery<R extends pg.QueryResultRow>(
   values: unknown[],
   signal: AbortSignal | undefined,
   what: string,
+  /**
+   * A name makes it a statement prepared once per connection: for statements of fixed text whose best
+   * plan does not depend on the values (see TRACE_ROWS_SQL), PostgreSQL stops planning them each time.
+   */
+  name?: string,
 ): Promise<R[]> {
   if (signal?.aborted) throw new CancelledError(`${what} cancelled`, { cause: signal.reason });
   const pool = db.pool;
@@ -188,7 +193,7 @@ export async function cancellableQuery<R extends pg.QueryResultRow>(
   signal?.addEventListener('abort', onAbort, { once: true });
   let broken = false;
   try {
-    const res = await client.query<R>(text, values);
+    const res = await client.query<R>(name !== undefined ? { name, text, values } : { text, values });
     return res.rows;
   } catch (err) {
     if (signal?.aborted) throw new CancelledError(`${what} cancelled`, { cause: err });
