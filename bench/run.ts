@@ -126,6 +126,8 @@ const opts = {
 };
 const only = new Set((flags.only ?? 'ingest,mixed,live,partitions,replicas,watch,restart,large').split(','));
 const DATA: DataOptions = { agents: 1000, teams: 40, seed: 42 };
+/** Seconds of paced publishing at the phase's rate before the latency and fan-out phases record (their paths warm). */
+const WARM_UP_S = 2;
 const log = (msg: string): void => void process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 const resultsDir = join(ROOT, 'bench', 'results');
 
@@ -778,7 +780,14 @@ async function livePhases(nats: PrivateNats, nc: NatsConnection): Promise<void> 
   });
   const readyLine = await nextLine();
   if (readyLine !== 'ready') throw new Error(`latency tail: ${readyLine}`);
+  // The phase measures a warm path: WARM_UP_S at the phase's rate with the tail attached first, its
+  // records not counted (the tail counts records with an event time from the phase's start). Without
+  // it the first second - the tail's stream and the paced batching going cold to busy - held 200-280 ms
+  // latencies, 10 % of a 10 s phase's samples and so its p99 (bench/README.md, session 5).
+  await publishPaced(nc, opts.rate, WARM_UP_S, { ...DATA, seed: 9 });
+  await sleep(500);
   const seqBeforeLatency = await withClient(db.url, (c) => committedSeq(c));
+  latTail.stdin!.write(`from ${nowMs()}\n`);
   log(`latency: ${opts.rate}/s for ${opts.duration} s, one tail (own process)`);
   // Whether the host had room: CPU of each process involved, and of the whole machine, during the phase.
   const latCpu = serviceCpuTracker(svc.pid, db.name, nats.storeDir, { publisher: process.pid, tail: latTail.pid! });
@@ -839,6 +848,9 @@ async function livePhases(nats: PrivateNats, nc: NatsConnection): Promise<void> 
   // Every tail has been answered (attached); trace-id tails only get keepalives, so wait on the rest.
   const failed = tails.filter((t) => t.error !== null).length;
   if (failed > 0) throw new Error(`${failed} tails failed: ${tails.find((t) => t.error)!.error!.message}`);
+  // Warm, as the latency phase: the tails' streams carry the phase's rate before it is recorded.
+  await publishPaced(nc, opts.rate, WARM_UP_S, { ...DATA, seed: 12 });
+  await sleep(1000);
   const receivedBefore = tails.reduce((s, t) => s + t.received, 0);
   fanRecording = true;
   log(`fan-out: ${opts.clients} tails, ${opts.rate}/s for ${opts.duration} s`);
