@@ -178,6 +178,8 @@ export class IngestPipeline {
   private committing = false;
   /** Size of the last batch cut (a full one means load: keep filling batches). */
   private lastCut = 0;
+  /** When the last batch was cut (Date.now()). */
+  private lastCutAtMs = 0;
   private stopping = false;
   private readonly abort = new AbortController();
   /** Batches decoded or committing, for working(). */
@@ -265,16 +267,26 @@ export class IngestPipeline {
 
   /**
    * A batch is cut when it is full, or at the latest `batchWaitMs` after its first message, or - on a
-   * lightly loaded stream (the previous batch was not full) - as soon as no commit is running: there
-   * is nothing to batch behind, so waiting would only add latency. Messages that arrive while a
+   * lightly loaded stream (the previous batch was not full) - as soon as no commit is running and
+   * half of `batchWaitMs` has passed since the previous batch was cut. Messages that arrive while a
    * commit runs accumulate behind it (group commit), so batches grow with the load; once they are
    * full, batching is exactly as before (full or batchWaitMs).
+   *
+   * Why the half: a commit has a fixed cost (its round trips, the commit lock, the registry read and
+   * upsert of its agents, COMMIT) in Node and in PostgreSQL. Cut whenever no commit ran, a paced
+   * 5,000 events/s went in as ~110 commits a second of ~45 events, and those fixed costs were half of
+   * the CPU per event - CPU the fan-out and the queries had not. At most one light-load commit per
+   * 25 ms (the default) adds at most 25 ms to an event's wait, about 10 on average.
    */
   private async waitForBatch(): Promise<void> {
     for (;;) {
       if (this.queue.length >= this.opts.batchSize || this.queueBytes >= this.opts.batchBytes) return;
       if (this.stopping) return;
-      if (this.queue.length > 0 && !this.committing && this.lastCut < this.opts.batchSize) return;
+      let spacing = Number.POSITIVE_INFINITY;
+      if (this.queue.length > 0 && !this.committing && this.lastCut < this.opts.batchSize) {
+        spacing = this.lastCutAtMs + this.opts.batchWaitMs / 2 - Date.now();
+        if (spacing <= 0) return;
+      }
       let timer: NodeJS.Timeout | undefined;
       const woken = new Promise<void>((resolve) => {
         this.wake = resolve;
@@ -285,7 +297,7 @@ export class IngestPipeline {
           this.wake = null;
           return;
         }
-        timer = setTimeout(() => this.wakeUp(), left);
+        timer = setTimeout(() => this.wakeUp(), Math.min(left, spacing));
       }
       await woken;
       if (timer) clearTimeout(timer);
@@ -306,6 +318,7 @@ export class IngestPipeline {
       if (this.abort.signal.aborted) break;
       const { msgs, bytes } = this.cut();
       this.lastCut = msgs.length;
+      this.lastCutAtMs = Date.now();
       if (this.queue.length > 0) this.queueHeadSinceMs = Date.now();
       this.held.add(msgs);
       this.batchedBytes += bytes;

@@ -52,6 +52,20 @@ class FlooredWriter extends BatchWriter {
   }
 }
 
+/** The real writer, recording when each commit began and how many rows it carried. */
+class RecordingWriter extends BatchWriter {
+  readonly commits: { at: number; rows: number }[] = [];
+  constructor(db: Database) {
+    super(db, silentLogger);
+  }
+  override write(batch: WriteBatch, opts?: WriteOptions): Promise<CommitResult> {
+    this.commits.push({ at: Date.now(), rows: batch.rows.length });
+    return super.write(batch, opts);
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
 describe('ingest pipeline: working() while held', () => {
   let tdb: TestDatabase;
   let db: Database;
@@ -106,6 +120,57 @@ describe('ingest pipeline: working() while held', () => {
     assert.ok(last.touches.length >= expected, `the last message was touched ${last.touches.length} times while it waited ${waited.toFixed(0)} ms (expected >= ${expected})`);
     const gaps = [pushedAt, ...last.touches, last.ackedAt].map((t, i, a) => (i === 0 ? 0 : t - a[i - 1]!));
     assert.ok(Math.max(...gaps) < 4 * EVERY, `the longest time without a touch was ${Math.max(...gaps).toFixed(0)} ms`);
+  });
+
+  it('on a lightly loaded stream, commits start at least half of batchWaitMs apart; a message after a quiet spell goes alone', async () => {
+    const WAIT = 400; // light-load commits at least 200 ms apart
+    const writer = new RecordingWriter(db);
+    const pipeline = new IngestPipeline({
+      writer,
+      logger: silentLogger,
+      mode: 'jetstream',
+      batchSize: 1000, // never full here: every batch is a light-load one
+      batchBytes: 1024 * 1024,
+      batchWaitMs: WAIT,
+      isExcluded: () => false,
+      isLogEntrySubject: () => false,
+      maxEventBytes: 1024 * 1024,
+      workingEveryMs: 1000,
+    });
+    pipeline.start();
+    const msgs: Delivered[] = [];
+    const deliver = (i: number): void => {
+      const m = new Delivered({
+        subject: 'wk.agent.paced.output',
+        data: textEnvelope(`00000000-0000-4000-8001-${String(i).padStart(12, '0')}`, 'paced', `p${i}`),
+        streamName: 'WK',
+        streamCreatedUs: 3,
+        streamSeq: 5000 + i,
+        serverTimeUs: nowUs(),
+        receivedAtUs: nowUs(),
+      });
+      msgs.push(m);
+      pipeline.push(m);
+    };
+    // A paced stream: one message every 10 ms for about a second.
+    for (let i = 0; i < 100; i++) {
+      deliver(i);
+      await sleep(10);
+    }
+    await waitFor('paced messages committed', () => msgs.every((m) => m.ackedAt > 0), { timeoutMs: 30_000 });
+    const paced = writer.commits.slice();
+    // After a quiet spell longer than the spacing, one message is cut at once, alone.
+    await sleep(WAIT / 2 + 50);
+    deliver(100);
+    await waitFor('the lone message committed', () => msgs[100]!.ackedAt > 0, { timeoutMs: 30_000 });
+    await pipeline.stop();
+    assert.equal(paced.reduce((n, c) => n + c.rows, 0), 100);
+    for (let i = 1; i < paced.length; i++) {
+      const gap = paced[i]!.at - paced[i - 1]!.at;
+      assert.ok(gap >= WAIT / 2 - 2, `commits ${i - 1} and ${i} began ${gap} ms apart (spacing ${WAIT / 2} ms)`);
+    }
+    assert.ok(paced.length < 50, `${paced.length} commits for 100 paced messages: batches did not grow`);
+    assert.equal(writer.commits.at(-1)!.rows, 1);
   });
 
   it('a dead letter redelivered after its commit is acked, not stored or counted again', async () => {
