@@ -820,7 +820,7 @@ async function livePhases(nats: PrivateNats, nc: NatsConnection): Promise<void> 
   rss['latency'] = mon.peakMb();
   // Where latency goes on the service side: commit times and batch sizes during this phase (cumulative since start).
   const latencyMetrics = await svc
-    .metrics(['mycelis_memory_store_batch_commit_seconds_bucket', 'mycelis_memory_store_batch_commit_seconds_count', 'mycelis_memory_ingest_batch_size_bucket', 'nodejs_eventloop_lag_p99_seconds', 'nodejs_eventloop_lag_max_seconds', 'nodejs_gc_duration_seconds_sum', 'nodejs_gc_duration_seconds_count'])
+    .metrics(['mycelis_memory_store_batch_commit_seconds_bucket', 'mycelis_memory_store_batch_commit_seconds_count', 'mycelis_memory_ingest_batch_size_bucket', 'nodejs_eventloop_lag_p99_seconds', 'nodejs_eventloop_lag_max_seconds', 'nodejs_gc_duration_seconds_sum', 'nodejs_gc_duration_seconds_count', 'mycelis_memory_buffer_collections_total'])
     .catch((err: Error) => ({ error: err.message }));
   results['latency'] = { rate: opts.rate, durationS: opts.duration, published, received: latResult.received, client: 'own process', ms: lat, publishToServiceMs: toService, serviceMetrics: latencyMetrics,
     cpuSeconds: latCpuSeconds,
