@@ -321,6 +321,28 @@ class CarefulNeeded extends Error {
   }
 }
 
+/** What a transaction inserted, for the fan-out: the rows of `stored` (ascending seqs allocated from seqs.firstSeq). */
+function committedOf(rows: readonly LogRow[], seqs: Seqs, stored: readonly number[]): CommittedRows {
+  return { prevSeq: seqs.prevSeq, rows: stored.length === rows.length ? rows : stored.map((q) => rows[q - seqs.firstSeq]!), seqs: stored };
+}
+
+/** The outcome of a COPY of `rows` but those in `skip` (copies stored elsewhere). */
+function copiedOutcome(rows: readonly LogRow[], seqs: Seqs, skip: ReadonlySet<number> | null): RowsOutcome {
+  const stored: number[] = [];
+  for (let i = 0; i < rows.length; i++) if (skip === null || !skip.has(i)) stored.push(seqs.firstSeq + i);
+  const k = stored.length;
+  return {
+    inserted: k,
+    duplicates: rows.length - k,
+    firstSeq: k > 0 ? stored[0]! : 0,
+    lastSeq: k > 0 ? stored[k - 1]! : 0,
+    dbRejected: [],
+    rejectedIndexes: [],
+    path: 'copy',
+    committed: committedOf(rows, seqs, stored),
+  };
+}
+
 /** The session's prepared statement for the newest committed seq (begin()). */
 const PREV_SEQ_STATEMENT = 'mycelis_memory_prev_seq';
 
@@ -566,33 +588,15 @@ export class BatchWriter {
   private async writeRowsOptimistic(client: pg.PoolClient, batch: WriteBatch, seqs: Seqs): Promise<RowsOutcome> {
     const rows = batch.rows;
     const n = rows.length;
-    const { firstSeq, prevSeq } = seqs;
+    const { firstSeq } = seqs;
     const skip = await this.storedElsewhere(client, rows);
     try {
       if (this.useCopy) {
         await this.copyRows(client, rows, firstSeq, skip);
-        const stored: number[] = [];
-        for (let i = 0; i < n; i++) if (skip === null || !skip.has(i)) stored.push(firstSeq + i);
-        const k = stored.length;
-        return {
-          inserted: k,
-          duplicates: n - k,
-          firstSeq: k > 0 ? stored[0]! : 0,
-          lastSeq: k > 0 ? stored[k - 1]! : 0,
-          dbRejected: [],
-          rejectedIndexes: [],
-          path: 'copy',
-          committed: { prevSeq, rows: k === n ? rows : stored.map((q) => rows[q - firstSeq]!), seqs: stored },
-        };
+        return copiedOutcome(rows, seqs, skip);
       }
       const { seqs: stored, ...r } = await this.insertRows(client, rows, firstSeq, 0, n, skip);
-      return {
-        ...r,
-        dbRejected: [],
-        rejectedIndexes: [],
-        path: 'insert',
-        committed: { prevSeq, rows: stored.length === n ? rows : stored.map((q) => rows[q - firstSeq]!), seqs: stored },
-      };
+      return { ...r, dbRejected: [], rejectedIndexes: [], path: 'insert', committed: committedOf(rows, seqs, stored) };
     } catch (err) {
       if (sqlstateOf(err) === '23505') throw new CarefulNeeded('duplicate', err);
       if (isDataError(err)) throw new CarefulNeeded('rows', err);
@@ -604,12 +608,8 @@ export class BatchWriter {
   private async writeRows(client: pg.PoolClient, batch: WriteBatch, seqs: Seqs): Promise<RowsOutcome> {
     const rows = batch.rows;
     const n = rows.length;
-    const { firstSeq, prevSeq } = seqs;
-    const inserted = (seqs: readonly number[]): CommittedRows => ({
-      prevSeq,
-      rows: seqs.length === n ? rows : seqs.map((q) => rows[q - firstSeq]!),
-      seqs,
-    });
+    const { firstSeq } = seqs;
+    const inserted = (stored: readonly number[]): CommittedRows => committedOf(rows, seqs, stored);
 
     // Copies stored under another timestamp (another partition), found by id: never written again.
     const skip = await this.storedElsewhere(client, rows);
@@ -618,19 +618,7 @@ export class BatchWriter {
       try {
         await this.copyRows(client, rows, firstSeq, skip);
         await client.query('RELEASE SAVEPOINT rows');
-        const seqs: number[] = [];
-        for (let i = 0; i < n; i++) if (skip === null || !skip.has(i)) seqs.push(firstSeq + i);
-        const k = seqs.length;
-        return {
-          inserted: k,
-          duplicates: n - k,
-          firstSeq: k > 0 ? seqs[0]! : 0,
-          lastSeq: k > 0 ? seqs[k - 1]! : 0,
-          dbRejected: [],
-          rejectedIndexes: [],
-          path: 'copy',
-          committed: inserted(seqs),
-        };
+        return copiedOutcome(rows, seqs, skip);
       } catch (err) {
         const state = sqlstateOf(err);
         if (state !== '23505' && !isDataError(err)) throw err;
