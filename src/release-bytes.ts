@@ -1,7 +1,7 @@
 // Giving a large buffer's memory back the moment the process is done with it, instead of whenever the
 // garbage collector gets to its ArrayBuffer.
 //
-// A Buffer's bytes live outside V8's heap (malloc'd; 128 KiB and up their own mapping, see MALLOC_ENV
+// A Buffer's bytes live outside V8's heap (malloc'd; 64 KiB and up their own mapping, see MALLOC_ENV
 // in src/config/memory-budget.ts) and are freed only when a collection finds the Buffer dead. Under CPU
 // load the collector's concurrent threads run late, and with 10 streams catching up on 512 KiB records
 // a few hundred MB of dead buffers an interval piled up in the resident set (bench/README.md, issue 13
@@ -28,8 +28,11 @@ export function markSole(b: Uint8Array): void {
  * whether it released.
  */
 export function releaseBytes(b: Uint8Array): boolean {
+  // The size first: reading `b.buffer` of a small on-heap typed array makes V8 materialize an
+  // ArrayBuffer for it (every response and record passes through here; almost all are small).
+  if (b.byteLength < MIN_RELEASE_BYTES) return false;
   const ab = b.buffer as Transferable;
-  if (b.byteLength < MIN_RELEASE_BYTES || !(ab instanceof ArrayBuffer)) return false;
+  if (!(ab instanceof ArrayBuffer)) return false;
   if ((b.byteOffset !== 0 || ab.byteLength !== b.byteLength) && !soleBuffers.has(ab)) return false;
   if (typeof ab.transfer !== 'function') return false;
   try {

@@ -5,6 +5,7 @@ import { parseFlags } from './args.js';
 import { CliError, type CliIo, type Command } from './command.js';
 import { loadCliConfig } from './config-errors.js';
 import { describe, exitCodeFor } from './failure.js';
+import { BUFFER_POOL_BYTES } from '../config/memory-budget.js';
 import { applyV8Limits } from './v8-limits.js';
 
 export const serveCommand: Command = {
@@ -24,6 +25,8 @@ exits 2; failing to reach NATS or PostgreSQL at start exits 3; any other start-u
     const config = loadCliConfig(io);
     // May replace the process with itself plus the memory budget's V8 flags (and not return).
     const v8Limits = applyV8Limits(config);
+    // Pools of small Buffers below MALLOC_MMAP_THRESHOLD_ (memory-budget.ts: BUFFER_POOL_BYTES).
+    Buffer.poolSize = BUFFER_POOL_BYTES;
     const logger = await createServiceLogger(config.logLevel, config.logFormat);
     const { runService } = await import('../main.js');
     const { startBufferGovernor } = await import('../buffer-governor.js');

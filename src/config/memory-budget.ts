@@ -167,6 +167,20 @@ export function v8FlagsFor(b: MemoryBudget): string[] {
  */
 export const MALLOC_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '65536' };
 
+/**
+ * Buffer.poolSize for `serve` (Node's default: 64 KiB). Buffer.allocUnsafe() of less than half the pool
+ * size takes a slice of a shared pool, and a pool of 64 KiB is itself a malloc of 64 KiB: with
+ * MALLOC_MMAP_THRESHOLD_=65536 every pool became its own mapping, so every 64 KiB of small buffers -
+ * each gRPC response frame grpc-js copies, each encoded StreamLogs response, NATS and pg writes - paid
+ * an mmap, 16 page faults on first touch and an munmap when the collector freed it. Measured on the
+ * bench host (2 vCPUs), Buffer.allocUnsafe + copy of 600 bytes: 2-5 µs at a 64 KiB pool against
+ * 0.2-0.4 µs at 8-60 KiB; in the fan-out phase's profile (1,000 tails) grpc-js's copy of each response
+ * into its frame was 6 % of the service's time and the collector (which unmaps) 18 %. A 32 KiB pool
+ * stays below the threshold (socket reads of 64 KiB keep their own mappings); buffers of 16-32 KiB
+ * then come from the arena directly.
+ */
+export const BUFFER_POOL_BYTES = 32 * 1024;
+
 /** The MALLOC_ENV settings `env` does not set yet. */
 export function mallocEnvToAdd(env: Readonly<Record<string, string | undefined>>): Record<string, string> {
   const out: Record<string, string> = {};

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import { loadConfig } from '../../src/config/config.js';
-import { DEFAULT_MEMORY_LIMIT, heapFlagsIn, heapFlagsToAdd, MALLOC_ENV, mallocEnvToAdd, memoryBudget, v8FlagsFor } from '../../src/config/memory-budget.js';
+import { BUFFER_POOL_BYTES, DEFAULT_MEMORY_LIMIT, heapFlagsIn, heapFlagsToAdd, MALLOC_ENV, mallocEnvToAdd, memoryBudget, v8FlagsFor } from '../../src/config/memory-budget.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -89,6 +89,14 @@ describe('memory budget', () => {
     assert.deepEqual(mallocEnvToAdd({}), MALLOC_ENV);
     assert.deepEqual(mallocEnvToAdd({ MALLOC_ARENA_MAX: '4' }), { MALLOC_MMAP_THRESHOLD_: '65536' });
     assert.deepEqual(mallocEnvToAdd({ ...MALLOC_ENV }), {});
+  });
+
+  it("sizes Buffer's pool below the mmap threshold, so a pool comes from the arena rather than a mapping of its own", () => {
+    // glibc maps a request (plus its 8-16 byte header) of at least the threshold: a 64 KiB pool was one.
+    assert.ok(BUFFER_POOL_BYTES + 64 <= Number(MALLOC_ENV.MALLOC_MMAP_THRESHOLD_), `${BUFFER_POOL_BYTES} vs ${MALLOC_ENV.MALLOC_MMAP_THRESHOLD_}`);
+    // Still a pool: buffers under half of it (responses of a few records, frames, NATS and pg writes) share one.
+    assert.ok(BUFFER_POOL_BYTES >= 8 * 1024);
+    assert.ok(Buffer.poolSize >= BUFFER_POOL_BYTES, "Node's default is not below ours (then ours would shrink nothing)");
   });
 
   it('recognises the heap flags an operator set in NODE_OPTIONS or on the command line', () => {
