@@ -31,8 +31,12 @@ export function counter(name: string, help: string, labelNames: readonly string[
   return getOrCreate(name, () => new Counter({ name, help, labelNames, registers: [metricsRegistry] }));
 }
 
-export function gauge(name: string, help: string, labelNames: readonly string[] = []): Gauge<string> {
-  return getOrCreate(name, () => new Gauge({ name, help, labelNames, registers: [metricsRegistry] }));
+/**
+ * `collect`, when given, sets the gauge's value when /metrics is scraped (for values that change on
+ * every response of a stream: a set() there costs two objects and a label hash each time).
+ */
+export function gauge(name: string, help: string, labelNames: readonly string[] = [], collect?: (this: Gauge<string>) => void): Gauge<string> {
+  return getOrCreate(name, () => new Gauge({ name, help, labelNames, registers: [metricsRegistry], ...(collect ? { collect } : {}) }));
 }
 
 export function histogram(

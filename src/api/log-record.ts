@@ -49,12 +49,17 @@ export interface WireRecord {
    * other records share (src/api/wire-encode.ts): copied into responses, never written to.
    */
   readonly chunk: Uint8Array;
+  /**
+   * How many live queues of the stream hub hold this record (src/api/stream-hub.ts keeps it; 0
+   * elsewhere): its bytes count once in the queues' shared bound however many streams queue it.
+   */
+  queues: number;
 }
 
 /** Converts and encodes a row once (src/api/wire-encode.ts); every stream that takes it shares the bytes. */
 export function toWireRecord(r: StoredLogRow): WireRecord {
   const chunk = encodeRecordElement(r, encodeCursor(r.seq));
-  return { seq: r.seq, source: r.source, teamId: r.teamId, level: r.level, intent: r.intent, traceId: r.traceId, chunk };
+  return { seq: r.seq, source: r.source, teamId: r.teamId, level: r.level, intent: r.intent, traceId: r.traceId, chunk, queues: 0 };
 }
 
 /** The encoded StreamLogsResponse {records, cursor}: the records' chunks, then the cursor field. */

@@ -84,11 +84,18 @@ export interface FollowRequest {
 }
 
 const subscribersGauge = gauge('mycelis_memory_api_stream_subscribers', 'Streams attached to the live fan-out of the stream hub.');
-const bufferedGauge = gauge('mycelis_memory_api_stream_buffered_records', 'Records queued in memory for live streams.');
+// These two change with every response of every stream: read when /metrics is scraped.
+gauge('mycelis_memory_api_stream_buffered_records', 'Records queued in memory for live streams.', [], function () {
+  this.set(bufferedTotal);
+});
 const highWaterGauge = gauge('mycelis_memory_api_stream_buffer_high_water', 'Largest queue any live stream has held (bounded by STREAM_BUFFER).');
-const bufferedBytesGauge = gauge(
+gauge(
   'mycelis_memory_api_stream_buffered_bytes',
   'Bytes of encoded records queued in memory for live streams, all streams together (a record queued for several streams counted once); bounded by the memory budget\'s streams share.',
+  [],
+  function () {
+    this.set(bufferedBytes);
+  },
 );
 const handoverBytesGauge = gauge(
   'mycelis_memory_api_stream_handover_bytes',
@@ -170,26 +177,21 @@ function wireOf(r: HubRow): WireRecord {
 }
 
 let bufferHighWater = 0;
-// Records queued over all subscribers (the gauge is set once per fan-out/take, not per record).
+// Records queued over all subscribers (its gauge reads it when /metrics is scraped).
 let bufferedTotal = 0;
-// Bytes of the distinct records queued over all subscribers, and how many queues hold each record.
+// Bytes of the distinct records queued over all subscribers (how many queues hold a record: its
+// `queues` count; a field of the record rather than a Map from record to count, which cost a hash
+// lookup and insert per delivery and reallocated its table as queues filled and drained).
 let bufferedBytes = 0;
-const queuedIn = new Map<WireRecord, number>();
 let bufferedBytesHighWater = 0;
 function enqueued(r: WireRecord): void {
-  const n = queuedIn.get(r) ?? 0;
-  if (n === 0) {
+  if (r.queues++ === 0) {
     bufferedBytes += r.chunk.length;
     if (bufferedBytes > bufferedBytesHighWater) bufferedBytesHighWater = bufferedBytes;
   }
-  queuedIn.set(r, n + 1);
 }
 function dequeued(r: WireRecord): void {
-  const n = queuedIn.get(r) ?? 0;
-  if (n <= 1) {
-    queuedIn.delete(r);
-    if (n === 1) bufferedBytes -= r.chunk.length;
-  } else queuedIn.set(r, n - 1);
+  if (r.queues > 0 && --r.queues === 0) bufferedBytes -= r.chunk.length;
 }
 /**
  * The size of the rows lately seen (a maximum decaying by 1/1000 a row): database pages are cut to
@@ -243,7 +245,10 @@ export function rowMatches(f: LogRowFilter, r: Filterable): boolean {
  * record itself would otherwise stay reachable until then - up to 1,024 of them, 512 MB of 512 KiB
  * tool results.
  */
-const TAKEN: WireRecord = { seq: -1, source: '', teamId: '', level: '', intent: '', traceId: '', chunk: new Uint8Array(0) };
+const TAKEN: WireRecord = { seq: -1, source: '', teamId: '', level: '', intent: '', traceId: '', chunk: new Uint8Array(0), queues: 0 };
+
+/** What take() returns from an empty queue (never written to). */
+const NOTHING: WireRecord[] = [];
 
 /** A filter that matches every row. */
 function matchesAll(f: LogRowFilter): boolean {
@@ -287,7 +292,7 @@ class Subscriber {
     const size = r.chunk.length;
     // Past the count, or past the bytes of this queue or of all queues (a record not yet queued
     // anywhere adds its bytes) - but an empty queue takes one record, however large.
-    if (n >= this.limit || (n > 0 && (this.bytes + size > this.limitBytes || (!queuedIn.has(r) && bufferedBytes + size > this.limitBytes)))) {
+    if (n >= this.limit || (n > 0 && (this.bytes + size > this.limitBytes || (r.queues === 0 && bufferedBytes + size > this.limitBytes)))) {
       // Everything queued goes, including this fan-out's pushes (which the hub counts in at its end).
       bufferedTotal -= n;
       for (let i = this.qHead; i < this.queue.length; i++) dequeued(this.queue[i]!);
@@ -308,6 +313,7 @@ class Subscriber {
   take(maxRecords: number, maxBytes: number): WireRecord[] {
     const q = this.queue;
     const start = this.qHead;
+    if (start === q.length) return NOTHING;
     let i = start;
     let bytes = 0;
     while (i < q.length && i - start < maxRecords) {
@@ -316,8 +322,15 @@ class Subscriber {
       bytes += b;
       i++;
     }
-    const out = q.slice(start, i);
-    for (let k = start; k < i; k++) q[k] = TAKEN;
+    let out: WireRecord[];
+    if (start === 0 && i === q.length) {
+      // All of it (the common case: a wake takes what the fan-outs queued): the queue array itself
+      // becomes the batch, no copy.
+      out = q;
+    } else {
+      out = q.slice(start, i);
+      for (let k = start; k < i; k++) q[k] = TAKEN;
+    }
     for (const r of out) {
       this.bytes -= r.chunk.length;
       dequeued(r);
@@ -331,11 +344,7 @@ class Subscriber {
     } else {
       this.qHead = i;
     }
-    if (out.length > 0) {
-      bufferedTotal -= out.length;
-      bufferedGauge.set(bufferedTotal);
-      bufferedBytesGauge.set(bufferedBytes);
-    }
+    bufferedTotal -= out.length;
     return out;
   }
 
@@ -344,8 +353,6 @@ class Subscriber {
     if (n > 0) {
       bufferedTotal -= n;
       for (let i = this.qHead; i < this.queue.length; i++) dequeued(this.queue[i]!);
-      bufferedGauge.set(bufferedTotal);
-      bufferedBytesGauge.set(bufferedBytes);
     }
     this.bytes = 0;
     this.queue = [];
@@ -367,7 +374,8 @@ class Subscriber {
    * since the latest wait began, and then wakes whatever wait is pending (none: no-op).
    */
   wait(ms: number, signals: readonly AbortSignal[]): Promise<void> {
-    if (this.length > 0 || this.overflowed || this.failure || signals.some((s) => s.aborted)) return Promise.resolve();
+    if (this.length > 0 || this.overflowed || this.failure) return Promise.resolve();
+    for (const s of signals) if (s.aborted) return Promise.resolve();
     return new Promise<void>((resolve) => {
       this.waker = resolve;
       if (this.timer === null) this.timer = setTimeout(() => this.wake(), ms);
@@ -825,8 +833,6 @@ export class StreamHub {
       }
       touched.length = 0;
       this.scheduleWake();
-      bufferedGauge.set(bufferedTotal);
-      bufferedBytesGauge.set(bufferedBytes);
     }
     if (!keep) this.windowReset(newHead);
     windowBytesGauge.set(this.windowBytes);
