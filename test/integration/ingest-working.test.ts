@@ -165,9 +165,12 @@ describe('ingest pipeline: working() while held', () => {
     await waitFor('the lone message committed', () => msgs[100]!.ackedAt > 0, { timeoutMs: 30_000 });
     await pipeline.stop();
     assert.equal(paced.reduce((n, c) => n + c.rows, 0), 100);
+    // Seen here when write() is called, after each batch's decode, whose time varies from batch to batch
+    // (a CI run saw 197 ms for a 200 ms spacing): allow 50 ms of it. Without the spacing the gaps are
+    // those of the publishing, ~10 ms.
     for (let i = 1; i < paced.length; i++) {
       const gap = paced[i]!.at - paced[i - 1]!.at;
-      assert.ok(gap >= WAIT / 2 - 2, `commits ${i - 1} and ${i} began ${gap} ms apart (spacing ${WAIT / 2} ms)`);
+      assert.ok(gap >= WAIT / 2 - 50, `commits ${i - 1} and ${i} began ${gap} ms apart (spacing ${WAIT / 2} ms)`);
     }
     assert.ok(paced.length < 50, `${paced.length} commits for 100 paced messages: batches did not grow`);
     assert.equal(writer.commits.at(-1)!.rows, 1);
