@@ -345,6 +345,11 @@ function copiedOutcome(rows: readonly LogRow[], seqs: Seqs, skip: ReadonlySet<nu
 
 /** The session's prepared statement for the newest committed seq (begin()). */
 const PREV_SEQ_STATEMENT = 'mycelis_memory_prev_seq';
+/**
+ * Connections that hold PREV_SEQ_STATEMENT. The statement belongs to the connection, not to a writer:
+ * several writers over one pool (the service's one, a test's, the bench's) share what is prepared.
+ */
+const prevSeqPrepared = new WeakSet<pg.PoolClient>();
 
 /** A batch's seqs (firstSeq on), and the newest seq committed before it. */
 interface Seqs {
@@ -418,8 +423,6 @@ export class BatchWriter {
   private hasMetaAt = false;
   /** Whether ingest_rejects has its identity (migration 008); asked again on each dead-letter write until it does. */
   private hasRejectIdentity = false;
-  /** Pool connections that hold PREV_SEQ_STATEMENT. */
-  private readonly prepared = new WeakSet<pg.PoolClient>();
 
   constructor(
     private readonly db: Database,
@@ -572,13 +575,13 @@ export class BatchWriter {
    * PostgreSQL plans again by itself.
    */
   private async preparePrevSeq(client: pg.PoolClient): Promise<void> {
-    if (this.prepared.has(client)) return;
+    if (prevSeqPrepared.has(client)) return;
     try {
       await client.query(`PREPARE ${PREV_SEQ_STATEMENT} AS SELECT COALESCE(max(seq), 0)::text AS prev FROM log_entries`);
     } catch (err) {
       if (sqlstateOf(err) !== '42P05') throw err; // duplicate_prepared_statement: it is there already
     }
-    this.prepared.add(client);
+    prevSeqPrepared.add(client);
   }
 
   /**

@@ -5,6 +5,7 @@
 // were dead-lettered twice. Such a redelivery (or one after a crash between COMMIT and ack) is now
 // acked without storing or counting its dead letter again.
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import assert from 'node:assert/strict';
 import { loadConfig } from '../../src/config/config.js';
 import { openDatabase, type Database } from '../../src/store/database.js';
@@ -36,35 +37,37 @@ class Delivered implements PendingMessage {
 }
 
 /**
- * The real writer, each commit taking at least `floorMs`: how long 149 commits take must not depend on how
- * fast the host is (on a fast one they took 363 ms in all, too short to see touches). Each stays far
- * shorter than workingEveryMs, which is what the test is about.
+ * The real writer, recording when each commit began and how many rows it carried, each commit taking at
+ * least `floorMs`: how long 149 commits take must not depend on how fast the host is (on a fast one they
+ * took 363 ms in all, too short to see touches).
  */
-class FlooredWriter extends BatchWriter {
-  constructor(db: Database, private readonly floorMs: number) {
+class TestWriter extends BatchWriter {
+  readonly commits: { at: number; rows: number }[] = [];
+  constructor(db: Database, private readonly floorMs = 0) {
     super(db, silentLogger);
   }
   override async write(batch: WriteBatch, opts?: WriteOptions): Promise<CommitResult> {
-    const floor = new Promise((resolve) => setTimeout(resolve, this.floorMs));
+    this.commits.push({ at: Date.now(), rows: batch.rows.length });
+    const floor = sleep(this.floorMs);
     const result = await super.write(batch, opts);
     await floor;
     return result;
   }
 }
 
-/** The real writer, recording when each commit began and how many rows it carried. */
-class RecordingWriter extends BatchWriter {
-  readonly commits: { at: number; rows: number }[] = [];
-  constructor(db: Database) {
-    super(db, silentLogger);
-  }
-  override write(batch: WriteBatch, opts?: WriteOptions): Promise<CommitResult> {
-    this.commits.push({ at: Date.now(), rows: batch.rows.length });
-    return super.write(batch, opts);
-  }
+/** The pipeline as the service builds it in JetStream mode, over `writer`, with the batching under test. */
+function pipelineOver(writer: BatchWriter, batching: { batchSize: number; batchWaitMs: number; workingEveryMs: number }): IngestPipeline {
+  return new IngestPipeline({
+    writer,
+    logger: silentLogger,
+    mode: 'jetstream',
+    batchBytes: 1024 * 1024,
+    isExcluded: () => false,
+    isLogEntrySubject: () => false,
+    maxEventBytes: 1024 * 1024,
+    ...batching,
+  });
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('ingest pipeline: working() while held', () => {
   let tdb: TestDatabase;
@@ -82,18 +85,9 @@ describe('ingest pipeline: working() while held', () => {
 
   it('a message queued behind many short commits is touched every workingEveryMs until its own commit', async () => {
     const EVERY = 100;
-    const pipeline = new IngestPipeline({
-      writer: new FlooredWriter(db, 8), // 149 commits of 8+ ms: the last message waits 1.2 s or more
-      logger: silentLogger,
-      mode: 'jetstream',
-      batchSize: 1, // one commit per message: each far shorter than the queue's wait
-      batchBytes: 1024 * 1024,
-      batchWaitMs: 0,
-      isExcluded: () => false,
-      isLogEntrySubject: () => false,
-      maxEventBytes: 1024 * 1024,
-      workingEveryMs: EVERY,
-    });
+    // One commit per message, each of 8+ ms but far shorter than the queue's wait: the last message
+    // waits 1.2 s or more behind 149 of them.
+    const pipeline = pipelineOver(new TestWriter(db, 8), { batchSize: 1, batchWaitMs: 0, workingEveryMs: EVERY });
     pipeline.start();
     const msgs: Delivered[] = [];
     const pushedAt = performance.now();
@@ -124,19 +118,9 @@ describe('ingest pipeline: working() while held', () => {
 
   it('on a lightly loaded stream, commits start at least half of batchWaitMs apart; a message after a quiet spell goes alone', async () => {
     const WAIT = 400; // light-load commits at least 200 ms apart
-    const writer = new RecordingWriter(db);
-    const pipeline = new IngestPipeline({
-      writer,
-      logger: silentLogger,
-      mode: 'jetstream',
-      batchSize: 1000, // never full here: every batch is a light-load one
-      batchBytes: 1024 * 1024,
-      batchWaitMs: WAIT,
-      isExcluded: () => false,
-      isLogEntrySubject: () => false,
-      maxEventBytes: 1024 * 1024,
-      workingEveryMs: 1000,
-    });
+    const writer = new TestWriter(db);
+    // Batches of 1,000 are never full here: every batch is a light-load one.
+    const pipeline = pipelineOver(writer, { batchSize: 1000, batchWaitMs: WAIT, workingEveryMs: 1000 });
     pipeline.start();
     const msgs: Delivered[] = [];
     const deliver = (i: number): void => {
@@ -177,18 +161,7 @@ describe('ingest pipeline: working() while held', () => {
   });
 
   it('a dead letter redelivered after its commit is acked, not stored or counted again', async () => {
-    const pipeline = new IngestPipeline({
-      writer: new BatchWriter(db, silentLogger),
-      logger: silentLogger,
-      mode: 'jetstream',
-      batchSize: 100,
-      batchBytes: 1024 * 1024,
-      batchWaitMs: 0,
-      isExcluded: () => false,
-      isLogEntrySubject: () => false,
-      maxEventBytes: 1024 * 1024,
-      workingEveryMs: 1000,
-    });
+    const pipeline = pipelineOver(new BatchWriter(db, silentLogger), { batchSize: 100, batchWaitMs: 0, workingEveryMs: 1000 });
     pipeline.start();
     const invalid = (seq: number): IncomingMessage => ({
       subject: 'wk.agent.dl.output',
