@@ -28,9 +28,13 @@
 //   reads the database only for what the window no longer holds. Ten streams falling back under a
 //   burst of 512 KiB tool results otherwise read, parse and encode the same rows ten times (each read
 //   turns 512 KiB of jsonb back into text in PostgreSQL: ~10 ms a row, in the server ingest commits to).
+//   Behind the window, database pages are shared too: an unfiltered page read for one stream is kept
+//   (encoded, a complete range (after, position]) within the pages allowance while streams use it, and
+//   a stream at a cursor inside it takes its records there; streams at the same cursor join one read.
 // - Database pages of streams are bounded together: a read takes its page's estimated bytes from one
 //   allowance (half the streams share, at least two full pages) until its records are encoded, so ten
-//   streams reading 4 MiB pages at once cannot hold ten pages, their text, parsed JSON and encodings.
+//   streams reading 4 MiB pages at once cannot hold ten pages, their text, parsed JSON and encodings;
+//   shared pages kept count in the same allowance (a read makes room by dropping the oldest).
 import type { Logger } from '../logger.js';
 import { CancelledError, OutOfRangeError, UnavailableError } from '../errors.js';
 import { counter, gauge } from '../metrics.js';
@@ -111,15 +115,22 @@ const hubRowsHanded = hubRowsCounter.labels({ source: 'handed' });
 const hubRowsRead = hubRowsCounter.labels({ source: 'database' });
 const catchupCounter = counter(
   'mycelis_memory_api_stream_catchup_rows_total',
-  'Records streams behind the hub (after an overflow, or resuming by a cursor) took from the hub\'s recent window or read from the database.',
+  'Records streams behind the hub (after an overflow, or resuming by a cursor) took from the hub\'s recent window, read from the database, or took from a page read for another stream (shared).',
   ['source'],
 );
 const catchupWindow = catchupCounter.labels({ source: 'window' });
 const catchupDatabase = catchupCounter.labels({ source: 'database' });
+const catchupShared = catchupCounter.labels({ source: 'shared' });
+const sharedBytesGauge = gauge('mycelis_memory_api_stream_shared_page_bytes', 'Bytes of encoded database pages kept for streams reading the same rows (within the stream pages allowance).');
 const windowBytesGauge = gauge('mycelis_memory_api_stream_window_bytes', 'Bytes of encoded records in the stream hub\'s recent window (bounded by the memory budget\'s streams share).');
 const pageWaitCounter = counter('mycelis_memory_api_stream_page_waits_total', 'Database page reads of streams that waited for the pages allowance.');
 const coalesceGauge = gauge('mycelis_memory_api_stream_coalesce_seconds', 'How long the stream hub gathers commits into one fan-out (wider while the process is saturated).');
 const hubHeadGauge = gauge('mycelis_memory_api_stream_hub_head_seq', 'The newest seq the stream hub has fanned out.');
+
+/** A shared page no stream used for this long is dropped. */
+const SHARED_PAGE_MS = 1000;
+/** A signal that never aborts: a shared read is not any one stream's to cancel. */
+const NEVER = new AbortController().signal;
 
 const MAX_COALESCE_MS = 50;
 /** The longest a saturated process gathers commits into one fan-out (the delivery latency it trades). */
@@ -146,6 +157,16 @@ interface PendingCommit {
   readonly rows: CommittedRows;
   /** About what its rows take in memory (their text). */
   readonly bytes: number;
+}
+
+/** A database page of every row in (after, position], encoded, that several streams may take. */
+interface SharedPage {
+  readonly after: number;
+  readonly position: number;
+  readonly records: WireRecord[];
+  readonly bytes: number;
+  /** performance.now() of its latest use. */
+  usedAt: number;
 }
 
 /** About what a handed-over commit holds: its rows' message and context text, and a little per row. */
@@ -491,10 +512,20 @@ export class StreamHub {
   private catchingUp = 0;
   /** Unfiltered subscribers attached (every row is encoded for them anyway). */
   private unfiltered = 0;
-  /** The pages allowance: bytes of stream database pages being read and encoded now. */
+  /** The pages allowance: bytes of stream database pages being read and encoded now, and of shared pages kept. */
   private pageBytesInUse = 0;
   private readonly pageAllowance: number;
   private readonly pageWaiters: (() => void)[] = [];
+  /**
+   * Shared pages: unfiltered database pages streams read lately (catching up, or resuming by cursor),
+   * each the complete range (after, position], oldest first, kept within the pages allowance while
+   * used. Streams close behind each other take their records here instead of reading and encoding
+   * the same rows again; two streams at the same cursor share one read (`reading`).
+   */
+  private shared: SharedPage[] = [];
+  private sharedBytes = 0;
+  private readonly reading = new Map<number, Promise<SharedPage>>();
+  private sharedTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly reader: LogReader,
@@ -569,6 +600,9 @@ export class StreamHub {
     this.subs.clear();
     this.unfiltered = 0;
     this.windowReset(this.head);
+    this.evictShared(0);
+    if (this.sharedTimer !== null) clearInterval(this.sharedTimer);
+    this.sharedTimer = null;
     subscribersGauge.set(0);
   }
 
@@ -909,7 +943,9 @@ export class StreamHub {
    */
   private async pageSlot(bytes: number, signal: AbortSignal): Promise<() => void> {
     const want = Math.min(bytes, this.pageAllowance);
-    while (this.pageBytesInUse > 0 && this.pageBytesInUse + want > this.pageAllowance && !signal.aborted && !this.stopped) {
+    // Shared pages are a cache: they make room for a read before it waits.
+    this.evictShared(this.pageAllowance - this.pageBytesInUse - want);
+    while (this.pageBytesInUse > 0 && this.pageBytesInUse + this.sharedBytes + want > this.pageAllowance && !signal.aborted && !this.stopped) {
       pageWaitCounter.inc();
       await new Promise<void>((resolve) => {
         const done = (): void => {
@@ -919,6 +955,7 @@ export class StreamHub {
         this.pageWaiters.push(done);
         signal.addEventListener('abort', done, { once: true });
       });
+      this.evictShared(this.pageAllowance - this.pageBytesInUse - want);
     }
     this.pageBytesInUse += want;
     let released = false;
@@ -931,8 +968,118 @@ export class StreamHub {
     };
   }
 
+  /**
+   * The records of (after, upTo] matching `filter` from a shared page holding the rows right after
+   * `after`, cut like responses; null when no shared page does.
+   */
+  private fromShared(filter: LogRowFilter, after: number, upTo: number): { batches: StreamBatch[]; position: number } | null {
+    for (const p of this.shared) {
+      if (p.after <= after && after < p.position) {
+        p.usedAt = performance.now();
+        return this.sliceShared(p, filter, after, upTo);
+      }
+    }
+    return null;
+  }
+
+  /** The records of a shared page after `after`, up to `upTo`, matching `filter`, cut like responses. */
+  private sliceShared(p: SharedPage, filter: LogRowFilter, after: number, upTo: number, read = false): { batches: StreamBatch[]; position: number } {
+    const position = Math.min(p.position, upTo);
+    const records = p.records.filter((r) => r.seq > after && r.seq <= position && rowMatches(filter, r));
+    if (!read) catchupShared.inc(records.length);
+    return { batches: this.cut(records, position, false), position };
+  }
+
+  /**
+   * Reads the unfiltered page after `after` (up to `upTo`) for every stream that wants it: a read
+   * already under way from the same cursor is joined, not repeated. Not cancelled by any one stream
+   * (others may wait for it); a stream that goes away stops waiting.
+   */
+  private async readShared(after: number, upTo: number, signal: AbortSignal): Promise<{ page: SharedPage; read: boolean }> {
+    let p = this.reading.get(after);
+    const read = p === undefined;
+    if (!p) {
+      const page = this.pageRows();
+      p = this.withinPages(page * rowBytes, NEVER, async () => {
+        const rows = await this.reader.readRange(NO_FILTER, { afterSeq: after, upToSeq: upTo }, page);
+        sawRows(rows);
+        catchupDatabase.inc(rows.length);
+        const records = rows.map(toWireRecord);
+        let bytes = 0;
+        for (const r of records) bytes += r.chunk.length;
+        const shared: SharedPage = { after, position: rows.length === page ? rows[rows.length - 1]!.seq : upTo, records, bytes, usedAt: performance.now() };
+        return shared;
+      }).then((shared) => {
+        // Its slot is released: the page now takes room as a shared page.
+        this.keepShared(shared);
+        return shared;
+      });
+      const reading = p;
+      this.reading.set(after, reading);
+      void reading.then(
+        () => this.reading.delete(after),
+        () => this.reading.delete(after),
+      );
+    }
+    if (signal.aborted) throw new CancelledError('the stream was cancelled');
+    let onAbort: (() => void) | undefined;
+    try {
+      const page = await Promise.race([
+        p,
+        new Promise<never>((_, reject) => {
+          onAbort = () => reject(new CancelledError('the stream was cancelled', { cause: signal.reason }));
+          signal.addEventListener('abort', onAbort, { once: true });
+        }),
+      ]);
+      return { page, read };
+    } finally {
+      if (onAbort) signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Keeps a page for other streams, within what the pages allowance leaves (the oldest go first). */
+  private keepShared(p: SharedPage): void {
+    if (this.stopped || p.records.length === 0) return;
+    this.shared.push(p);
+    this.sharedBytes += p.bytes;
+    this.evictShared(this.pageAllowance - this.pageBytesInUse);
+    this.sharedTimer ??= setInterval(() => this.expireShared(), SHARED_PAGE_MS);
+    this.sharedTimer.unref();
+  }
+
+  /** Drops the oldest shared pages until they take at most `room` bytes. */
+  private evictShared(room: number): void {
+    while (this.sharedBytes > Math.max(0, room) && this.shared.length > 0) {
+      const old = this.shared.shift()!;
+      this.sharedBytes -= old.bytes;
+    }
+    sharedBytesGauge.set(this.sharedBytes);
+  }
+
+  /** Drops shared pages no stream used lately (the timer stops with the last of them). */
+  private expireShared(): void {
+    const old = performance.now() - SHARED_PAGE_MS;
+    const kept = this.shared.filter((p) => p.usedAt >= old);
+    if (kept.length !== this.shared.length) {
+      this.shared = kept;
+      this.sharedBytes = kept.reduce((n, p) => n + p.bytes, 0);
+      sharedBytesGauge.set(this.sharedBytes);
+    }
+    if (this.shared.length === 0 && this.sharedTimer !== null) {
+      clearInterval(this.sharedTimer);
+      this.sharedTimer = null;
+    }
+  }
+
   /** One database page of a stream (within the pages allowance), encoded and cut into responses. */
   private async readPage(filter: LogRowFilter, after: number, upTo: number, signal: AbortSignal): Promise<{ batches: StreamBatch[]; position: number; full: boolean }> {
+    const kept = this.fromShared(filter, after, upTo);
+    if (kept) return { ...kept, full: kept.position < upTo };
+    if (matchesAll(filter)) {
+      const { page, read } = await this.readShared(after, upTo, signal);
+      const { batches, position } = this.sliceShared(page, filter, after, upTo, read);
+      return { batches, position, full: position < upTo };
+    }
     const page = this.pageRows();
     return this.withinPages(page * rowBytes, signal, async () => {
       const rows = await this.reader.readRange(filter, { afterSeq: after, upToSeq: upTo }, page, signal);
@@ -1013,7 +1160,11 @@ export class StreamHub {
 
   /** A stream's own database rows (history, catch-up), encoded and cut into responses. */
   private chunks(rows: StoredLogRow[], endPosition: number): StreamBatch[] {
-    const records = rows.map(toWireRecord);
+    return this.cut(rows.map(toWireRecord), endPosition, true);
+  }
+
+  /** Records cut into responses; the last carries `endPosition`. `owned`: the records are this stream's alone. */
+  private cut(records: WireRecord[], endPosition: number, owned: boolean): StreamBatch[] {
     const out: StreamBatch[] = [];
     let i = 0;
     while (i < records.length) {
@@ -1027,7 +1178,7 @@ export class StreamHub {
       }
       const part = records.slice(i, i + n);
       i += n;
-      out.push({ records: part, position: i === records.length ? endPosition : part[part.length - 1]!.seq, owned: true });
+      out.push({ records: part, position: i === records.length ? endPosition : part[part.length - 1]!.seq, owned });
     }
     return out;
   }

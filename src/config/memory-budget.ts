@@ -40,7 +40,7 @@
 //                  (half of it, all streams together and each one; past it a stream catches up from
 //                  the window, then PostgreSQL, as it does past STREAM_BUFFER records; a queued record
 //                  is also in the window, so the two overlap); stream database pages take their own
-//                  L/64 (two 1 MiB pages at least) while read and encoded;
+//                  L/64 (two 1 MiB pages at least) while read and encoded, and while kept for other streams;
 //   watch    L/64  registry changes WatchRegistry keeps for its watchers, one log shared by all of
 //                  them (past it, a watcher that is behind starts over from a fresh snapshot).
 //   Each held byte costs more than one byte of memory (a message is also decoded into a row, its

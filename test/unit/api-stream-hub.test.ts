@@ -3,13 +3,14 @@
 // gauges read the counts when /metrics is scraped. (The hub's database side is covered by
 // test/integration/api-stream-*.test.ts; here the reader only answers the head, 0.)
 import assert from 'node:assert/strict';
+import { setMaxListeners } from 'node:events';
 import { describe, it } from 'node:test';
-import { StreamHub, streamBufferedBytes, type CommitSource, type StreamBatch } from '../../src/api/stream-hub.js';
+import { StreamHub, rowMatches, streamBufferedBytes, type CommitSource, type StreamBatch } from '../../src/api/stream-hub.js';
 import type { LogRow } from '../../src/domain/types.js';
 import { createLogger } from '../../src/logger.js';
 import { metricsRegistry } from '../../src/metrics.js';
 import type { CommittedRows } from '../../src/store/batch-writer.js';
-import { NO_FILTER, type LogReader, type LogRowFilter } from '../../src/store/log-reader.js';
+import { NO_FILTER, type LogReader, type LogRowFilter, type StoredLogRow } from '../../src/store/log-reader.js';
 
 function row(i: number, source: string): LogRow {
   return {
@@ -97,6 +98,148 @@ describe('stream hub: live queues', () => {
       for (const s of streams) assert.equal(s.seqs[s.seqs.length - 1], 48);
       assert.equal(second, streams[2]!.bytes.slice(-8).reduce((a, b) => a + b, 0));
       assert.equal(streamBufferedBytes().now, 0);
+    } finally {
+      ac.abort();
+      hub.stop();
+      await Promise.all(streams.map((s) => s.done));
+    }
+  });
+});
+
+/** Stored rows 1..n: agent-b every fourth, agent-a otherwise. */
+function stored(n: number): StoredLogRow[] {
+  return Array.from({ length: n }, (_, i) => {
+    const r = row(i + 1, i % 4 === 0 ? 'agent-b' : 'agent-a');
+    const context = JSON.parse(r.context) as Record<string, unknown>;
+    return { ...r, seq: i + 1, context, approxBytes: r.context.length };
+  });
+}
+
+/** A log in memory: every read recorded; reads wait for `gate` when it is set. */
+class MemoryLog {
+  readonly reads: { filter: LogRowFilter; after: number; rows: number }[] = [];
+  gate: Promise<void> | null = null;
+  constructor(readonly rows: StoredLogRow[]) {}
+  readonly reader = {
+    maxSeq: async (): Promise<number> => this.rows.length,
+    readRange: async (filter: LogRowFilter, range: { afterSeq: number; upToSeq: number }, limit: number, signal?: AbortSignal): Promise<StoredLogRow[]> => {
+      await new Promise((r) => setTimeout(r, 2));
+      if (this.gate) await this.gate;
+      signal?.throwIfAborted();
+      const out = this.rows.filter((r) => r.seq > range.afterSeq && r.seq <= range.upToSeq && rowMatches(filter, r)).slice(0, limit);
+      this.reads.push({ filter, after: range.afterSeq, rows: out.length });
+      return out;
+    },
+  } as unknown as LogReader;
+  unfilteredRowsRead(): number {
+    return this.reads.filter((r) => r.filter === NO_FILTER || r.filter.agentIds.length === 0).reduce((n, r) => n + r.rows, 0);
+  }
+}
+
+/** A stream resuming after `afterSeq`: the seqs it receives, until `until` seqs or its end. */
+function resume(hub: StreamHub, filter: LogRowFilter, afterSeq: number, signal: AbortSignal, closing: AbortSignal): { seqs: number[]; error: unknown; done: Promise<void> } {
+  const out = { seqs: [] as number[], error: null as unknown, done: Promise.resolve() };
+  out.done = (async () => {
+    try {
+      for await (const b of hub.follow({ filter, afterSeq, tail: 0 }, signal, closing)) for (const r of b.records) out.seqs.push(r.seq);
+    } catch (err) {
+      out.error = err;
+    }
+  })();
+  return out;
+}
+
+async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+const noCommits: CommitSource = { onCommit: () => () => undefined };
+
+describe('stream hub: shared database pages', () => {
+  it('six unfiltered streams resuming from the same cursor read each row from the database once, and each gets every row once, in order', async () => {
+    const log = new MemoryLog(stored(300));
+    const hub = new StreamHub(log.reader, noCommits, { bufferLimit: 1000, keepaliveMs: 60_000, pageSize: 20 }, createLogger('silent'));
+    hub.start();
+    const ac = new AbortController();
+    const closing = new AbortController();
+    setMaxListeners(20, ac.signal, closing.signal); // seven streams share them here
+    const all = log.rows.map((r) => r.seq);
+    const streams = [...Array.from({ length: 6 }, () => resume(hub, NO_FILTER, 0, ac.signal, closing.signal)), resume(hub, { ...NO_FILTER, agentIds: ['agent-b'] }, 0, ac.signal, closing.signal)];
+    try {
+      await until('every stream has its rows', () => streams.every((s, i) => s.seqs.length >= (i < 6 ? 300 : 75) || s.error !== null));
+      for (const [i, s] of streams.entries()) {
+        assert.equal(s.error, null, `stream ${i}`);
+        assert.deepEqual(s.seqs, i < 6 ? all : all.filter((x) => x % 4 === 1), `stream ${i}`);
+      }
+      // Without sharing: 6 x 300.
+      assert.equal(log.unfilteredRowsRead(), 300);
+    } finally {
+      ac.abort();
+      hub.stop();
+      await Promise.all(streams.map((s) => s.done));
+    }
+  });
+
+  it('a stream that goes away while waiting for a shared read cancels only itself; the read goes on for the other', async () => {
+    const log = new MemoryLog(stored(50));
+    let open!: () => void;
+    log.gate = new Promise<void>((r) => (open = r));
+    const hub = new StreamHub(log.reader, noCommits, { bufferLimit: 1000, keepaliveMs: 60_000, pageSize: 20 }, createLogger('silent'));
+    hub.start();
+    const gone = new AbortController();
+    const stays = new AbortController();
+    const closing = new AbortController();
+    const a = resume(hub, NO_FILTER, 0, gone.signal, closing.signal);
+    const b = resume(hub, NO_FILTER, 0, stays.signal, closing.signal);
+    try {
+      await until('both attached', () => hub.subscriberCount === 2);
+      await new Promise((r) => setTimeout(r, 20)); // both are waiting for the first page
+      gone.abort();
+      await a.done;
+      open();
+      await until('the other has every row', () => b.seqs.length >= 50 || b.error !== null);
+      assert.equal(b.error, null);
+      assert.deepEqual(b.seqs, log.rows.map((r) => r.seq));
+      assert.ok(a.seqs.length === 0);
+      assert.equal(log.unfilteredRowsRead(), 50, 'the first page read once, not cancelled with the stream that started it');
+    } finally {
+      stays.abort();
+      hub.stop();
+      await Promise.all([a.done, b.done]);
+    }
+  });
+
+  it('shared pages stay within the pages allowance and are dropped once no stream uses them', async () => {
+    const log = new MemoryLog(stored(400));
+    // Streams share 64 KiB: a pages allowance of 2 MiB (two 1 MiB pages at least).
+    const hub = new StreamHub(log.reader, noCommits, { bufferLimit: 1000, bufferBytes: 64 * 1024, keepaliveMs: 60_000, pageSize: 50 }, createLogger('silent'));
+    hub.start();
+    const ac = new AbortController();
+    const closing = new AbortController();
+    const streams = [resume(hub, NO_FILTER, 0, ac.signal, closing.signal), resume(hub, NO_FILTER, 200, ac.signal, closing.signal)];
+    const sharedBytes = async (): Promise<number> => {
+      const m = metricsRegistry.getSingleMetric('mycelis_memory_api_stream_shared_page_bytes');
+      assert.ok(m);
+      return (await m.get()).values[0]?.value ?? Number.NaN;
+    };
+    try {
+      let most = 0;
+      const deadline = Date.now() + 10_000;
+      while (!streams.every((s) => s.seqs.length >= (s === streams[0] ? 400 : 200)) && Date.now() < deadline) {
+        most = Math.max(most, await sharedBytes());
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      assert.deepEqual(streams[0]!.seqs, log.rows.map((r) => r.seq));
+      assert.deepEqual(streams[1]!.seqs, log.rows.slice(200).map((r) => r.seq));
+      assert.ok(most > 0, 'pages were kept');
+      assert.ok(most <= 2 * 1024 * 1024, `${most} bytes of shared pages`);
+      const dropBy = Date.now() + 5_000;
+      while ((await sharedBytes()) > 0 && Date.now() < dropBy) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(await sharedBytes(), 0, 'dropped after a second without use');
     } finally {
       ac.abort();
       hub.stop();
