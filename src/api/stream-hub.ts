@@ -35,6 +35,7 @@
 //   allowance (half the streams share, at least two full pages) until its records are encoded, so ten
 //   streams reading 4 MiB pages at once cannot hold ten pages, their text, parsed JSON and encodings;
 //   shared pages kept count in the same allowance (a read makes room by dropping the oldest).
+import { setMaxListeners } from 'node:events';
 import type { Logger } from '../logger.js';
 import { CancelledError, OutOfRangeError, UnavailableError } from '../errors.js';
 import { counter, gauge } from '../metrics.js';
@@ -131,6 +132,7 @@ const hubHeadGauge = gauge('mycelis_memory_api_stream_hub_head_seq', 'The newest
 const SHARED_PAGE_MS = 1000;
 /** A signal that never aborts: a shared read is not any one stream's to cancel. */
 const NEVER = new AbortController().signal;
+setMaxListeners(0, NEVER); // every shared read waiting for the pages allowance listens to it
 
 const MAX_COALESCE_MS = 50;
 /** The longest a saturated process gathers commits into one fan-out (the delivery latency it trades). */
