@@ -1,7 +1,9 @@
 // The stream hub's live queues, in memory: a record queued for several streams counts its bytes once,
 // and once every stream has taken it nothing is counted; each stream takes its records in order; the
-// gauges read the counts when /metrics is scraped. (The hub's database side is covered by
-// test/integration/api-stream-*.test.ts; here the reader only answers the head, 0.)
+// gauges read the counts when /metrics is scraped. Its database pages, over a log in memory: streams
+// reading the same rows share the pages (each row read once), a stream leaving does not cancel a read
+// others wait for, shared pages stay within the pages allowance, and streams catching up at once read
+// no more pages at a time than the allowance holds. (Against PostgreSQL: test/integration/api-stream-*.)
 import assert from 'node:assert/strict';
 import { setMaxListeners } from 'node:events';
 import { describe, it } from 'node:test';
@@ -247,3 +249,52 @@ describe('stream hub: shared database pages', () => {
     }
   });
 });
+
+describe('stream hub: the pages allowance', () => {
+  it('eight filtered streams catching up at once read at most two 1 MiB pages at a time, and each gets its rows', async () => {
+    // Rows of about 4 KiB (their size estimate): a page is 256 rows, 1 MiB; the allowance is 2 MiB.
+    const rows = stored(4000).map((r, i) => ({ ...r, source: `agent-${i % 8}`, approxBytes: 4096 }));
+    const log = new MemoryLog(rows);
+    let inFlight = 0;
+    let most = 0;
+    const read = log.reader.readRange.bind(log.reader);
+    (log.reader as { readRange: LogReader['readRange'] }).readRange = async (...args) => {
+      most = Math.max(most, ++inFlight);
+      try {
+        return await read(...args);
+      } finally {
+        inFlight--;
+      }
+    };
+    const hub = new StreamHub(log.reader, noCommits, { bufferLimit: 1000, bufferBytes: 64 * 1024, keepaliveMs: 60_000 }, createLogger('silent'));
+    hub.start();
+    const ac = new AbortController();
+    const closing = new AbortController();
+    setMaxListeners(20, ac.signal, closing.signal);
+    // The hub sizes pages by the rows it has seen lately: one stream reads the last ten first.
+    const first = resume(hub, NO_FILTER, 3990, ac.signal, closing.signal);
+    await until('the first stream has its rows', () => first.seqs.length >= 10 || first.error !== null);
+    most = 0;
+    const waitsBefore = await counterValue('mycelis_memory_api_stream_page_waits_total');
+    const streams = [first, ...Array.from({ length: 8 }, (_, a) => resume(hub, { ...NO_FILTER, agentIds: [`agent-${a}`] }, 0, ac.signal, closing.signal))];
+    try {
+      await until('every stream has its rows', () => streams.every((s) => s.seqs.length >= (s === first ? 10 : 500) || s.error !== null));
+      for (const [a, s] of streams.slice(1).entries()) {
+        assert.equal(s.error, null);
+        assert.deepEqual(s.seqs, rows.filter((r) => r.source === `agent-${a}`).map((r) => r.seq));
+      }
+      assert.ok(most <= 2, `${most} pages read at once`);
+      assert.ok((await counterValue('mycelis_memory_api_stream_page_waits_total')) > waitsBefore, 'streams waited for the allowance');
+    } finally {
+      ac.abort();
+      hub.stop();
+      await Promise.all(streams.map((s) => s.done));
+    }
+  });
+});
+
+async function counterValue(name: string): Promise<number> {
+  const m = metricsRegistry.getSingleMetric(name);
+  assert.ok(m, name);
+  return (await m.get()).values.reduce((n, v) => n + v.value, 0);
+}
