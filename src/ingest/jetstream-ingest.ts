@@ -51,6 +51,8 @@ export interface JetStreamIngestLimits {
 
 export class JetStreamIngest {
   private readonly log: Logger;
+  /** The logger this was given: the parts it starts (stream setup, the puller) name their own component. */
+  private readonly rootLog: Logger;
   private readonly pipeline: IngestPipeline;
   private jsm: JetStreamManager | null = null;
   private streamCreatedUs = 0;
@@ -70,6 +72,7 @@ export class JetStreamIngest {
     pipelineOpts: Omit<PipelineOptions, 'mode' | 'batchSize' | 'batchBytes' | 'batchWaitMs' | 'workingEveryMs'>,
     logger: Logger,
   ) {
+    this.rootLog = logger;
     this.log = logger.child({ component: 'ingest-jetstream' });
     this.credit = new Credit(maxHeldFor(cfg.batchSize), limits.heldBytes);
     this.pipeline = new IngestPipeline({
@@ -156,9 +159,9 @@ export class JetStreamIngest {
 
   private async setup(): Promise<void> {
     this.jsm ??= await this.nc.jetstreamManager({ checkAPI: false });
-    const stream = await ensureStream(this.jsm, this.cfg, this.log);
+    const stream = await ensureStream(this.jsm, this.cfg, this.rootLog);
     this.streamCreatedUs = stream.createdUs;
-    await ensureConsumer(this.jsm, this.cfg, this.log);
+    await ensureConsumer(this.jsm, this.cfg, this.rootLog);
   }
 
   private onMessage(m: Msg, bytes: number): void {
@@ -219,7 +222,7 @@ export class JetStreamIngest {
             graceMs: PULL_GRACE_MS,
             onMessage: (m, bytes) => this.onMessage(m, bytes),
           },
-          this.log,
+          this.rootLog,
         );
         this.puller = puller;
         puller.start();

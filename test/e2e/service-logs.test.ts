@@ -76,6 +76,8 @@ describe('service logs: readable on a terminal, JSON elsewhere', { skip: hasScri
       assert.equal(typeof rec['level'], 'number', line);
       assert.equal(typeof rec['time'], 'string', line);
       assert.equal(typeof rec['msg'], 'string', line);
+      // One component a line: a key twice is valid JSON but ambiguous (most readers keep the last).
+      assert.ok((line.match(/"component":/g) ?? []).length <= 1, `a key twice: ${line}`);
     }
     assert.ok(svc.logs().some((l) => l['msg'] === 'mycelis-memory started' && l['component'] === 'main'));
   });
