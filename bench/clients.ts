@@ -2,6 +2,7 @@
 import { credentials, type ClientReadableStream } from '@grpc/grpc-js';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import {
+  AgentStatus,
   MemoryServiceClient,
   type GetRegistryRequest,
   type GetRegistryResponse,
@@ -169,6 +170,32 @@ export function getRegistry(client: MemoryServiceClient, req: Partial<GetRegistr
   return new Promise((resolve, reject) => {
     client.getRegistry(full, (err, res) => (err ? reject(err) : resolve(res!)));
   });
+}
+
+/**
+ * One call of the reads phase's GetRegistry mix, by `shape` (0-3): the default page, `team`'s, one
+ * status's (BUSY), two pages of 100 (the second by the first's token).
+ */
+export async function registryMixCall(client: MemoryServiceClient, shape: number, team: string): Promise<void> {
+  if (shape === 0) await getRegistry(client, {});
+  else if (shape === 1) await getRegistry(client, { teamIds: [team] });
+  else if (shape === 2) await getRegistry(client, { statuses: [AgentStatus.AGENT_STATUS_BUSY] });
+  else {
+    const r = await getRegistry(client, { pageSize: 100 });
+    await getRegistry(client, { pageSize: 100, pageToken: r.nextPageToken });
+  }
+}
+
+/** The whole registry, `pageSize` agents a page; returns how many agents it listed. */
+export async function wholeRegistry(client: MemoryServiceClient, pageSize: number): Promise<number> {
+  let token = '';
+  let n = 0;
+  do {
+    const r = await getRegistry(client, { pageSize, pageToken: token });
+    n += r.agents.length;
+    token = r.nextPageToken;
+  } while (token !== '');
+  return n;
 }
 
 export function queryLogs(client: MemoryServiceClient, req: Partial<QueryLogsRequest>): Promise<QueryLogsResponse> {

@@ -9,8 +9,7 @@ import { startPrivateNats } from '../test/helpers/nats.js';
 import { createTestDatabase } from '../test/helpers/pg.js';
 import { migrate } from '../src/store/migrate.js';
 import { createLogger } from '../src/logger.js';
-import { AgentStatus } from '../src/gen/mycelis/memory/v1/memory.js';
-import { getRegistry, makeClients } from './clients.js';
+import { makeClients, registryMixCall, wholeRegistry } from './clients.js';
 import { summarize } from './lib.js';
 import { startBenchService } from './service.js';
 
@@ -38,21 +37,12 @@ type V = 'A' | 'B';
 const teams = Array.from({ length: 40 }, (_, i) => `team-${i}`);
 const ms: Record<V, number[][]> = { A: [[], [], [], [], []], B: [[], [], [], [], []] };
 for (let i = 0; i < rounds; i++) {
+  // Rounds 0-3 of every five: the mix's four shapes; round 4: the whole registry.
   const variant = i % 5;
   for (const v of (i % 2 === 0 ? ['A', 'B'] : ['B', 'A']) as V[]) {
-    const c = clients[v];
     const t = performance.now();
-    if (variant === 0) await getRegistry(c, {});
-    else if (variant === 1) await getRegistry(c, { teamIds: [teams[i % teams.length]!] });
-    else if (variant === 2) await getRegistry(c, { statuses: [AgentStatus.AGENT_STATUS_BUSY] });
-    else if (variant === 3) {
-      const r = await getRegistry(c, { pageSize: 100 });
-      await getRegistry(c, { pageSize: 100, pageToken: r.nextPageToken });
-    } else {
-      let token = '';
-      do token = (await getRegistry(c, { pageSize: 1000, pageToken: token })).nextPageToken;
-      while (token !== '');
-    }
+    if (variant < 4) await registryMixCall(clients[v], variant, teams[i % teams.length]!);
+    else await wholeRegistry(clients[v], 1000);
     ms[v][variant]!.push(performance.now() - t);
   }
 }

@@ -35,7 +35,6 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from 'nats';
 import pg from 'pg';
-import { AgentStatus } from '../src/gen/mycelis/memory/v1/memory.js';
 import { createLogger } from '../src/logger.js';
 import { migrate } from '../src/store/migrate.js';
 import { startPrivateNats, type PrivateNats } from '../test/helpers/nats.js';
@@ -44,7 +43,7 @@ import { ROOT } from '../test/helpers/service.js';
 import { startBenchService, type BenchService, type ServiceRuntime } from './service.js';
 import { runBarePipeline, runDirective, type BareDecoder, type BareResult } from './baselines.js';
 import { profileStages } from './stages.js';
-import { emptyFilter, getRegistry, getTrace, makeClients, openLightTail, openTail, queryLogs, type LightTail } from './clients.js';
+import { emptyFilter, getRegistry, getTrace, makeClients, openLightTail, openTail, queryLogs, registryMixCall, wholeRegistry, type LightTail } from './clients.js';
 import { searchPhase, type SearchResult } from './search.js';
 import { ensureSizedTraces, getTraceBySize, SIZED_TRACE_ROWS, type SizedTraceResult } from './traces.js';
 import { buildMessages, createStream, CpuTracker, fmt, nowMs, publishAll, publishPaced, RssMonitor, Samples, serviceCpuTracker, sleep, summarize, until, type DataOptions, type Summary } from './lib.js';
@@ -604,27 +603,14 @@ async function readPhases(svc: BenchService, db: TestDatabase, mon: RssMonitor):
   const reg: number[] = [];
   const regFull: number[] = [];
   for (let i = 0; i < regN; i++) {
-    const variant = i % 4;
     const t = nowMs();
-    if (variant === 0) await getRegistry(client!, {});
-    else if (variant === 1) await getRegistry(client!, { teamIds: [teams[i % teams.length]!] });
-    else if (variant === 2) await getRegistry(client!, { statuses: [AgentStatus.AGENT_STATUS_BUSY] });
-    else {
-      const r = await getRegistry(client!, { pageSize: 100 });
-      await getRegistry(client!, { pageSize: 100, pageToken: r.nextPageToken });
-    }
+    await registryMixCall(client!, i % 4, teams[i % teams.length]!);
     reg.push(nowMs() - t);
   }
   // The whole registry: every agent, 1,000 per page.
   for (let i = 0; i < (opts.quick ? 3 : 10); i++) {
     const t = nowMs();
-    let token = '';
-    let n = 0;
-    do {
-      const r = await getRegistry(client!, { pageSize: 1000, pageToken: token });
-      n += r.agents.length;
-      token = r.nextPageToken;
-    } while (token !== '');
+    const n = await wholeRegistry(client!, 1000);
     regFull.push(nowMs() - t);
     if (n < opts.registryAgents) throw new Error(`registry listed ${n} agents, expected ${opts.registryAgents}`);
   }

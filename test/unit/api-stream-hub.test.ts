@@ -13,6 +13,7 @@ import { createLogger } from '../../src/logger.js';
 import { metricsRegistry } from '../../src/metrics.js';
 import type { CommittedRows } from '../../src/store/batch-writer.js';
 import { NO_FILTER, type LogReader, type LogRowFilter, type StoredLogRow } from '../../src/store/log-reader.js';
+import { waitFor } from '../helpers/wait.js';
 
 function row(i: number, source: string): LogRow {
   return {
@@ -151,13 +152,8 @@ function resume(hub: StreamHub, filter: LogRowFilter, afterSeq: number, signal: 
   return out;
 }
 
-async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+/** Waits for `cond` (the streams here run in this process: checked every 5 ms). */
+const until = (what: string, cond: () => boolean): Promise<boolean> => waitFor(what, cond, { timeoutMs: 10_000, intervalMs: 5 });
 
 const noCommits: CommitSource = { onCommit: () => () => undefined };
 
@@ -216,31 +212,31 @@ describe('stream hub: shared database pages', () => {
   });
 
   it('shared pages stay within the pages allowance and are dropped once no stream uses them', async () => {
-    const log = new MemoryLog(stored(400));
+    // Rows of ~20 KB: the 400 encoded are ~8 MB, four times the allowance, if every page were kept.
+    const big = 'x'.repeat(20_000);
+    const log = new MemoryLog(stored(400).map((r) => ({ ...r, context: { ...r.context, big }, approxBytes: 20_000 })));
     // Streams share 64 KiB: a pages allowance of 2 MiB (two 1 MiB pages at least).
     const hub = new StreamHub(log.reader, noCommits, { bufferLimit: 1000, bufferBytes: 64 * 1024, keepaliveMs: 60_000, pageSize: 50 }, createLogger('silent'));
     hub.start();
     const ac = new AbortController();
     const closing = new AbortController();
     const streams = [resume(hub, NO_FILTER, 0, ac.signal, closing.signal), resume(hub, NO_FILTER, 200, ac.signal, closing.signal)];
-    const sharedBytes = async (): Promise<number> => {
-      const m = metricsRegistry.getSingleMetric('mycelis_memory_api_stream_shared_page_bytes');
-      assert.ok(m);
-      return (await m.get()).values[0]?.value ?? Number.NaN;
-    };
+    const sharedBytes = (): Promise<number> => metricValue('mycelis_memory_api_stream_shared_page_bytes');
     try {
       let most = 0;
-      const deadline = Date.now() + 10_000;
-      while (!streams.every((s) => s.seqs.length >= (s === streams[0] ? 400 : 200)) && Date.now() < deadline) {
-        most = Math.max(most, await sharedBytes());
-        await new Promise((r) => setTimeout(r, 1));
-      }
+      await waitFor(
+        'both streams have their rows',
+        async () => {
+          most = Math.max(most, await sharedBytes());
+          return streams.every((s) => s.seqs.length >= (s === streams[0] ? 400 : 200));
+        },
+        { timeoutMs: 10_000, intervalMs: 1 },
+      );
       assert.deepEqual(streams[0]!.seqs, log.rows.map((r) => r.seq));
       assert.deepEqual(streams[1]!.seqs, log.rows.slice(200).map((r) => r.seq));
       assert.ok(most > 0, 'pages were kept');
       assert.ok(most <= 2 * 1024 * 1024, `${most} bytes of shared pages`);
-      const dropBy = Date.now() + 5_000;
-      while ((await sharedBytes()) > 0 && Date.now() < dropBy) await new Promise((r) => setTimeout(r, 50));
+      await waitFor('shared pages dropped', async () => (await sharedBytes()) === 0, { timeoutMs: 5_000 }).catch(() => undefined);
       assert.equal(await sharedBytes(), 0, 'dropped after a second without use');
     } finally {
       ac.abort();
@@ -275,7 +271,7 @@ describe('stream hub: the pages allowance', () => {
     const first = resume(hub, NO_FILTER, 3990, ac.signal, closing.signal);
     await until('the first stream has its rows', () => first.seqs.length >= 10 || first.error !== null);
     most = 0;
-    const waitsBefore = await counterValue('mycelis_memory_api_stream_page_waits_total');
+    const waitsBefore = await metricValue('mycelis_memory_api_stream_page_waits_total');
     const streams = [first, ...Array.from({ length: 8 }, (_, a) => resume(hub, { ...NO_FILTER, agentIds: [`agent-${a}`] }, 0, ac.signal, closing.signal))];
     try {
       await until('every stream has its rows', () => streams.every((s) => s.seqs.length >= (s === first ? 10 : 500) || s.error !== null));
@@ -284,7 +280,7 @@ describe('stream hub: the pages allowance', () => {
         assert.deepEqual(s.seqs, rows.filter((r) => r.source === `agent-${a}`).map((r) => r.seq));
       }
       assert.ok(most <= 2, `${most} pages read at once`);
-      assert.ok((await counterValue('mycelis_memory_api_stream_page_waits_total')) > waitsBefore, 'streams waited for the allowance');
+      assert.ok((await metricValue('mycelis_memory_api_stream_page_waits_total')) > waitsBefore, 'streams waited for the allowance');
     } finally {
       ac.abort();
       hub.stop();
@@ -293,7 +289,8 @@ describe('stream hub: the pages allowance', () => {
   });
 });
 
-async function counterValue(name: string): Promise<number> {
+/** A metric's value as a scrape reads it (summed over its labels). */
+async function metricValue(name: string): Promise<number> {
   const m = metricsRegistry.getSingleMetric(name);
   assert.ok(m, name);
   return (await m.get()).values.reduce((n, v) => n + v.value, 0);
