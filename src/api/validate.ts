@@ -161,6 +161,8 @@ export interface ValidSearchLogs extends ValidQueryLogs {
   readonly afterRank: string | null;
   /** RELEVANCE pages after the first: the oldest match the first page ranked (null: rank the newest). */
   readonly rankFrom: { timestampUs: number; seq: number } | null;
+  /** RELEVANCE pages after the first: the first page's window (matches with seq >= this; null: the whole log). */
+  readonly rankWindow: number | null;
 }
 
 // A real as PostgreSQL prints it (shortest exact form): digits, optional fraction and exponent.
@@ -184,6 +186,7 @@ export function validateSearchLogs(req: SearchLogsRequest): ValidSearchLogs {
   let after: ValidQueryLogs['after'] = null;
   let afterRank: string | null = null;
   let rankFrom: ValidSearchLogs['rankFrom'] = null;
+  let rankWindow: number | null = null;
   if (token !== '') {
     const p = decodePageToken('search', token, hash, 'page_token');
     after = keysetPosition(p);
@@ -193,9 +196,15 @@ export function validateSearchLogs(req: SearchLogsRequest): ValidSearchLogs {
       afterRank = r;
       // Tokens of earlier versions have no ranked set: their later pages rank the newest matches.
       if (p['ft'] !== undefined || p['fs'] !== undefined) rankFrom = keysetPosition({ t: p['ft'], s: p['fs'] });
+      // Tokens of earlier versions have no window: their later pages rank in the whole log.
+      const fw = p['fw'];
+      if (fw !== undefined) {
+        if (typeof fw !== 'number' || !Number.isSafeInteger(fw) || fw < 1 || rankFrom === null) throw new InvalidArgumentError('page_token', 'malformed page token');
+        rankWindow = fw;
+      }
     }
   }
-  return { query, order, filter, pageSize, sinceUs, untilUs, hash, after, afterRank, rankFrom };
+  return { query, order, filter, pageSize, sinceUs, untilUs, hash, after, afterRank, rankFrom, rankWindow };
 }
 
 const STATUS_NAMES: ReadonlyMap<number, string> = new Map([

@@ -36,6 +36,8 @@ export interface SearchPageOptions {
   readonly afterRank: string | null;
   /** RELEVANCE pages after the first: the oldest match the first page ranked (its page token carries it). */
   readonly rankFrom?: { readonly timestampUs: number; readonly seq: number } | null;
+  /** RELEVANCE pages after the first: the first page's window, matches with seq >= this (null: the whole log). */
+  readonly rankWindow?: number | null;
   /** The tsquery as PostgreSQL prints it (SearchReader.parseQuery); NEWEST walks first for a phrase (walkFirst). */
   readonly parsed?: string;
   readonly limit: number;
@@ -45,6 +47,8 @@ export interface SearchPage {
   readonly rows: SearchRow[];
   /** RELEVANCE's first page: the oldest match it ranked (null: no match, or not a first page). */
   readonly rankFrom: { readonly timestampUs: number; readonly seq: number } | null;
+  /** RELEVANCE's first page: the window it ranked in, matches with seq >= this (null: the whole log, or not a first page). */
+  readonly rankWindow: number | null;
 }
 
 export interface SearchRow {
@@ -150,23 +154,29 @@ export const SEARCH_WALK_SQL = `SELECT * FROM (
        ORDER BY l."timestamp" DESC, l.seq DESC OFFSET $12::int - 1 LIMIT 1
     ) e`;
 
-// RELEVANCE ranks the newest RANK_MATCHES matches, not every match (a word in a third of 1,000,000
-// rows took 1.8 s to rank). The first page takes the newest RANK_MATCHES matches (m: the planner walks
-// the time index for a common word, reads the GIN index for a selective one), ranks them and returns
-// its page, then one row (hit false) with the oldest match ranked. The page token carries that row
-// ($13, $14), and later pages rank every match from it on (no count: matches committed since, newer,
-// join the ranking as before, and none of the first page's set leaves it). Ranked rows are narrow
-// (id, time, seq, rank); only the page's rows are read whole.
+// RELEVANCE ranks the newest matches, not every match (a word in a third of 1,000,000 rows took 1.8 s
+// to rank): the newest RANK_MATCHES at most, and for a phrase those in a window of the newest rows by
+// commit order (seq >= $16, through the BRIN index of migration 009) that holds at least
+// RANK_MIN_MATCHES of them. Ranking reads each match's row (its tsvector), and a phrase's matches can
+// only be told from the heap: without the window the planner read every match of the log (a phrase of
+// 15,249 matches: 14,133 heap pages, 100-700 ms cold) to keep the newest. SearchReader.relevance sizes
+// and widens the window ($16 NULL: the whole log). The first page takes the matches (m: newest first,
+// at most $15), ranks them and returns its page, then one row (hit false) with the oldest match ranked
+// and how many were (n). The page token carries that row ($13, $14) and the window ($16), and later
+// pages rank every match of the window from it on (no count: matches committed since, newer, join the
+// ranking as before, and none of the first page's set leaves it). Ranked rows are narrow (id, time,
+// seq, rank); only the page's rows are read whole.
 export const SEARCH_RELEVANCE_SQL = `WITH m AS MATERIALIZED (
     SELECT l.id, l."timestamp", l.seq, ${RANK('l.search')} AS rank
       FROM log_entries l
      WHERE ${FILTER_L}
+       AND ($16::bigint IS NULL OR l.seq >= $16::bigint)
        AND ($13::timestamptz IS NULL OR (l."timestamp" >= $13::timestamptz AND (l."timestamp", l.seq) >= ($13::timestamptz, $14::bigint)))
      ORDER BY l."timestamp" DESC, l.seq DESC
      LIMIT CASE WHEN $13::timestamptz IS NULL THEN $15::bigint END
   )
   SELECT * FROM (
-    ${OUTER}, true AS hit
+    ${OUTER}, true AS hit, 0 AS n
       FROM (
         SELECT ${INNER_COLUMNS}, p.rank
           FROM (
@@ -180,9 +190,20 @@ export const SEARCH_RELEVANCE_SQL = `WITH m AS MATERIALIZED (
   ) h
   UNION ALL
   SELECT NULL, e.seq::text, NULL, (extract(epoch FROM e."timestamp") * 1000000)::bigint::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-         false
+         false, (SELECT count(*) FROM m)::int
     FROM (SELECT m."timestamp", m.seq FROM m ORDER BY m."timestamp", m.seq LIMIT 1) e
    WHERE $13::timestamptz IS NULL`;
+
+/** The planner's estimate of the rows of the log. */
+export const SEARCH_ROWS_ESTIMATE_SQL = `EXPLAIN (FORMAT JSON) SELECT 1 FROM log_entries`;
+
+/** The newest seq in the log (NULL: the log is empty); one index probe a partition. */
+export const SEARCH_HEAD_SQL = `SELECT max(seq)::text AS head FROM log_entries`;
+
+/** RELEVANCE: the smallest first window, in rows of the log (SearchReader.relevance, firstRankSpan). */
+export const RANK_WINDOW_ROWS = 16_384;
+/** RELEVANCE: a window holding fewer matches than this is widened (unless it is the whole log). */
+export const RANK_MIN_MATCHES = 1_000;
 
 /** RELEVANCE: the newest matches one ranking orders (the first page's; later pages keep its set). */
 export const RANK_MATCHES = 10_000;
@@ -191,7 +212,7 @@ export function searchParams(filter: LogRowFilter, o: SearchPageOptions, rankMat
   const ts = (us: number | null | undefined): string | null => (us === null || us === undefined ? null : usToIso(us));
   return [
     ...filterParams(filter), o.query, ts(o.sinceUs), ts(o.untilUs), ts(o.after?.timestampUs), o.after?.seq ?? null, o.limit, o.afterRank,
-    ts(o.rankFrom?.timestampUs), o.rankFrom?.seq ?? null, rankMatches,
+    ts(o.rankFrom?.timestampUs), o.rankFrom?.seq ?? null, rankMatches, o.rankWindow ?? null,
   ];
 }
 
@@ -254,6 +275,32 @@ export function nextWalk(walked: number, hits: number, limit: number): number | 
   return need <= left ? Math.max(need, Math.min(WALK_FIRST_ROWS, left)) : null;
 }
 
+/**
+ * The lexemes a tsquery as PostgreSQL prints it asks for ('a' <-> 'b' & !'c': a, b; not the excluded c),
+ * each once. The words of an excluded group (!( 'x' <-> 'y' )) are kept: RELEVANCE takes the smallest
+ * estimate of them, so an extra word can only make its first window larger, never miss matches.
+ */
+export function lexemesOf(parsed: string): string[] {
+  const out = new Set<string>();
+  for (const m of parsed.matchAll(/(!\s*)?'((?:[^']|'')*)'/g)) if (m[1] === undefined) out.add(m[2]!.replace(/''/g, "'"));
+  return [...out];
+}
+
+/**
+ * RELEVANCE's first window, in rows of the log (null: the whole log): for `matches` estimated among
+ * `rows`, the rows that hold `min` of them with a quarter more, at least `least`. A query estimated at
+ * twice `min` or fewer is ranked in the whole log (one ask reads them all either way).
+ */
+export function firstRankSpan(matches: number, rows: number, min: number, least: number): number | null {
+  if (!(matches > 2 * min) || !(rows > 0)) return null;
+  return Math.max(least, Math.ceil((rows * min * 1.25) / matches));
+}
+
+/** RELEVANCE's next window after one of `span` rows held `matches` (fewer than `min`): at their density, a quarter more; 16 times the rows when it held none. */
+export function widenRankSpan(span: number, matches: number, min: number): number {
+  return matches === 0 ? span * 16 : Math.max(span * 2, Math.ceil((min * span * 1.25) / matches));
+}
+
 /** Whitespace folded, at most MAX_SNIPPET_CHARS characters (cut at a code point, marked with …). */
 export function tidySnippet(s: string): string {
   const flat = s.replace(/\s+/g, ' ').trim();
@@ -272,14 +319,24 @@ export function tidySnippet(s: string): string {
 const QUERY_SQLSTATE = /^(22|54|42601)/;
 
 export class SearchReader {
-  /** The statements the last NEWEST page took ('walk <rows>', 'index'): for tests and EXPLAIN work. */
+  private rowsEstimate: { rows: number; at: number } | null = null;
+
+  /**
+   * The statements the last page took: NEWEST 'walk <rows>', 'index', 'matches'; RELEVANCE 'rank from
+   * <seq>' for each window asked, 'rank all' (the whole log). For tests and EXPLAIN work.
+   */
   lastPlan: string[] = [];
 
-  /** `rankMatches`: RANK_MATCHES, `matchesFirstMax`: MATCHES_FIRST_MAX (tests take smaller ones). */
+  /**
+   * `rankMatches`: RANK_MATCHES, `matchesFirstMax`: MATCHES_FIRST_MAX, `rankWindowRows`: RANK_WINDOW_ROWS,
+   * `rankMinMatches`: RANK_MIN_MATCHES (tests take smaller ones).
+   */
   constructor(
     private readonly db: PoolHolder,
     private readonly rankMatches = RANK_MATCHES,
     private readonly matchesFirstMax = MATCHES_FIRST_MAX,
+    private readonly rankWindowRows = RANK_WINDOW_ROWS,
+    private readonly rankMinMatches = RANK_MIN_MATCHES,
   ) {}
 
   /**
@@ -297,17 +354,68 @@ export class SearchReader {
   }
 
   async page(filter: LogRowFilter, o: SearchPageOptions, signal?: AbortSignal): Promise<SearchPage> {
-    if (o.order === 'relevance') {
-      const raw = await this.run<SearchRaw & { hit: boolean }>(SEARCH_RELEVANCE_SQL, searchParams(filter, o, this.rankMatches), signal, 'log search');
+    if (o.order === 'relevance') return this.relevance(filter, o, signal);
+    return { rows: await this.newest(filter, o, signal), rankFrom: null, rankWindow: null };
+  }
+
+  /**
+   * RELEVANCE (SEARCH_RELEVANCE_SQL). A later page ranks in its first page's window. A first page of
+   * words ranks in the whole log (the planner bounds it: few matches are read exactly through GIN, many
+   * by a walk of the time index that stops at the newest RANK_MATCHES). A first page of a phrase, whose
+   * matches the planner can only find by reading every candidate row and estimates far too low, asks in
+   * a window of the newest rows sized from the estimate of its rarest word (firstRankSpan; a phrase of
+   * few matches is ranked in the whole log at once), and while the window holds fewer than
+   * `rankMinMatches` matches and is not the whole log, asks again in one large enough at the density of
+   * matches seen (widenRankSpan). Each ask reads only its window's candidates.
+   */
+  private async relevance(filter: LogRowFilter, o: SearchPageOptions, signal?: AbortSignal): Promise<SearchPage> {
+    const plan: string[] = (this.lastPlan = []);
+    const ask = async (window: number | null): Promise<SearchPage & { matches: number }> => {
+      plan.push(window === null ? 'rank all' : `rank from ${window}`);
+      const raw = await this.run<SearchRaw & { hit: boolean; n: number }>(SEARCH_RELEVANCE_SQL, searchParams(filter, { ...o, rankWindow: window }, this.rankMatches), signal, 'log search');
       const rows: SearchRow[] = [];
       let rankFrom: SearchPage['rankFrom'] = null;
+      let matches = 0;
       for (const r of raw) {
         if (r.hit) rows.push(toSearchRow(r));
-        else rankFrom = { timestampUs: Number(r.ts_us), seq: Number(r.seq_text) };
+        else {
+          rankFrom = { timestampUs: Number(r.ts_us), seq: Number(r.seq_text) };
+          matches = r.n;
+        }
       }
-      return { rows, rankFrom };
+      return { rows, rankFrom, rankWindow: window, matches };
+    };
+    if (o.rankFrom) {
+      const { rows } = await ask(o.rankWindow ?? null);
+      return { rows, rankFrom: null, rankWindow: null };
     }
-    return { rows: await this.newest(filter, o, signal), rankFrom: null };
+    // Words: the planner reads a word's matches exactly through GIN when they are few and walks the time
+    // index for the newest when they are many; a window would only add lossy pages to recheck.
+    if (!isPhrase(o.parsed)) {
+      const got = await ask(null);
+      return { rows: got.rows, rankFrom: got.rankFrom, rankWindow: null };
+    }
+    let matches = Number.POSITIVE_INFINITY;
+    for (const w of lexemesOf(o.parsed!).slice(0, 4)) matches = Math.min(matches, await this.estimate(w, signal));
+    let span = firstRankSpan(matches, await this.estimatedRows(signal), this.rankMinMatches, this.rankWindowRows);
+    const head = span === null ? 0 : Number((await this.run<{ head: string | null }>(SEARCH_HEAD_SQL, [], signal, 'search head'))[0]?.head ?? 0);
+    for (;;) {
+      // seq starts at 1: a window reaching it is the whole log.
+      const from = span !== null && head - span + 1 > 1 ? head - span + 1 : null;
+      const got = await ask(from);
+      if (from === null || got.matches >= this.rankMinMatches) return { rows: got.rows, rankFrom: got.rankFrom, rankWindow: from };
+      span = widenRankSpan(span!, got.matches, this.rankMinMatches);
+    }
+  }
+
+  /** The planner's estimate of log_entries' rows, kept for a minute (the window's size is a fraction of it). */
+  private async estimatedRows(signal: AbortSignal | undefined): Promise<number> {
+    const now = Date.now();
+    if (this.rowsEstimate === null || now - this.rowsEstimate.at > 60_000) {
+      const rows = await this.run<{ 'QUERY PLAN': [{ Plan: { 'Plan Rows': number } }] }>(SEARCH_ROWS_ESTIMATE_SQL, [], signal, 'search estimate');
+      this.rowsEstimate = { rows: rows[0]?.['QUERY PLAN'][0].Plan['Plan Rows'] ?? 0, at: now };
+    }
+    return this.rowsEstimate.rows;
   }
 
   private async newest(filter: LogRowFilter, o: SearchPageOptions, signal?: AbortSignal): Promise<SearchRow[]> {

@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { nowUs, usToIso } from '../../src/domain/time.js';
 import type { LogRow } from '../../src/domain/types.js';
 import { NO_FILTER, type LogRowFilter } from '../../src/store/log-reader.js';
-import { RANK_MATCHES, SearchReader, WALK_FIRST_ROWS, type SearchRow } from '../../src/store/search-reader.js';
+import { MATCHES_FIRST_MAX, RANK_MATCHES, SearchReader, WALK_FIRST_ROWS, type SearchRow } from '../../src/store/search-reader.js';
 import { makeRow } from './store-rows.js';
 import { openEnv, type Env } from './api-harness.js';
 
@@ -198,5 +198,65 @@ describe('search plans: NEWEST walks first for a phrase; RELEVANCE ranks the new
     // Fewer matches than the bound: every one is ranked (the service's bound, 10,000).
     const all = await reader.page(NO_FILTER, { query: 'marmot', order: 'relevance', sinceUs: null, untilUs: null, after: null, afterRank: null, limit: 1000 });
     assert.equal(all.rows.length, 102);
+  });
+
+  it('RELEVANCE of a phrase ranks in a window of the newest rows (by seq) sized from its rarest word, widened while it holds too few; later pages keep it', async () => {
+    // Windows of at least 40 rows, widened while they hold fewer than 12 matches.
+    const windowed = new SearchReader(env.db, RANK_MATCHES, MATCHES_FIRST_MAX, 40, 12);
+    const base = t0 + 2 * 3_600_000_000;
+    // 300 rows with an "old wombat den" in one of 10, 5,000 others, then 300 with a "wombat den" in one of 10.
+    const block = (from: number, words: string): LogRow[] =>
+      Array.from({ length: 300 }, (_, i) => makeRow({ timestampUs: base + (from + i) * 1000, message: i % 10 === 0 ? `${words} ${'filler '.repeat(i % 7)}${i}` : `burrow ${from + i}`, context: '{}' }));
+    await env.writer.write({ rows: block(0, 'old wombat den'), rejects: [], registry: [] });
+    const gap = Array.from({ length: 5_000 }, (_, i) => makeRow({ timestampUs: base + (300 + i) * 1000, message: `tunnel ${i}`, context: '{}' }));
+    await env.writer.write({ rows: gap, rejects: [], registry: [] });
+    await env.writer.write({ rows: block(5_300, 'wombat den'), rejects: [], registry: [] });
+    await env.db.pool.query('ANALYZE log_entries');
+    const all = await expected('"wombat den"', NO_FILTER, null, null);
+    const newest = new Set(all.slice(0, 30));
+    assert.equal(all.length, 60);
+    const phrase = { query: '"wombat den"', order: 'relevance' as const, sinceUs: null, untilUs: null, parsed: "'wombat' <-> 'den'" };
+
+    // Its words are estimated at about 60 of about 9,700 rows each: a window of 2,000-odd rows, the newest 30 in it.
+    const first = await windowed.page(NO_FILTER, { ...phrase, after: null, afterRank: null, limit: 5 });
+    assert.equal(windowed.lastPlan.length, 1);
+    assert.equal(windowed.lastPlan[0], `rank from ${first.rankWindow}`);
+
+    // Every page of the ranking draws from that window: its 30 matches, and one committed since (newer,
+    // so in the window and after the oldest ranked), never the 30 older ones.
+    const seen: string[] = [];
+    let pageNo = 0;
+    for (let page = first; ; ) {
+      const shown = page.rows.slice(0, 4);
+      seen.push(...shown.map((r) => r.row.id));
+      if (pageNo === 0) await env.writer.write({ rows: [makeRow({ timestampUs: base + 6_000_000, message: `wombat den ${'filler '.repeat(30)}late`, context: '{}' })], rejects: [], registry: [] });
+      pageNo++;
+      if (page.rows.length <= 4) break;
+      const last = shown[shown.length - 1]!;
+      const after = { timestampUs: last.row.timestampUs, seq: last.row.seq };
+      page = await windowed.page(NO_FILTER, { ...phrase, after, afterRank: last.rankText, rankFrom: first.rankFrom, rankWindow: first.rankWindow, limit: 5 });
+      assert.deepEqual(windowed.lastPlan, [`rank from ${first.rankWindow}`], 'a later page asks in the first page\'s window only');
+      assert.equal(page.rankWindow, null);
+    }
+    const late = (await expected('wombat den late', NO_FILTER, null, null))[0]!;
+    assert.equal(new Set(seen).size, seen.length, 'no duplicates');
+    assert.deepEqual(new Set(seen), new Set([...newest, late]));
+
+    // A phrase is estimated by its rarest word ('old': 30): its window of the newest rows holds none of
+    // its matches, so it is asked again 16 times as wide, which is the whole log.
+    const old = await windowed.page(NO_FILTER, { query: '"old wombat"', order: 'relevance', sinceUs: null, untilUs: null, after: null, afterRank: null, limit: 100, parsed: "'old' <-> 'wombat'" });
+    assert.equal(windowed.lastPlan.length, 2, windowed.lastPlan.join(', '));
+    assert.match(windowed.lastPlan[0]!, /^rank from \d+$/);
+    assert.equal(windowed.lastPlan[1], 'rank all');
+    assert.equal(old.rankWindow, null);
+    assert.equal(old.rows.length, 30);
+    // A phrase of few matches (here none) is ranked in the whole log at once.
+    await windowed.page(NO_FILTER, { query: '"zzyzx den"', order: 'relevance', sinceUs: null, untilUs: null, after: null, afterRank: null, limit: 100, parsed: "'zzyzx' <-> 'den'" });
+    assert.deepEqual(windowed.lastPlan, ['rank all']);
+    // Words are never windowed (the planner bounds them): one ask in the whole log, all 61 matches.
+    const words = await windowed.page(NO_FILTER, { query: 'wombat', order: 'relevance', sinceUs: null, untilUs: null, after: null, afterRank: null, limit: 100, parsed: "'wombat'" });
+    assert.deepEqual(windowed.lastPlan, ['rank all']);
+    assert.equal(words.rows.length, 61);
+    assert.equal(words.rankWindow, null);
   });
 });

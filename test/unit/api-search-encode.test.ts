@@ -35,7 +35,7 @@ const hits: SearchRow[] = [
 function readerOf(rows: SearchRow[], terms = 2): SearchReader {
   return {
     parseQuery: async () => ({ terms, text: terms === 0 ? '' : "'permission' & 'denied'" }),
-    page: async (_f: unknown, o: { limit: number }): Promise<SearchPage> => ({ rows: rows.slice(0, o.limit), rankFrom: { timestampUs: 1_763_000_000_000_000, seq: 7 } }),
+    page: async (_f: unknown, o: { limit: number }): Promise<SearchPage> => ({ rows: rows.slice(0, o.limit), rankFrom: { timestampUs: 1_763_000_000_000_000, seq: 7 }, rankWindow: 5 }),
   } as unknown as SearchReader;
 }
 

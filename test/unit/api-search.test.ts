@@ -8,7 +8,7 @@ import { InvalidArgumentError } from '../../src/errors.js';
 import { SearchLogsRequest, SearchLogsRequest_Order as Order } from '../../src/gen/mycelis/memory/v1/memory.js';
 import { encodePageToken } from '../../src/api/cursor.js';
 import { MAX_QUERY_CHARS, validateSearchLogs } from '../../src/api/validate.js';
-import { matchesFirst, MAX_SNIPPET_CHARS, nextWalk, tidySnippet, walkFirst, WALK_FIRST_ROWS, WALK_MAX_ROWS } from '../../src/store/search-reader.js';
+import { firstRankSpan, lexemesOf, matchesFirst, MAX_SNIPPET_CHARS, nextWalk, tidySnippet, walkFirst, widenRankSpan, WALK_FIRST_ROWS, WALK_MAX_ROWS } from '../../src/store/search-reader.js';
 import { formatHit, parseTimeFlag, searchCommand } from '../../src/cli/search.js';
 import { painter } from '../../src/cli/terminal.js';
 import { SearchHitSchema } from '../../web/gen/mycelis/memory/v1/memory_pb.js';
@@ -68,6 +68,14 @@ describe('SearchLogs validation', () => {
       const t = encodePageToken('search', rv.hash, { t: 5, s: 1, r: '0.5', ...bad } as Record<string, string | number>);
       expectField(() => validateSearchLogs(req({ order: Order.ORDER_RELEVANCE, pageToken: t })), 'page_token', /malformed/);
     }
+    // ...and the window of the log it ranks in (matches with seq >= fw); tokens without one rank in the whole log.
+    const fw = encodePageToken('search', rv.hash, { t: 5, s: 1, r: '0.5', ft: 2_000_000, fs: 9, fw: 640 });
+    assert.equal(validateSearchLogs(req({ order: Order.ORDER_RELEVANCE, pageToken: fw })).rankWindow, 640);
+    assert.equal(validateSearchLogs(req({ order: Order.ORDER_RELEVANCE, pageToken: ft })).rankWindow, null);
+    for (const bad of [{ ft: 1, fs: 1, fw: 'x' }, { ft: 1, fs: 1, fw: 0 }, { ft: 1, fs: 1, fw: 2.5 }, { fw: 7 }]) {
+      const t = encodePageToken('search', rv.hash, { t: 5, s: 1, r: '0.5', ...bad } as Record<string, string | number>);
+      expectField(() => validateSearchLogs(req({ order: Order.ORDER_RELEVANCE, pageToken: t })), 'page_token', /malformed/);
+    }
     // A QueryLogs token is not a SearchLogs token.
     expectField(() => validateSearchLogs(req({ pageToken: encodePageToken('logs', v.hash, { t: 1, s: 1 }) })), 'page_token', /another method/);
   });
@@ -121,6 +129,34 @@ describe('SearchLogs NEWEST: walks first for a phrase or a level/intent filter',
     // A walk is never smaller than the first one, while the bound allows.
     assert.equal(nextWalk(256, 100, 101), WALK_FIRST_ROWS);
     assert.equal(nextWalk(WALK_MAX_ROWS - 100, 99, 101), null);
+  });
+});
+
+describe('SearchLogs RELEVANCE: the window of the newest rows it ranks in', () => {
+  it('the words a parsed query asks for, each once; an excluded word is not one', () => {
+    assert.deepEqual(lexemesOf("'context' <-> 'window'"), ['context', 'window']);
+    assert.deepEqual(lexemesOf("'a' <-> 'b' & !'c' | 'a'"), ['a', 'b']);
+    assert.deepEqual(lexemesOf("'it''s' <2> 'ok'"), ["it's", 'ok']);
+    // A word of an excluded group counts: an estimate can only be lower for it, the window larger (more read, never fewer matches).
+    assert.deepEqual(lexemesOf("!( 'x' <-> 'y' )"), ['x', 'y']);
+  });
+
+  it('the first window holds the minimum with a quarter more at the estimated density; few matches rank the whole log', () => {
+    // 15,000 of 1,000,000 rows: 2,000 of them in 166,667 rows.
+    assert.equal(firstRankSpan(15_000, 1_000_000, 2_000, 16_384), 166_667);
+    // Dense: never under the least window.
+    assert.equal(firstRankSpan(400_000, 1_000_000, 2_000, 16_384), 16_384);
+    // Up to twice the minimum, or nothing known: the whole log.
+    assert.equal(firstRankSpan(4_000, 1_000_000, 2_000, 16_384), null);
+    assert.equal(firstRankSpan(4_001, 1_000_000, 2_000, 16_384), 624_844);
+    assert.equal(firstRankSpan(Number.NaN, 1_000_000, 2_000, 16_384), null);
+    assert.equal(firstRankSpan(50_000, 0, 2_000, 16_384), null);
+  });
+
+  it('a window that held too few is widened to their density with a quarter more, at least doubled; 16 times when it held none', () => {
+    assert.equal(widenRankSpan(100_000, 500, 2_000), 500_000);
+    assert.equal(widenRankSpan(100_000, 1_900, 2_000), 200_000);
+    assert.equal(widenRankSpan(100_000, 0, 2_000), 1_600_000);
   });
 });
 

@@ -1,6 +1,7 @@
 // SearchLogs: full text over the log (src/store/search-reader.ts), the same filters, range and keyset
 // paging as QueryLogs (newest first by (timestamp, seq)), or by relevance ((rank, timestamp, seq)) among
-// the newest 10,000 matches (RANK_MATCHES; the token carries the oldest one ranked).
+// the newest matches (those of the newest rows that hold 2,000 or more, 10,000 at most: RANK_MIN_MATCHES,
+// RANK_MATCHES; the token carries the oldest one ranked and that window).
 // A query with no searchable word is INVALID_ARGUMENT on `query`, checked before any page is read.
 import { InvalidArgumentError } from '../../errors.js';
 import type { SearchLogsResponse } from '../../gen/mycelis/memory/v1/memory.js';
@@ -20,11 +21,11 @@ async function readSearch(reader: SearchReader, v: ValidSearchLogs, signal: Abor
   if (parsed.terms === 0) {
     throw new InvalidArgumentError('query', `${JSON.stringify(v.query)} has no word to search for (only punctuation or operators)`);
   }
-  const { rows, rankFrom } = await reader.page(
+  const { rows, rankFrom, rankWindow } = await reader.page(
     v.filter,
     {
       query: v.query, order: v.order, sinceUs: v.sinceUs, untilUs: v.untilUs, after: v.after, afterRank: v.afterRank,
-      rankFrom: v.rankFrom, limit: v.pageSize + 1, parsed: parsed.text,
+      rankFrom: v.rankFrom, rankWindow: v.rankWindow, limit: v.pageSize + 1, parsed: parsed.text,
     },
     signal,
   );
@@ -41,6 +42,9 @@ async function readSearch(reader: SearchReader, v: ValidSearchLogs, signal: Abor
       if (from !== null) {
         position['ft'] = from.timestampUs;
         position['fs'] = from.seq;
+        // ...within the first page's window of the log (absent: the whole log).
+        const window = v.rankFrom !== null ? v.rankWindow : rankWindow;
+        if (window !== null) position['fw'] = window;
       }
     }
     nextPageToken = encodePageToken('search', v.hash, position);
