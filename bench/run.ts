@@ -43,9 +43,10 @@ import { ROOT } from '../test/helpers/service.js';
 import { startBenchService, type BenchService, type ServiceRuntime } from './service.js';
 import { runBarePipeline, runDirective, type BareDecoder, type BareResult } from './baselines.js';
 import { profileStages } from './stages.js';
-import { emptyFilter, getRegistry, getTrace, makeClients, openLightTail, openTail, queryLogs, registryMixCall, wholeRegistry, type LightTail } from './clients.js';
-import { searchPhase, type SearchResult } from './search.js';
-import { ensureSizedTraces, getTraceBySize, SIZED_TRACE_ROWS, type SizedTraceResult } from './traces.js';
+import { emptyFilter, makeClients, openLightTail, type LightTail } from './clients.js';
+import type { SearchResult } from './search.js';
+import type { ReadsClientOptions, ReadsClientResult } from './reads-client.js';
+import { ensureSizedTraces, SIZED_TRACE_ROWS, type SizedTraceResult } from './traces.js';
 import { buildMessages, createStream, CpuTracker, fmt, nowMs, publishAll, publishPaced, RssMonitor, Samples, serviceCpuTracker, sleep, summarize, until, type DataOptions, type Summary } from './lib.js';
 import { summarizeProfile, type ProfileSummary } from './profile.js';
 import { partitionPhases } from './partitions.js';
@@ -534,7 +535,6 @@ async function readsOnly(nats: PrivateNats, nc: NatsConnection): Promise<void> {
     // --reads-ab <checkout>: GetTrace and SearchLogs through that checkout's build (A) and this one (B)
     // in turns, A B A B, on the same database (--reads-db, as it is).
     if (name === undefined) throw new Error('--reads-ab needs --reads-db (a database a reads run left with --keep)');
-    const teams = await withClient(db.url, async (c) => (await c.query<{ t: string }>(`SELECT DISTINCT team_id AS t FROM agent_registry WHERE team_id <> '' ORDER BY 1`)).rows.map((r) => r.t));
     const runs: { variant: string; loadavg: number[]; loadavgEnd: number[]; getTraceMs: Summary; traceRecordsMean: number; getTraceBySize: Record<string, SizedTraceResult>; search: SearchResult }[] = [];
     await ensureSizedTraces(db.url, log);
     for (const variant of ['A', 'B', 'A', 'B']) {
@@ -542,10 +542,8 @@ async function readsOnly(nats: PrivateNats, nc: NatsConnection): Promise<void> {
       const svc = await startBenchService(serviceEnv(nats, db, stream, { INGEST_MODE: 'off' }), opts.nodeFlags, 60_000, cli);
       cleanup.push(() => svc.stop());
       const mon = new RssMonitor(svc.pid);
-      const [client] = makeClients(`127.0.0.1:${svc.grpcPort}`, 1);
       const load = loadavg().map((x) => Math.round(x * 100) / 100);
-      const r = await traceAndSearch(client!, db, teams, mon);
-      client!.close();
+      const r = await runReadsClient(svc, db, 'trace-search', mon);
       mon.stop();
       await svc.stop();
       cleanup.pop();
@@ -594,93 +592,35 @@ async function readPhases(svc: BenchService, db: TestDatabase, mon: RssMonitor):
     await c.query('VACUUM ANALYZE log_entries');
     await c.query('ANALYZE agent_registry');
   });
-  const [client] = makeClients(`127.0.0.1:${svc.grpcPort}`, 1);
-  const teams = await getRegistry(client!, { pageSize: 1000 }).then((r) => [...new Set(r.agents.map((a) => a.teamId))]);
-  const agentIds = await getRegistry(client!, { pageSize: 200 }).then((r) => r.agents.map((a) => a.agentId));
-
-  mon.reset();
-  const regN = opts.quick ? 100 : 400;
-  const reg: number[] = [];
-  const regFull: number[] = [];
-  for (let i = 0; i < regN; i++) {
-    const t = nowMs();
-    await registryMixCall(client!, i % 4, teams[i % teams.length]!);
-    reg.push(nowMs() - t);
-  }
-  // The whole registry: every agent, 1,000 per page.
-  for (let i = 0; i < (opts.quick ? 3 : 10); i++) {
-    const t = nowMs();
-    const n = await wholeRegistry(client!, 1000);
-    regFull.push(nowMs() - t);
-    if (n < opts.registryAgents) throw new Error(`registry listed ${n} agents, expected ${opts.registryAgents}`);
-  }
-  rss['getRegistry'] = mon.peakMb();
-
-  mon.reset();
-  const qN = opts.quick ? 100 : 500;
-  const q: number[] = [];
-  let pagesFollowed = 0;
-  for (let i = 0; i < qN; i++) {
-    const variant = i % 5;
-    const f = emptyFilter();
-    if (variant === 1) f.teamIds = [teams[i % teams.length]!];
-    if (variant === 2) f.agentIds = [agentIds[i % agentIds.length]!];
-    if (variant === 3) f.levels = ['ERROR'];
-    if (variant === 4) f.intents = ['tool_call'];
-    let t = nowMs();
-    let r = await queryLogs(client!, { filter: f, pageSize: 100 });
-    q.push(nowMs() - t);
-    // Deeper pages through the keyset token.
-    for (let p = 0; p < 2 && r.nextPageToken; p++) {
-      t = nowMs();
-      r = await queryLogs(client!, { filter: f, pageSize: 100, pageToken: r.nextPageToken });
-      q.push(nowMs() - t);
-      pagesFollowed++;
-    }
-  }
-  rss['queryLogs'] = mon.peakMb();
-
-  mon.reset();
-  const ts = await traceAndSearch(client!, db, teams, mon);
-  const search = ts.search;
-  client!.close();
-  results['reads'] = {
-    registryAgents: opts.registryAgents,
-    getRegistryMs: summarize(reg),
-    getRegistryAllPagesMs: summarize(regFull),
-    queryRows: opts.queryRows,
-    queryLogsPageMs: summarize(q),
-    queryLogsPagesFollowed: pagesFollowed,
-    getTraceMs: ts.getTraceMs,
-    traceRecordsMean: ts.traceRecordsMean,
-    getTraceBySize: ts.getTraceBySize,
-    search,
-  };
-  log(`GetRegistry p50 ${fmt(summarize(reg).p50)} ms p99 ${fmt(summarize(reg).p99)} ms; QueryLogs p99 ${fmt(summarize(q).p99)} ms; GetTrace p99 ${fmt(ts.getTraceMs.p99)} ms`);
+  const r = await runReadsClient(svc, db, 'all', mon);
+  results['reads'] = { registryAgents: opts.registryAgents, queryRows: opts.queryRows, ...r };
+  log(`GetRegistry p50 ${fmt(r.getRegistryMs!.p50)} ms p99 ${fmt(r.getRegistryMs!.p99)} ms; QueryLogs p99 ${fmt(r.queryLogsPageMs!.p99)} ms; GetTrace p99 ${fmt(r.getTraceMs.p99)} ms`);
 }
 
-/** GetTrace of 400 workflows, then SearchLogs (bench/search.ts), through `client`'s service. */
-async function traceAndSearch(client: ReturnType<typeof makeClients>[number], db: TestDatabase, teams: string[], mon: RssMonitor): Promise<{ getTraceMs: Summary; traceRecordsMean: number; getTraceBySize: Record<string, SizedTraceResult>; search: SearchResult }> {
-  // GetTrace on workflows of the ingested traffic (a team's run of messages; copies of them shifted
-  // back in time share the trace id, so a trace here holds about 4 times its run).
-  const traceIds = await withClient(db.url, async (c) =>
-    (await c.query<{ trace_id: string }>(`SELECT trace_id FROM (SELECT DISTINCT trace_id FROM log_entries WHERE trace_id <> '' AND trace_id NOT LIKE 'bench-%') t ORDER BY md5(trace_id) LIMIT $1`, [opts.quick ? 100 : 400])).rows.map((r) => r.trace_id),
-  );
-  const tr: number[] = [];
-  let traceRecords = 0;
-  for (const traceId of traceIds) {
-    const t = nowMs();
-    const res = await getTrace(client, traceId);
-    tr.push(nowMs() - t);
-    traceRecords += res.records.length;
+/**
+ * The reads phase's calls through `svc`, from a process of their own (bench/reads-client.ts: the bench
+ * process's collections would be timed as the service's latency); the service's peak RSS per part.
+ */
+async function runReadsClient(svc: BenchService, db: TestDatabase, parts: ReadsClientOptions['parts'], mon: RssMonitor): Promise<ReadsClientResult> {
+  const o: ReadsClientOptions = { quick: opts.quick, parts, registryAgents: opts.registryAgents, timeMigration: flags['reads-db'] === undefined && flags.keep !== true };
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'reads-client.ts'), `127.0.0.1:${svc.grpcPort}`, db.url, JSON.stringify(o)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  let part: string | null = null;
+  let result: ReadsClientResult | null = null;
+  for await (const line of createInterface({ input: child.stdout! })) {
+    const [word, ...rest] = line.split(' ');
+    const text = rest.join(' ');
+    if (word === 'phase') {
+      if (part !== null) rss[part] = mon.peakMb();
+      mon.reset();
+      part = text;
+    } else if (word === 'log') log(text);
+    else if (word === 'result') result = JSON.parse(text) as ReadsClientResult;
   }
-  // Traces of stated sizes (bench/traces.ts): 170, 1,000 and 12,000 records (truncated by the caps).
-  const getTraceBySizeMs = await getTraceBySize(client, db.url, opts.quick ? 3 : 10);
-  rss['getTrace'] = mon.peakMb();
-  // SearchLogs over the same 1,000,000 rows (bench/search.ts), then migration 006's lock time there.
-  mon.reset();
-  const search = await searchPhase(client, db.url, { rounds: opts.quick ? 3 : 20, teams, log, timeMigration: flags['reads-db'] === undefined && flags.keep !== true });
-  return { getTraceMs: summarize(tr), traceRecordsMean: traceIds.length > 0 ? traceRecords / traceIds.length : 0, getTraceBySize: getTraceBySizeMs, search };
+  const code = await exited;
+  if (part !== null) rss[part] = mon.peakMb();
+  if (code !== 0 || result === null) throw new Error(`reads client exited (${code})${result === null ? ' without a result' : ''}`);
+  return result;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -998,7 +938,8 @@ function printTable(): void {
     if (s) {
       add(`SearchLogs page p50/p99 @ ${opts.queryRows} rows (newest first, ${s.newestMs.n} pages)`, `${fmt(s.newestMs.p50)} / ${fmt(s.newestMs.p99)} ms`, 'p99 <= 50 ms');
       add('SearchLogs by relevance p50/p99 (selective queries)', `${fmt(s.relevanceMs.p50)} / ${fmt(s.relevanceMs.p99)} ms`);
-      add('migration 006 (search column + GIN) lock at those rows', `${fmt(s.migration006Ms / 1000, 2)} s`);
+      // null: not timed (--reads-db, --keep; NaN came through the reads client's JSON as null).
+      add('migration 006 (search column + GIN) lock at those rows', typeof s.migration006Ms === 'number' && Number.isFinite(s.migration006Ms) ? `${fmt(s.migration006Ms / 1000, 2)} s` : '- s');
     }
   }
   if (r.watch) {
