@@ -33,7 +33,8 @@ Filters (repeatable; values of one flag are alternatives, different flags all ap
       --until T            event time before T (same forms)
 
 Results:
-      --relevance          highest rank first, among the newest 10,000 matches
+      --relevance          highest rank first, among the newest 10,000 matches (a phrase: those of
+                           the newest rows that hold 1,000 or more)
       --limit N            print at most N hits, following pages (default 20, at most 100000)
       --page-token TOKEN   continue where an earlier search stopped (printed on stderr)
       --json               one JSON object per line: the SearchHit in proto3 JSON (record, snippet, rank)

@@ -1,7 +1,7 @@
 // SearchLogs: full text over the log (src/store/search-reader.ts), the same filters, range and keyset
 // paging as QueryLogs (newest first by (timestamp, seq)), or by relevance ((rank, timestamp, seq)) among
-// the newest matches (those of the newest rows that hold 2,000 or more, 10,000 at most: RANK_MIN_MATCHES,
-// RANK_MATCHES; the token carries the oldest one ranked and that window).
+// the newest matches (10,000 at most, RANK_MATCHES; for a phrase those of the newest rows that hold 1,000
+// or more, RANK_MIN_MATCHES; the token carries the oldest one ranked and that window).
 // A query with no searchable word is INVALID_ARGUMENT on `query`, checked before any page is read.
 import { InvalidArgumentError } from '../../errors.js';
 import type { SearchLogsResponse } from '../../gen/mycelis/memory/v1/memory.js';

@@ -350,9 +350,10 @@ export enum SearchLogsRequest_Order {
    */
   ORDER_NEWEST = 1,
   /**
-   * ORDER_RELEVANCE - Highest rank first, then newest first, among the newest 10,000 matches (the first page's; later
-   * pages of the same ranking keep that set, and matches committed since join it). The matches are
-   * ranked before the first page is returned: meant for selective queries.
+   * ORDER_RELEVANCE - Highest rank first, then newest first, among the newest 10,000 matches; for a phrase, among those
+   * of the newest rows that hold 1,000 or more (the first page's set; later pages of the same ranking
+   * keep it, and matches committed since join it). The matches are ranked before the first page is
+   * returned: meant for selective queries.
    */
   ORDER_RELEVANCE = 2,
   UNRECOGNIZED = -1,
