@@ -115,9 +115,13 @@ export const SEARCH_NEWEST_SQL = newestSql(FILTER_L);
 
 /**
  * NEWEST with a level or intent filter and a query of few matches (matchesFirst): the same page, the
- * level and intent tested on the word's matches instead of ANDed with their indexes' bitmaps.
+ * level and intent tested on the word's matches instead of ANDed with their indexes' bitmaps. $12, when
+ * not NULL, bounds the rows to those with an event time at or after that of the first row from seq $12
+ * on (the newest rows, by way of migration 010's BRIN index): the page found there is the page of the
+ * whole log when it is full, as every row left out is older than every row in it.
  */
-export const SEARCH_MATCHES_SQL = newestSql(filterL(false));
+export const SEARCH_MATCHES_SQL = newestSql(`${filterL(false)}
+  AND ($12::bigint IS NULL OR l."timestamp" >= (SELECT w."timestamp" FROM log_entries w WHERE w.seq >= $12::bigint ORDER BY w.seq LIMIT 1))`);
 
 /** The planner's estimate of the query's matches in the whole log ($1 the query text). */
 export const SEARCH_ESTIMATE_SQL = `EXPLAIN (FORMAT JSON) SELECT 1 FROM log_entries l WHERE l.search @@ websearch_to_tsquery('simple'::regconfig, $1::text)`;
@@ -200,7 +204,7 @@ export const SEARCH_ROWS_ESTIMATE_SQL = `EXPLAIN (FORMAT JSON) SELECT 1 FROM log
 /** The newest seq in the log (NULL: the log is empty); one index probe a partition. */
 export const SEARCH_HEAD_SQL = `SELECT max(seq)::text AS head FROM log_entries`;
 
-/** RELEVANCE: the smallest first window, in rows of the log (SearchReader.relevance, firstRankSpan). */
+/** The smallest first window, in rows of the log (firstWindowRows: RELEVANCE of a phrase, NEWEST through a word's matches). */
 export const RANK_WINDOW_ROWS = 16_384;
 /** RELEVANCE: a window holding fewer matches than this is widened (unless it is the whole log). */
 export const RANK_MIN_MATCHES = 1_000;
@@ -287,17 +291,18 @@ export function lexemesOf(parsed: string): string[] {
 }
 
 /**
- * RELEVANCE's first window, in rows of the log (null: the whole log): for `matches` estimated among
- * `rows`, the rows that hold `min` of them with a quarter more, at least `least`. A query estimated at
- * twice `min` or fewer is ranked in the whole log (one ask reads them all either way).
+ * A first window of the newest rows (RELEVANCE of a phrase; NEWEST through a word's matches), in rows of
+ * the log (null: the whole log): for `matches` estimated among `rows`, the rows that hold `min` of them
+ * with a quarter more, at least `least`. A query estimated at twice `min` or fewer asks in the whole log
+ * (one ask reads its matches either way).
  */
-export function firstRankSpan(matches: number, rows: number, min: number, least: number): number | null {
+export function firstWindowRows(matches: number, rows: number, min: number, least: number): number | null {
   if (!(matches > 2 * min) || !(rows > 0)) return null;
   return Math.max(least, Math.ceil((rows * min * 1.25) / matches));
 }
 
-/** RELEVANCE's next window after one of `span` rows held `matches` (fewer than `min`): at their density, a quarter more; 16 times the rows when it held none. */
-export function widenRankSpan(span: number, matches: number, min: number): number {
+/** The next window after one of `span` rows held `matches` (fewer than `min`): at their density, a quarter more, at least twice the rows; 16 times when it held none. */
+export function widenWindowRows(span: number, matches: number, min: number): number {
   return matches === 0 ? span * 16 : Math.max(span * 2, Math.ceil((min * span * 1.25) / matches));
 }
 
@@ -322,8 +327,9 @@ export class SearchReader {
   private rowsEstimate: { rows: number; at: number } | null = null;
 
   /**
-   * The statements the last page took: NEWEST 'walk <rows>', 'index', 'matches'; RELEVANCE 'rank from
-   * <seq>' for each window asked, 'rank all' (the whole log). For tests and EXPLAIN work.
+   * The statements the last page took: NEWEST 'walk <rows>', 'index', 'matches from <seq>' for each
+   * window asked, 'matches' (the whole log); RELEVANCE 'rank from <seq>' for each window asked, 'rank all'
+   * (the whole log). For tests and EXPLAIN work.
    */
   lastPlan: string[] = [];
 
@@ -363,10 +369,10 @@ export class SearchReader {
    * words ranks in the whole log (the planner bounds it: few matches are read exactly through GIN, many
    * by a walk of the time index that stops at the newest RANK_MATCHES). A first page of a phrase, whose
    * matches the planner can only find by reading every candidate row and estimates far too low, asks in
-   * a window of the newest rows sized from the estimate of its rarest word (firstRankSpan; a phrase of
+   * a window of the newest rows sized from the estimate of its rarest word (firstWindowRows; a phrase of
    * few matches is ranked in the whole log at once), and while the window holds fewer than
    * `rankMinMatches` matches and is not the whole log, asks again in one large enough at the density of
-   * matches seen (widenRankSpan). Each ask reads only its window's candidates.
+   * matches seen (widenWindowRows). Each ask reads only its window's candidates.
    */
   private async relevance(filter: LogRowFilter, o: SearchPageOptions, signal?: AbortSignal): Promise<SearchPage> {
     const plan: string[] = (this.lastPlan = []);
@@ -397,15 +403,42 @@ export class SearchReader {
     }
     let matches = Number.POSITIVE_INFINITY;
     for (const w of lexemesOf(o.parsed!).slice(0, 4)) matches = Math.min(matches, await this.estimate(w, signal));
-    let span = firstRankSpan(matches, await this.estimatedRows(signal), this.rankMinMatches, this.rankWindowRows);
-    const head = span === null ? 0 : Number((await this.run<{ head: string | null }>(SEARCH_HEAD_SQL, [], signal, 'search head'))[0]?.head ?? 0);
+    let span = firstWindowRows(matches, await this.estimatedRows(signal), this.rankMinMatches, this.rankWindowRows);
+    const head = span === null ? 0 : await this.head(signal);
     for (;;) {
       // seq starts at 1: a window reaching it is the whole log.
       const from = span !== null && head - span + 1 > 1 ? head - span + 1 : null;
       const got = await ask(from);
       if (from === null || got.matches >= this.rankMinMatches) return { rows: got.rows, rankFrom: got.rankFrom, rankWindow: from };
-      span = widenRankSpan(span!, got.matches, this.rankMinMatches);
+      span = widenWindowRows(span!, got.matches, this.rankMinMatches);
     }
+  }
+
+  /**
+   * NEWEST through the word's matches (SEARCH_MATCHES_SQL). A first page (no keyset position, no `until`)
+   * asks in the newest rows first: a window of them that holds the page at the word's estimated density
+   * with a quarter more (firstWindowRows), widened at the density seen while it comes back short
+   * (widenWindowRows), up to the whole log. A full page from a window is the page; so is the whole log's.
+   */
+  private async matchesNewest(filter: LogRowFilter, o: SearchPageOptions, estimate: number, signal: AbortSignal | undefined): Promise<SearchRow[]> {
+    const plan = this.lastPlan;
+    const ask = async (from: number | null): Promise<SearchRow[]> => {
+      plan.push(from === null ? 'matches' : `matches from ${from}`);
+      return (await this.run<SearchRaw>(SEARCH_MATCHES_SQL, [...searchParams(filter, o).slice(0, 11), from], signal, 'log search')).map(toSearchRow);
+    };
+    let span = o.after === null && o.untilUs === null ? firstWindowRows(estimate, await this.estimatedRows(signal), o.limit, this.rankWindowRows) : null;
+    const head = span === null ? 0 : await this.head(signal);
+    for (;;) {
+      const from = span !== null && head - span + 1 > 1 ? head - span + 1 : null;
+      const rows = await ask(from);
+      if (from === null || rows.length >= o.limit) return rows;
+      span = widenWindowRows(span!, rows.length, o.limit);
+    }
+  }
+
+  /** The newest seq in the log (0: the log is empty). */
+  private async head(signal: AbortSignal | undefined): Promise<number> {
+    return Number((await this.run<{ head: string | null }>(SEARCH_HEAD_SQL, [], signal, 'search head'))[0]?.head ?? 0);
   }
 
   /** The planner's estimate of log_entries' rows, kept for a minute (the window's size is a fraction of it). */
@@ -426,11 +459,7 @@ export class SearchReader {
     const plan: string[] = (this.lastPlan = []);
     if (matchesFirst(o.parsed, filter)) {
       const estimate = await this.estimate(o.query, signal);
-      if (estimate <= this.matchesFirstMax) {
-        plan.push('matches');
-        const raw = await this.run<SearchRaw>(SEARCH_MATCHES_SQL, searchParams(filter, o).slice(0, 11), signal, 'log search');
-        return raw.map(toSearchRow);
-      }
+      if (estimate <= this.matchesFirstMax) return this.matchesNewest(filter, o, estimate, signal);
     }
     while (budget !== null) {
       plan.push(`walk ${budget}`);

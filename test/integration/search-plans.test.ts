@@ -259,4 +259,45 @@ describe('search plans: NEWEST walks first for a phrase; RELEVANCE ranks the new
     assert.equal(words.rows.length, 61);
     assert.equal(words.rankWindow, null);
   });
+
+  it('NEWEST through a word\'s matches with a level filter asks in the newest rows first (by event time: exact), widened when short', async () => {
+    const windowed = new SearchReader(env.db, RANK_MATCHES, MATCHES_FIRST_MAX, 40);
+    const base = t0 + 3 * 3_600_000_000;
+    // An event committed first whose event time is the newest of all: a window by commit order would
+    // miss it; a window by event time cannot.
+    const early = makeRow({ timestampUs: base + 36_000_000_000, message: 'quokka early but newest', context: '{}', level: 'ERROR' });
+    const rows = [early];
+    for (let i = 0; i < 3_000; i++) {
+      const quokka = i % 20 === 0;
+      const level = quokka && i < 100 && i % 40 === 0 ? 'FATAL' : quokka && i % 40 === 0 ? 'ERROR' : 'INFO';
+      rows.push(makeRow({ timestampUs: base + i * 1000, message: quokka ? `quokka ${i}` : `wallaby ${i}`, context: '{}', level }));
+    }
+    await env.writer.write({ rows, rejects: [], registry: [] });
+    await env.db.pool.query('ANALYZE log_entries');
+    const page = async (levels: string[]): Promise<string[]> => {
+      const f: LogRowFilter = { ...NO_FILTER, levels };
+      const got = await windowed.page(f, { query: 'quokka', order: 'newest', sinceUs: null, untilUs: null, after: null, afterRank: null, limit: 11, parsed: "'quokka'" });
+      return got.rows.map((r) => r.row.id);
+    };
+
+    // ~150 matches among ~12,700 rows: a window of about 1,200 rows holds 11 at ERROR; one ask, the same page.
+    const error = await page(['ERROR']);
+    assert.equal(windowed.lastPlan.length, 1, windowed.lastPlan.join(', '));
+    assert.match(windowed.lastPlan[0]!, /^matches from \d+$/);
+    const reference = (await expected('quokka', { ...NO_FILTER, levels: ['ERROR'] }, null, null)).slice(0, 11);
+    assert.equal(reference[0], early.id);
+    assert.deepEqual(error, reference);
+
+    // FATAL: three matches, all among the oldest of the block: the window is widened to the whole log.
+    const fatal = await page(['FATAL']);
+    assert.deepEqual(windowed.lastPlan.at(-1), 'matches');
+    assert.ok(windowed.lastPlan.length >= 2);
+    assert.deepEqual(fatal, await expected('quokka', { ...NO_FILTER, levels: ['FATAL'] }, null, null));
+    assert.equal(fatal.length, 3);
+
+    // A later page (a keyset position) asks in the whole log at once.
+    const second = await windowed.page({ ...NO_FILTER, levels: ['ERROR'] }, { query: 'quokka', order: 'newest', sinceUs: null, untilUs: null, after: { timestampUs: base + 2_000_500, seq: Number.MAX_SAFE_INTEGER }, afterRank: null, limit: 11, parsed: "'quokka'" });
+    assert.deepEqual(windowed.lastPlan, ['matches']);
+    assert.deepEqual(second.rows.map((r) => r.row.id), (await expected('quokka', { ...NO_FILTER, levels: ['ERROR'] }, null, base + 2_000_500)).slice(0, 11));
+  });
 });

@@ -26,7 +26,7 @@ describe('store: embedded PGlite', () => {
     try {
       assert.equal(db.kind, 'embedded');
       const migrated = await migrate(db.pool, logger);
-      assert.deepEqual(migrated.applied, ['001_init_memory', '002_service_columns', '003_registry_field_order', '004_partition_log_entries', '005_registry_revision', '006_log_search', '007_registry_meta_times', '008_dead_letter_identity', '009_log_seq_ranges']);
+      assert.deepEqual(migrated.applied, ['001_init_memory', '002_service_columns', '003_registry_field_order', '004_partition_log_entries', '005_registry_revision', '006_log_search', '007_registry_meta_times', '008_dead_letter_identity', '009_log_seq_ranges', '010_log_time_ranges']);
       // PGlite (PostgreSQL 18 in WASM) partitions the log as PostgreSQL 15 does: daily partitions ahead.
       assert.ok(migrated.partitionsCreated.length >= 10, `partitions: ${migrated.partitionsCreated.join(', ')}`);
       const kind = await db.pool.query("SELECT relkind::text AS k FROM pg_class WHERE oid = 'log_entries'::regclass");

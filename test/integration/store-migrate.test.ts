@@ -47,7 +47,7 @@ async function schemaOf(pool: pg.Pool): Promise<unknown> {
   return { cols: cols.rows, idx: idx.rows, ext: ext.rows, kinds: kinds.rows };
 }
 
-const ALL = ['001_init_memory', '002_service_columns', '003_registry_field_order', '004_partition_log_entries', '005_registry_revision', '006_log_search', '007_registry_meta_times', '008_dead_letter_identity', '009_log_seq_ranges'];
+const ALL = ['001_init_memory', '002_service_columns', '003_registry_field_order', '004_partition_log_entries', '005_registry_revision', '006_log_search', '007_registry_meta_times', '008_dead_letter_identity', '009_log_seq_ranges', '010_log_time_ranges'];
 
 describe('store: migrations', () => {
   it('apply once, then find nothing pending; two concurrent runs apply each file once', async () => {

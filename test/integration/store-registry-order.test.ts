@@ -50,7 +50,7 @@ describe('store: registry order independence', () => {
          ('no-error', 'ops', 'IDLE', now(), NULL, '2026-01-01T00:00:06Z', 8),
          ('directive', 'default', 'IDLE', now(), 'old', NULL, 0)`,
     );
-    assert.deepEqual((await migrate(pool, logger)).applied, ['003_registry_field_order', '004_partition_log_entries', '005_registry_revision', '006_log_search', '007_registry_meta_times', '008_dead_letter_identity', '009_log_seq_ranges']);
+    assert.deepEqual((await migrate(pool, logger)).applied, ['003_registry_field_order', '004_partition_log_entries', '005_registry_revision', '006_log_search', '007_registry_meta_times', '008_dead_letter_identity', '009_log_seq_ranges', '010_log_time_ranges']);
     const q = `SELECT agent_id, (extract(epoch FROM last_error_at) * 1e6)::bigint::text AS e, last_error_seq::int AS es,
                       (extract(epoch FROM status_set_at) * 1e6)::bigint::text AS s, status_set_seq::int AS ss,
                       (extract(epoch FROM team_at) * 1e6)::bigint::text AS t, team_seq::int AS ts

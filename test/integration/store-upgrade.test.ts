@@ -101,7 +101,7 @@ describe('upgrade in place: the directive\'s database', () => {
     const ids = (await db.pool.query<{ id: string }>('SELECT id::text FROM log_entries ORDER BY timestamp, created_at, id')).rows.map((r) => r.id);
 
     const res = await migrate(db.pool, logger);
-    assert.deepEqual(res.applied, ['001_init_memory', '002_service_columns', '003_registry_field_order', '004_partition_log_entries', '005_registry_revision', '006_log_search', '007_registry_meta_times', '008_dead_letter_identity', '009_log_seq_ranges']);
+    assert.deepEqual(res.applied, ['001_init_memory', '002_service_columns', '003_registry_field_order', '004_partition_log_entries', '005_registry_revision', '006_log_search', '007_registry_meta_times', '008_dead_letter_identity', '009_log_seq_ranges', '010_log_time_ranges']);
     const parts = await listLogPartitions(db.pool);
     const legacy = parts.find((p) => p.name === 'log_entries_legacy');
     assert.ok(legacy && legacy.fromMs === null && legacy.toMs === Math.floor(Date.now() / DAY_MS) * DAY_MS + DAY_MS, JSON.stringify(legacy));
@@ -206,7 +206,7 @@ describe('upgrade in place: this project\'s schema, with the service running on 
     const t0 = Date.now();
     const up = await migrate(migrator.pool, logger);
     const upgradeMs = Date.now() - t0;
-    assert.deepEqual(up.applied, ['004_partition_log_entries', '005_registry_revision', '006_log_search', '007_registry_meta_times', '008_dead_letter_identity', '009_log_seq_ranges']);
+    assert.deepEqual(up.applied, ['004_partition_log_entries', '005_registry_revision', '006_log_search', '007_registry_meta_times', '008_dead_letter_identity', '009_log_seq_ranges', '010_log_time_ranges']);
     assert.equal(await publishing, 6_000);
     await waitFor('every row stored', async () => (await countOf(db.pool, 'SELECT 1 FROM log_entries')) === 8_000, { timeoutMs: 90_000 });
     const rowsAt = await db.pool.query<{ p: string; n: number }>('SELECT tableoid::regclass::text AS p, count(*)::int AS n FROM log_entries GROUP BY 1 ORDER BY 1');

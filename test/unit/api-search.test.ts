@@ -8,7 +8,7 @@ import { InvalidArgumentError } from '../../src/errors.js';
 import { SearchLogsRequest, SearchLogsRequest_Order as Order } from '../../src/gen/mycelis/memory/v1/memory.js';
 import { encodePageToken } from '../../src/api/cursor.js';
 import { MAX_QUERY_CHARS, validateSearchLogs } from '../../src/api/validate.js';
-import { firstRankSpan, lexemesOf, matchesFirst, MAX_SNIPPET_CHARS, nextWalk, tidySnippet, walkFirst, widenRankSpan, WALK_FIRST_ROWS, WALK_MAX_ROWS } from '../../src/store/search-reader.js';
+import { firstWindowRows, lexemesOf, matchesFirst, MAX_SNIPPET_CHARS, nextWalk, tidySnippet, walkFirst, widenWindowRows, WALK_FIRST_ROWS, WALK_MAX_ROWS } from '../../src/store/search-reader.js';
 import { formatHit, parseTimeFlag, searchCommand } from '../../src/cli/search.js';
 import { painter } from '../../src/cli/terminal.js';
 import { SearchHitSchema } from '../../web/gen/mycelis/memory/v1/memory_pb.js';
@@ -143,20 +143,20 @@ describe('SearchLogs RELEVANCE: the window of the newest rows it ranks in', () =
 
   it('the first window holds the minimum with a quarter more at the estimated density; few matches rank the whole log', () => {
     // 15,000 of 1,000,000 rows: 2,000 of them in 166,667 rows.
-    assert.equal(firstRankSpan(15_000, 1_000_000, 2_000, 16_384), 166_667);
+    assert.equal(firstWindowRows(15_000, 1_000_000, 2_000, 16_384), 166_667);
     // Dense: never under the least window.
-    assert.equal(firstRankSpan(400_000, 1_000_000, 2_000, 16_384), 16_384);
+    assert.equal(firstWindowRows(400_000, 1_000_000, 2_000, 16_384), 16_384);
     // Up to twice the minimum, or nothing known: the whole log.
-    assert.equal(firstRankSpan(4_000, 1_000_000, 2_000, 16_384), null);
-    assert.equal(firstRankSpan(4_001, 1_000_000, 2_000, 16_384), 624_844);
-    assert.equal(firstRankSpan(Number.NaN, 1_000_000, 2_000, 16_384), null);
-    assert.equal(firstRankSpan(50_000, 0, 2_000, 16_384), null);
+    assert.equal(firstWindowRows(4_000, 1_000_000, 2_000, 16_384), null);
+    assert.equal(firstWindowRows(4_001, 1_000_000, 2_000, 16_384), 624_844);
+    assert.equal(firstWindowRows(Number.NaN, 1_000_000, 2_000, 16_384), null);
+    assert.equal(firstWindowRows(50_000, 0, 2_000, 16_384), null);
   });
 
   it('a window that held too few is widened to their density with a quarter more, at least doubled; 16 times when it held none', () => {
-    assert.equal(widenRankSpan(100_000, 500, 2_000), 500_000);
-    assert.equal(widenRankSpan(100_000, 1_900, 2_000), 200_000);
-    assert.equal(widenRankSpan(100_000, 0, 2_000), 1_600_000);
+    assert.equal(widenWindowRows(100_000, 500, 2_000), 500_000);
+    assert.equal(widenWindowRows(100_000, 1_900, 2_000), 200_000);
+    assert.equal(widenWindowRows(100_000, 0, 2_000), 1_600_000);
   });
 });
 
