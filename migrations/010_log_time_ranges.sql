@@ -3,7 +3,7 @@
 --
 -- summary: adds idx_logs_time_brin, a BRIN index of log_entries' event time by ranges of 128 heap pages.
 -- locks: SHARE on each partition while its index is built (one sequential read of the partition: about
--- locks: 0.7 s for 1,000,000 rows of the bench on this project's 2-core host): ingest commits wait that
+-- locks: 0.85 s for 1,000,000 rows of the bench on this project's 2-core host): ingest commits wait that
 -- locks: long (JetStream keeps the messages), log reads do not; the registry and dead letters are not touched.
 --
 -- Why: SearchLogs newest first with a level (or intent) filter and a word of few matches reads the
