@@ -403,15 +403,9 @@ export class SearchReader {
     }
     let matches = Number.POSITIVE_INFINITY;
     for (const w of lexemesOf(o.parsed!).slice(0, 4)) matches = Math.min(matches, await this.estimate(w, signal));
-    let span = firstWindowRows(matches, await this.estimatedRows(signal), this.rankMinMatches, this.rankWindowRows);
-    const head = span === null ? 0 : await this.head(signal);
-    for (;;) {
-      // seq starts at 1: a window reaching it is the whole log.
-      const from = span !== null && head - span + 1 > 1 ? head - span + 1 : null;
-      const got = await ask(from);
-      if (from === null || got.matches >= this.rankMinMatches) return { rows: got.rows, rankFrom: got.rankFrom, rankWindow: from };
-      span = widenWindowRows(span!, got.matches, this.rankMinMatches);
-    }
+    const span = firstWindowRows(matches, await this.estimatedRows(signal), this.rankMinMatches, this.rankWindowRows);
+    const got = await this.inWindows(span, this.rankMinMatches, ask, (g) => g.matches, signal);
+    return { rows: got.rows, rankFrom: got.rankFrom, rankWindow: got.rankWindow };
   }
 
   /**
@@ -426,19 +420,24 @@ export class SearchReader {
       plan.push(from === null ? 'matches' : `matches from ${from}`);
       return (await this.run<SearchRaw>(SEARCH_MATCHES_SQL, [...searchParams(filter, o).slice(0, 11), from], signal, 'log search')).map(toSearchRow);
     };
-    let span = o.after === null && o.untilUs === null ? firstWindowRows(estimate, await this.estimatedRows(signal), o.limit, this.rankWindowRows) : null;
-    const head = span === null ? 0 : await this.head(signal);
-    for (;;) {
-      const from = span !== null && head - span + 1 > 1 ? head - span + 1 : null;
-      const rows = await ask(from);
-      if (from === null || rows.length >= o.limit) return rows;
-      span = widenWindowRows(span!, rows.length, o.limit);
-    }
+    const span = o.after === null && o.untilUs === null ? firstWindowRows(estimate, await this.estimatedRows(signal), o.limit, this.rankWindowRows) : null;
+    return this.inWindows(span, o.limit, ask, (rows) => rows.length, signal);
   }
 
-  /** The newest seq in the log (0: the log is empty). */
-  private async head(signal: AbortSignal | undefined): Promise<number> {
-    return Number((await this.run<{ head: string | null }>(SEARCH_HEAD_SQL, [], signal, 'search head'))[0]?.head ?? 0);
+  /**
+   * Asks in a window of the newest `span` rows of the log (from seq head - span + 1; null, or a window
+   * reaching seq 1: the whole log), widened (widenWindowRows) while what it finds holds fewer than `min`,
+   * until it does or the window is the whole log. Returns the last answer.
+   */
+  private async inWindows<T>(span: number | null, min: number, ask: (from: number | null) => Promise<T>, found: (got: T) => number, signal: AbortSignal | undefined): Promise<T> {
+    const head = span === null ? 0 : Number((await this.run<{ head: string | null }>(SEARCH_HEAD_SQL, [], signal, 'search head'))[0]?.head ?? 0);
+    for (;;) {
+      const from = span !== null && head - span + 1 > 1 ? head - span + 1 : null;
+      const got = await ask(from);
+      const n = found(got);
+      if (from === null || n >= min) return got;
+      span = widenWindowRows(span!, n, min);
+    }
   }
 
   /** The planner's estimate of log_entries' rows, kept for a minute (the window's size is a fraction of it). */
