@@ -78,6 +78,28 @@ describe('SearchLogs: the pre-encoded response is the generic one', () => {
     assert.equal(encodeSearchResponse([], '').length, 0);
   });
 
+  it('a RELEVANCE token carries the first page\'s ranked set and window; the next page hands both back to the reader', async () => {
+    const asked: { rankFrom?: unknown; rankWindow?: unknown }[] = [];
+    const first = { timestampUs: 1_763_000_000_000_000, seq: 7 };
+    const reader = {
+      parseQuery: async () => ({ terms: 2, text: "'permission' <-> 'denied'" }),
+      page: async (_f: unknown, o: { limit: number; rankFrom?: unknown; rankWindow?: unknown }): Promise<SearchPage> => {
+        asked.push({ rankFrom: o.rankFrom, rankWindow: o.rankWindow });
+        // Only a first page says where its ranking starts and in which window.
+        return { rows: hits.slice(0, o.limit), rankFrom: o.rankFrom ? null : first, rankWindow: o.rankFrom ? null : 640 };
+      },
+    } as unknown as SearchReader;
+    const v1 = req({ pageSize: 5, order: Order.ORDER_RELEVANCE, query: '"permission denied"' });
+    const page1 = await searchLogs(reader, v1, signal);
+    const v2 = validateSearchLogs(SearchLogsRequest.fromPartial({ query: '"permission denied"', pageSize: 5, order: Order.ORDER_RELEVANCE, pageToken: page1.nextPageToken }));
+    assert.deepEqual([v2.rankFrom, v2.rankWindow], [first, 640]);
+    const page2 = await searchLogs(reader, v2, signal);
+    assert.deepEqual(asked, [{ rankFrom: null, rankWindow: null }, { rankFrom: first, rankWindow: 640 }]);
+    // The third page's token still carries the first page's set and window.
+    const v3 = validateSearchLogs(SearchLogsRequest.fromPartial({ query: '"permission denied"', pageSize: 5, order: Order.ORDER_RELEVANCE, pageToken: page2.nextPageToken }));
+    assert.deepEqual([v3.rankFrom, v3.rankWindow], [first, 640]);
+  });
+
   it('a query with no word: INVALID_ARGUMENT on both', async () => {
     await assert.rejects(searchLogs(readerOf(hits, 0), req({}), signal), InvalidArgumentError);
     await assert.rejects(searchLogsEncoded(readerOf(hits, 0), req({}), signal), InvalidArgumentError);
