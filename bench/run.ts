@@ -938,8 +938,7 @@ function printTable(): void {
     if (s) {
       add(`SearchLogs page p50/p99 @ ${opts.queryRows} rows (newest first, ${s.newestMs.n} pages)`, `${fmt(s.newestMs.p50)} / ${fmt(s.newestMs.p99)} ms`, 'p99 <= 50 ms');
       add('SearchLogs by relevance p50/p99 (selective queries)', `${fmt(s.relevanceMs.p50)} / ${fmt(s.relevanceMs.p99)} ms`);
-      // null: not timed (--reads-db, --keep; NaN came through the reads client's JSON as null).
-      add('migration 006 (search column + GIN) lock at those rows', typeof s.migration006Ms === 'number' && Number.isFinite(s.migration006Ms) ? `${fmt(s.migration006Ms / 1000, 2)} s` : '- s');
+      add('migration 006 (search column + GIN) lock at those rows', s.migration006Ms === null ? '- s (not timed)' : `${fmt(s.migration006Ms / 1000, 2)} s`);
     }
   }
   if (r.watch) {

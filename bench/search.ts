@@ -28,7 +28,8 @@ export interface SearchResult {
   readonly hitsMean: Record<string, number>;
   readonly words: { common: string[]; mid: string[]; rare: string[]; phrases: string[] };
   readonly rows: number;
-  readonly migration006Ms: number;
+  /** null: not timed (timeMigration false). */
+  readonly migration006Ms: number | null;
 }
 
 export interface SearchOptions {
@@ -163,7 +164,7 @@ export async function searchPhase(client: MemoryServiceClient, dbUrl: string, o:
   o.log(`search: newest p50 ${summarize(newest).p50.toFixed(1)} p99 ${summarize(newest).p99.toFixed(1)} ms; relevance p50 ${summarize(relevance).p50.toFixed(1)} p99 ${summarize(relevance).p99.toFixed(1)} ms; p99 by kind ${JSON.stringify(byKindP99Ms)}, relevance ${JSON.stringify(relevanceByKindP99Ms)}`);
 
   // Migration 006 again on these rows: drop its column (and index), time the file.
-  if (o.timeMigration === false) return { newestMs: summarize(newest), relevanceMs: summarize(relevance), byKindP99Ms, relevanceByKindP99Ms, hitsMean, words, rows, migration006Ms: Number.NaN };
+  if (o.timeMigration === false) return { newestMs: summarize(newest), relevanceMs: summarize(relevance), byKindP99Ms, relevanceByKindP99Ms, hitsMean, words, rows, migration006Ms: null };
   const migration006Ms = await withClient(dbUrl, async (c) => {
     await c.query('ALTER TABLE log_entries DROP COLUMN search');
     const sql = readFileSync(join(migrationsDir(), '006_log_search.sql'), 'utf8');
